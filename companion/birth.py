@@ -1,0 +1,194 @@
+"""Birth: a companion brought into being from a corpus, or adopted from the bundled seedling.
+
+Birth is "make the home, then run the nursery": the nursery trains whatever is missing (the tokenizer,
+the first weights) and continues from wherever it stopped, so a birth cancelled halfway is resumed by
+`companion nursery`. Every input is checked before anything is written: bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from companion.corpus import CorpusError, read_owner_texts, starter_documents
+from companion.home import Home, HomeError, validate_name
+from companion.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
+from companion.settings import Settings
+from companion.store import Store
+from companion.training import best_device, load_optimizer_state, make_optimizer, save_optimizer_state
+from companion.transcript import Turn, encode_documents, encode_turns, greeting_text, parse_tokens, reply_prompt
+from companion.weights import Weights
+from model.checkpoint import CheckpointError
+from model.config import PRESETS, ConfigError, preset
+from model.sampling import SamplingSettings, sample_candidates
+from model.tokenizer import DEFAULT_VOCAB, Tokenizer, train_tokenizer
+from model.transformer import Transformer
+
+SEEDLING_DIR = Path(__file__).with_name("seedling")
+NURSERY_STATE = "nursery-optimizer.safetensors"
+OWNER_CORPUS_DIR = "corpus"  # the owner's birth texts, copied into the home so the nursery can resume
+
+
+class BirthError(ValueError):
+    """Bad input to birth or the nursery, said before anything is written."""
+
+
+@dataclass
+class NurseryPlan:
+    minutes: float | None = None
+    steps: int | None = None
+    seed: int = 0
+    batch_size: int = 8
+    peak_lr: float = 1e-3
+    vocab_size: int = DEFAULT_VOCAB
+    eval_every_s: float = 30.0
+    heldout_windows: int = 32
+
+
+@dataclass
+class NurseryOutcome:
+    result: NurseryResult
+    checkpoint_id: int
+    notes: list[str] = field(default_factory=list)
+
+
+def check_birth_input(root: Path, name: str, owner: str, preset_name: str, corpus: list[str]) -> list[str]:
+    """Every check birth can make before writing; returns notes on skipped owner files."""
+    validate_name(name)
+    validate_name(owner, "owner name")
+    if preset_name not in PRESETS:
+        raise BirthError(f"unknown preset {preset_name!r}; choose one of: {', '.join(PRESETS)}")
+    if (root / name / "companion.toml").exists():
+        raise BirthError(f"a companion named {name} already exists in {root}; never overwriting")
+    try:
+        return read_owner_texts(corpus).notes if corpus else []
+    except CorpusError as exc:
+        raise BirthError(str(exc)) from exc
+
+
+def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: list[str]) -> tuple[Home, list[str]]:
+    """Make the companion's home and copy the owner's texts into it."""
+    notes = check_birth_input(root, name, owner, preset_name, corpus)
+    home = Home.create(root, name, owner=owner, preset=preset_name)
+    if corpus:
+        texts = read_owner_texts(corpus)
+        folder = home.path / OWNER_CORPUS_DIR
+        folder.mkdir(exist_ok=True)
+        for i, (path, text) in enumerate(texts.texts):
+            (folder / f"{i:04d}-{Path(path).name}").write_text(text, encoding="utf-8")
+    return home, notes
+
+
+def _owner_documents(home: Home) -> list[list[Turn]]:
+    folder = home.path / OWNER_CORPUS_DIR
+    if not folder.is_dir():
+        return []
+    return [[Turn("text", p.read_text(encoding="utf-8"))] for p in sorted(folder.iterdir()) if p.suffix in (".txt", ".md")]
+
+
+def corpus_documents(settings: Settings, home: Home) -> tuple[list[list[Turn]], list[list[Turn]]]:
+    """(training documents, held-out documents) of the birth corpus: starter plus the owner's texts."""
+    greeting, goodnight = settings.day.greeting, settings.day.goodnight
+    train = starter_documents(False, greeting, goodnight) + _owner_documents(home)
+    return train, starter_documents(True, greeting, goodnight)
+
+
+def sample_line(tokenizer: Tokenizer, settings: Settings, seed: int = 0) -> Callable[[Transformer], str]:
+    """A short reply to a fixed greeting: what the progress bar shows now and then."""
+    name, owner = settings.companion.name, settings.companion.owner
+    context = encode_turns(tokenizer, [
+        Turn("inner", greeting_text(settings.day.greeting, name, owner)),
+        Turn("owner", "Hi! How are you today?"),
+    ]).ids
+    stops = {tokenizer.end_id, *tokenizer.role_ids.values()}
+
+    def sample(model: Transformer) -> str:
+        [gen] = sample_candidates(model, reply_prompt(tokenizer, context), 1,
+                                  SamplingSettings(temperature=0.8, max_new_tokens=32, seed=seed), stops)
+        return tokenizer.decode(gen.tokens)
+
+    return sample
+
+
+def run_birth_nursery(
+    home: Home,
+    store: Store,
+    plan: NurseryPlan,
+    on_progress: Callable[[NurseryProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    device: torch.device | None = None,
+) -> NurseryOutcome:
+    """Train the tokenizer if there is none, the first weights if there are none, then pretrain.
+
+    Saves a `birth` checkpoint the first time and a `nursery` checkpoint after, and the nursery's own
+    optimizer state beside them. Stopping early (should_stop) still saves what was learnt.
+    """
+    settings = home.load_settings()
+    device = device or best_device()
+    weights = Weights(home, store)
+    notes: list[str] = []
+    train_docs, heldout_docs = corpus_documents(settings, home)
+    if not home.tokenizer_path.exists():
+        log(f"training the tokenizer ({plan.vocab_size} tokens) on {len(train_docs) // 2} conversations and the owner's texts")
+        tokenizer = train_tokenizer((t.text for doc in train_docs for t in doc), vocab_size=plan.vocab_size)
+        tokenizer.save(home.tokenizer_path)
+    tokenizer = Tokenizer.load(home.tokenizer_path)
+
+    current = weights.current()
+    state_path = home.checkpoints_dir / NURSERY_STATE
+    optimizer = None
+    if current is None:
+        torch.manual_seed(plan.seed)
+        try:
+            config = preset(settings.companion.preset or "seedling", vocab_size=tokenizer.vocab_size)
+        except ConfigError as exc:
+            raise BirthError(f"{home.settings_path}: companion.preset: {exc}") from exc
+        model = Transformer(config).to(device)
+        reason, parent_id, step0 = "birth", None, 0
+    else:
+        loaded = weights.load_current(device)
+        notes += loaded.notes
+        model, reason, parent_id, step0 = loaded.model, "nursery", loaded.checkpoint.id, loaded.meta.step
+        if state_path.exists():
+            optimizer = make_optimizer(model, plan.peak_lr)
+            try:
+                header = load_optimizer_state(state_path, model, optimizer)
+                if header.get("checkpoint") != loaded.checkpoint.path:
+                    notes.append("the weights changed since the last nursery run: its optimizer starts fresh")
+                    optimizer = None
+            except CheckpointError as exc:
+                notes.append(f"nursery optimizer state unreadable, starting it fresh ({exc})")
+                optimizer = None
+
+    log(f"encoding the corpus: {len(train_docs)} training and {len(heldout_docs)} held-out documents")
+    data = CorpusTokens.from_encoded(encode_documents(tokenizer, train_docs), encode_documents(tokenizer, heldout_docs))
+    log(f"{len(data.train):,} training tokens, {len(data.heldout):,} held-out; model {model.num_params() / 1e6:.1f}M parameters on {device}")
+    result, optimizer = run_nursery(
+        model, optimizer, data, steps=plan.steps, minutes=plan.minutes, batch_size=plan.batch_size,
+        peak_lr=plan.peak_lr, seed=plan.seed + step0, heldout_windows=plan.heldout_windows,
+        eval_every_s=plan.eval_every_s, on_progress=on_progress, should_stop=should_stop,
+        sample=sample_line(tokenizer, settings, plan.seed),
+    )
+    record = weights.save(model, reason, step=step0 + result.steps, parent_id=parent_id,
+                          probe_ppl=math.exp(min(result.heldout_after, 50)))
+    save_optimizer_state(state_path, model, optimizer, {"checkpoint": record.path, "steps": str(step0 + result.steps)})
+    return NurseryOutcome(result, record.id, notes)
+
+
+def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) -> int:
+    """Give a new companion the bundled seedling's tokenizer and weights (seconds, not hours)."""
+    from model.checkpoint import load_checkpoint
+
+    tokenizer_src, weights_src = seedling_dir / "tokenizer.json", seedling_dir / "seedling.safetensors"
+    if not tokenizer_src.exists() or not weights_src.exists():
+        raise BirthError(f"{seedling_dir}: the bundled seedling is missing from this installation")
+    Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it
+    model, meta = load_checkpoint(weights_src)
+    shutil.copyfile(tokenizer_src, home.tokenizer_path)
+    return Weights(home, store).save(model, "seedling", step=meta.step).id

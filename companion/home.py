@@ -1,0 +1,674 @@
+"""Where companions live, and the lock that keeps one app per companion.
+
+The *root* folder holds one folder per companion (its *home*)::
+
+    <root>/<name>/companion.toml     settings (see companion.settings)
+                  tokenizer.json
+                  checkpoints/
+                  books/
+                  backups/           default backup folder
+                  companion.db       the store
+                  lock               held while an app has the companion open
+
+The root is ``platformdirs.user_data_dir("companion")``, overridden by the environment
+variable ``COMPANION_HOME``, overridden by an explicit ``--home`` path.  A path that
+itself contains ``companion.toml`` is taken as one companion's home directly, so
+``--home DIR`` works whether DIR is the root or a companion's folder.
+
+This module is on the UI's start-up path: it must never import torch or textual.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import socket
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import platformdirs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from companion.settings import Settings
+
+__all__ = [
+    "APP_NAME",
+    "ENV_HOME",
+    "ENV_CONFIG",
+    "MAX_NAME_LENGTH",
+    "HomeError",
+    "LockedError",
+    "Home",
+    "HomeLock",
+    "LockInfo",
+    "resolve_root",
+    "config_dir",
+    "themes_dir",
+    "validate_name",
+    "list_companions",
+    "is_home",
+    "ensure_writable",
+]
+
+APP_NAME = "companion"
+ENV_HOME = "COMPANION_HOME"
+ENV_CONFIG = "COMPANION_CONFIG"
+MAX_NAME_LENGTH = 40
+
+SETTINGS_FILE = "companion.toml"
+TOKENIZER_FILE = "tokenizer.json"
+STORE_FILE = "companion.db"
+LOCK_FILE = "lock"
+CHECKPOINTS_DIR = "checkpoints"
+BOOKS_DIR = "books"
+BACKUPS_DIR = "backups"
+SUBFOLDERS = (CHECKPOINTS_DIR, BOOKS_DIR, BACKUPS_DIR)
+
+
+class HomeError(Exception):
+    """A companion's home (or the root of homes) cannot be used as asked."""
+
+
+class LockedError(HomeError):
+    """The companion is already open in another process."""
+
+    def __init__(self, message: str, holder: "LockInfo | None" = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _env_path(var: str) -> Path | None:
+    value = os.environ.get(var, "").strip()
+    return _absolute(value) if value else None
+
+
+def _absolute(p: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(p))))
+
+
+def resolve_root(home: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of companions: ``home`` if given (``--home``), else ``$COMPANION_HOME``
+    if set and non-empty, else ``platformdirs.user_data_dir("companion")``.  Returned
+    absolute with ``~`` expanded; nothing is created.  The result may be one companion's
+    home rather than a root (see :func:`is_home`); :meth:`Home.open` handles both."""
+    if home is not None and os.fspath(home).strip():
+        return _absolute(home)
+    return _env_path(ENV_HOME) or _absolute(platformdirs.user_data_dir(APP_NAME))
+
+
+def config_dir() -> Path:
+    """The owner's configuration folder: ``$COMPANION_CONFIG`` if set, else
+    ``platformdirs.user_config_dir("companion")``.  Owner themes live in
+    ``config_dir()/themes/*.tcss|*.toml``.  Nothing is created."""
+    return _env_path(ENV_CONFIG) or _absolute(platformdirs.user_config_dir(APP_NAME))
+
+
+def themes_dir() -> Path:
+    """``config_dir()/themes``: where the owner's own theme files live."""
+    return config_dir() / "themes"
+
+
+def validate_name(name: str, what: str = "companion name") -> str:
+    """Return ``name`` if it can name a companion (and its folder), else raise
+    :class:`HomeError` naming the value and why.
+
+    Refused: empty, longer than 40 characters, path separators (``/`` or ``\\``),
+    ``..``, a leading dot, leading or trailing spaces, control and other invisible
+    characters (Unicode category C*)."""
+    if not isinstance(name, str):
+        raise HomeError(f"invalid {what} {name!r}: it must be text")
+
+    def bad(why: str) -> HomeError:
+        return HomeError(f"invalid {what} {name!r}: {why}")
+
+    if not name:
+        raise bad("it is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise bad(f"it is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    for ch in name:
+        if unicodedata.category(ch).startswith("C"):
+            raise bad(f"it contains a control or invisible character (U+{ord(ch):04X})")
+    if "/" in name or "\\" in name:
+        raise bad("it contains a path separator ('/' or '\\')")
+    if ".." in name:
+        raise bad("it contains '..'")
+    if name.startswith("."):
+        raise bad("it starts with a dot")
+    if name != name.strip():
+        raise bad("it starts or ends with a space")
+    return name
+
+
+def is_home(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is one companion's home (a folder holding ``companion.toml``)."""
+    return (Path(path) / SETTINGS_FILE).is_file()
+
+
+def list_companions(root: str | os.PathLike[str]) -> list[str]:
+    """Names of the companions living in ``root`` (sub-folders holding
+    ``companion.toml``), sorted.  A root that does not exist yet holds none; a root that
+    is not a folder is a :class:`HomeError`.  If ``root`` is itself a companion's home,
+    that one companion's name is returned."""
+    root = _absolute(root)
+    if is_home(root):
+        return [root.name]
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise HomeError(f"{root} is not a folder; it cannot hold companions")
+    try:
+        entries = list(root.iterdir())
+    except OSError as e:
+        raise HomeError(f"cannot read the folder {root}: {e.strerror or e}") from None
+    return sorted(p.name for p in entries if not p.name.startswith(".") and is_home(p))
+
+
+def ensure_writable(folder: str | os.PathLike[str]) -> None:
+    """Raise :class:`HomeError` naming ``folder`` unless a file can really be created in
+    it (permissions alone do not tell: read-only mounts, full disks, ACLs...)."""
+    folder = Path(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test-", suffix=".tmp")
+    except OSError as e:
+        raise HomeError(f"cannot write in the folder {folder}: {e.strerror or e}") from None
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _make_dirs(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise HomeError(f"cannot create the folder {folder}: a file is in the way") from None
+    except OSError as e:
+        raise HomeError(f"cannot create the folder {folder}: {e.strerror or e}") from None
+    if not folder.is_dir():
+        raise HomeError(f"cannot use {folder}: it is not a folder")
+
+
+# --------------------------------------------------------------------------- the home
+
+
+class Home:
+    """One companion's home folder.  Build with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = _absolute(path)
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Home) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # -- paths --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The companion's name: the name of its folder."""
+        return self.path.name
+
+    @property
+    def root(self) -> Path:
+        """The folder of companions this home lives in."""
+        return self.path.parent
+
+    @property
+    def settings_path(self) -> Path:
+        return self.path / SETTINGS_FILE
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def books_dir(self) -> Path:
+        return self.path / BOOKS_DIR
+
+    @property
+    def backups_dir(self) -> Path:
+        """The default backup folder (``backup.folder`` in the settings may move it; see
+        :meth:`backup_dir`)."""
+        return self.path / BACKUPS_DIR
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def backup_dir(self, settings: "Settings | None" = None) -> Path:
+        """Where backups go: ``backup.folder`` from the settings (read from disk when not
+        given); empty means :attr:`backups_dir`, a relative path is taken from the home."""
+        if settings is None:
+            settings = self.load_settings()
+        folder = settings.backup.folder
+        if not folder:
+            return self.backups_dir
+        p = Path(os.path.expanduser(folder))
+        return p if p.is_absolute() else self.path / p
+
+    # -- settings -----------------------------------------------------------------------
+
+    def load_settings(self) -> "Settings":
+        """Read ``companion.toml`` (raises ``companion.settings.SettingsError``)."""
+        from companion.settings import load_settings
+
+        return load_settings(self.settings_path)
+
+    def save_settings(self, settings: "Settings") -> None:
+        """Write ``companion.toml`` atomically."""
+        from companion.settings import save_settings
+
+        save_settings(self.settings_path, settings)
+
+    # -- creating and opening -----------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        root: str | os.PathLike[str],
+        name: str,
+        *,
+        owner: str | None = None,
+        preset: str | None = None,
+        settings: "Settings | None" = None,
+    ) -> "Home":
+        """Make a new companion's home ``<root>/<name>/`` with its sub-folders and a
+        ``companion.toml``: ``settings`` if given (its ``companion.name`` must be
+        ``name``), else default settings for ``owner`` (default ``"Owner"``) and
+        ``preset``.  The root is created if needed.
+
+        Never overwrites: an existing companion of that name, or any non-empty folder
+        in the way, is refused with :class:`HomeError` and left untouched."""
+        from companion.settings import DEFAULT_PRESET, Settings
+
+        validate_name(name)
+        root = _absolute(root)
+        if is_home(root):
+            raise HomeError(
+                f"{root} is the home of the companion {root.name!r}, not a folder of "
+                f"companions; create new companions next to it, in {root.parent}"
+            )
+        _make_dirs(root)
+        ensure_writable(root)
+        if settings is None:
+            settings = Settings.new(name, owner or "Owner", preset=preset or DEFAULT_PRESET)
+        elif settings.companion.name != name:
+            raise HomeError(
+                f"the settings name the companion {settings.companion.name!r}, "
+                f"not {name!r}"
+            )
+        path = root / name
+        exists_msg = f"a companion named {name} already exists in {root}; never overwriting"
+        if is_home(path) or (path.exists() and not path.is_dir()):
+            raise HomeError(exists_msg)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not path.is_dir():
+                raise HomeError(exists_msg) from None
+            try:
+                occupied = any(path.iterdir())
+            except OSError as e:
+                raise HomeError(f"cannot read the folder {path}: {e.strerror or e}") from None
+            if occupied:
+                raise HomeError(
+                    f"the folder {path} already exists and is not empty; never overwriting"
+                ) from None
+        except OSError as e:
+            raise HomeError(f"cannot create the folder {path}: {e.strerror or e}") from None
+        home = cls(path)
+        for sub in SUBFOLDERS:
+            _make_dirs(path / sub)
+        from companion.settings import save_settings
+
+        try:
+            save_settings(home.settings_path, settings, exclusive=True)
+        except FileExistsError:  # another process created it just now
+            raise HomeError(exists_msg) from None
+        except OSError as e:
+            raise HomeError(
+                f"cannot write {home.settings_path}: {e.strerror or e}"
+            ) from None
+        return home
+
+    @classmethod
+    def open(
+        cls,
+        root: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        check_writable: bool = True,
+    ) -> "Home":
+        """Open an existing companion.
+
+        ``root`` may be the folder of companions or one companion's home.  With
+        ``name=None`` the only companion there is opened; none, or several, is a
+        :class:`HomeError` (the latter lists them).  With ``check_writable`` (the
+        default) the home must really be writable and its missing sub-folders are
+        made again."""
+        root = _absolute(root)
+        if is_home(root):
+            if name is not None and name != root.name:
+                raise HomeError(
+                    f"{root} is the home of the companion {root.name!r}, not {name!r}"
+                )
+            home = cls(root)
+        else:
+            if name is not None:
+                validate_name(name)
+            if not root.exists():
+                raise HomeError(f"no companion lives in {root} yet (the folder does not exist)")
+            names = list_companions(root)
+            if name is not None:
+                if name not in names:
+                    others = f"; companions there: {', '.join(names)}" if names else ""
+                    raise HomeError(f"no companion named {name} in {root}{others}")
+                home = cls(root / name)
+            elif not names:
+                raise HomeError(f"no companion lives in {root} yet; create one first")
+            elif len(names) > 1:
+                raise HomeError(
+                    f"several companions live in {root}: {', '.join(names)}; "
+                    f"say which one to open"
+                )
+            else:
+                home = cls(root / names[0])
+        if check_writable:
+            ensure_writable(home.path)
+            for sub in SUBFOLDERS:
+                _make_dirs(home.path / sub)
+        return home
+
+    # -- the lock -----------------------------------------------------------------------
+
+    def lock(self) -> "HomeLock":
+        """Take the companion's lock now and return it (a context manager; or call
+        :meth:`HomeLock.release`).  Raises :class:`LockedError` if another process (or
+        another lock in this one) holds it.  See :class:`HomeLock`."""
+        return HomeLock(self.lock_path, self.name).acquire()
+
+    def lock_holder(self) -> "LockInfo | None":
+        """Who the lock file says holds (or last held without releasing) the lock; for
+        display only -- the lock itself is the kernel's."""
+        try:
+            return LockInfo.parse(self.lock_path.read_bytes())
+        except OSError:
+            return None
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What a lock file records about its holder."""
+
+    pid: int | None
+    host: str
+    since: str  # ISO 8601 date-time
+
+    @classmethod
+    def mine(cls) -> "LockInfo":
+        return cls(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=_dt.datetime.now().astimezone().replace(microsecond=0).isoformat(),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> "LockInfo | None":
+        """The info in a lock file's bytes, or None when empty or unreadable."""
+        if not data.strip():
+            return None
+        try:
+            d = json.loads(data.decode("utf-8"))
+            pid = d.get("pid")
+            return cls(
+                pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                host=str(d.get("host", "")),
+                since=str(d.get("since", "")),
+            )
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return cls(pid=None, host="", since="")
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps({"pid": self.pid, "host": self.host, "since": self.since}) + "\n").encode()
+
+    @property
+    def since_text(self) -> str:
+        """``since`` as local wall-clock time, e.g. ``2024-05-01 08:30:00``."""
+        try:
+            when = _dt.datetime.fromisoformat(self.since)
+        except ValueError:
+            return self.since or "an unknown time"
+        if when.tzinfo is not None:
+            when = when.astimezone()
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+
+    def describe(self) -> str:
+        """``pid N, since T`` (with the host when it is not this machine)."""
+        pid = f"pid {self.pid}" if self.pid is not None else "pid unknown"
+        if self.host and self.host != socket.gethostname():
+            pid += f" on host {self.host}"
+        return f"{pid}, since {self.since_text}"
+
+    def process_exists(self) -> bool | None:
+        """Whether the recorded process still exists (None when that cannot be told:
+        no pid, another host, or no way to ask on this system)."""
+        if self.pid is None or (self.host and self.host != socket.gethostname()):
+            return None
+        return _pid_exists(self.pid)
+
+
+def _pid_exists(pid: int) -> bool | None:
+    if pid <= 0:
+        return False
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return None
+    return True
+
+
+if os.name == "nt":  # pragma: no cover - best effort, not tested here
+    import msvcrt
+
+    _WIN_LOCK_OFFSET = 1 << 20  # lock a byte past the info, so others can still read it
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        return True
+
+    def _unlock(fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > 65536:
+            break
+    return b"".join(chunks)
+
+
+class HomeLock:
+    """The lock that keeps a companion open in one process at a time.
+
+    It is an exclusive ``fcntl.flock`` (``LOCK_EX | LOCK_NB``) on the home's ``lock``
+    file (``msvcrt.locking`` on Windows, best effort).  The file also records the
+    holder's pid, host name and start time, for messages only: the lock itself belongs
+    to the kernel, which drops it the moment the holding process dies, however it dies
+    (crash, ``kill -9``, power loss).  So a crashed app never leaves the companion
+    locked; the next open takes the lock at once.  When it finds the previous holder's
+    record still in the file (a clean release empties it), it says so:
+    :attr:`recovered_stale` is true and :attr:`note` reads "recovered a stale lock ...".
+
+    The lock file is never deleted (deleting a flock'd file lets two processes hold
+    locks on two different files); its descriptor is close-on-exec, so child programs
+    do not inherit the lock (a ``fork`` without ``exec`` would share it).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        self.path = Path(path)
+        self.name = name or self.path.parent.name
+        self._fd: int | None = None
+        #: True when the lock was taken over from a process that died holding it.
+        self.recovered_stale = False
+        #: What the stale lock file said about its holder, when recovered.
+        self.stale: LockInfo | None = None
+        #: A line for the owner ("recovered a stale lock ..."), or None.
+        self.note: str | None = None
+        #: Our own record, once acquired.
+        self.info: LockInfo | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> "HomeLock":
+        if self._fd is not None:
+            return self
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            raise HomeError(
+                f"cannot open the lock file {self.path} of companion {self.name}: "
+                f"{e.strerror or e}"
+            ) from None
+        try:
+            got = _try_lock(fd)
+        except OSError as e:
+            os.close(fd)
+            raise HomeError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        if not got:
+            holder = self._read_holder(fd)
+            os.close(fd)
+            if holder is not None and holder.pid == os.getpid() and holder.host == socket.gethostname():
+                where = "already open in this same process"
+            else:
+                where = "already open in another process"
+            who = holder.describe() if holder is not None else "pid unknown, since an unknown time"
+            raise LockedError(f"companion {self.name} is {where} ({who})", holder)
+        try:
+            previous = LockInfo.parse(_read_fd(fd))
+            mine = LockInfo.mine()
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, mine.to_bytes())
+            os.fsync(fd)
+        except OSError as e:
+            _unlock(fd)
+            os.close(fd)
+            raise HomeError(f"cannot write the lock file {self.path}: {e.strerror or e}") from None
+        self._fd = fd
+        self.info = mine
+        if previous is not None:
+            self.recovered_stale = True
+            self.stale = previous
+            gone = previous.process_exists()
+            state = (
+                "which is gone"
+                if gone is False
+                else "which no longer holds it"
+            )
+            self.note = (
+                f"recovered a stale lock: companion {self.name} was left open by "
+                f"{previous.describe()}, {state}"
+            )
+        return self
+
+    @staticmethod
+    def _read_holder(fd: int) -> LockInfo | None:
+        # The holder writes its record just after taking the lock; give it a moment.
+        info = None
+        for _ in range(20):
+            try:
+                info = LockInfo.parse(_read_fd(fd))
+            except OSError:
+                info = None
+            if info is not None and info.pid is not None:
+                return info
+            time.sleep(0.025)
+        return info
+
+    def release(self) -> None:
+        """Empty the record and let go.  Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        _unlock(fd)
+        os.close(fd)
+
+    def __enter__(self) -> "HomeLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"HomeLock({str(self.path)!r}, held={self.held})"

@@ -1,0 +1,1144 @@
+"""The companion's settings: one TOML file, ``companion.toml``, in the companion's home.
+
+Read with :mod:`tomllib`, written with :mod:`tomli_w` (atomically: a temporary file in
+the same folder, fsynced, then renamed over the old one, so a crash leaves the old file
+whole).  Every key is checked for type and range; a bad file is refused with a
+:class:`SettingsError` that names the file, the dotted key, the value given and what is
+allowed.  Keys missing from a file take their defaults, so files written by older
+versions keep working; unknown keys and sections are refused (a typo must not be
+silently ignored).
+
+A :class:`Settings` object is immutable and always valid: build one with
+:meth:`Settings.new`, :func:`load_settings` or :meth:`Settings.with_value` (what the
+settings screen uses to change one key from the text the owner typed).
+
+This module is on the UI's start-up path: it must never import torch or textual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import difflib
+import errno
+import math
+import os
+import re
+import string
+import tempfile
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+import tomli_w
+
+__all__ = [
+    "SettingsError",
+    "Settings",
+    "CompanionSettings",
+    "SamplingSettings",
+    "DaySettings",
+    "SourceBudget",
+    "NightSettings",
+    "TeacherSettings",
+    "BackupSettings",
+    "BooksSettings",
+    "UISettings",
+    "SettingInfo",
+    "DEFAULT_INDICATORS",
+    "DEFAULT_GREETING",
+    "DEFAULT_GOODNIGHT",
+    "DEFAULT_PRESET",
+    "DEFAULT_THEME",
+    "SETTINGS_FILENAME",
+    "load_settings",
+    "save_settings",
+    "update_settings_file",
+    "settings_to_toml",
+    "settings_from_toml",
+    "describe_settings",
+    "iter_settings",
+    "render_template",
+]
+
+SETTINGS_FILENAME = "companion.toml"
+
+DEFAULT_PRESET = "seedling"
+DEFAULT_THEME = "companion-dusk"
+
+#: The four inner-voice lines that mark the passing of a day, one per quarter.
+DEFAULT_INDICATORS: tuple[str, str, str, str] = (
+    "It is early morning; the day is young.",
+    "The morning has passed; it is the middle of the day.",
+    "The afternoon is growing long.",
+    "Night is falling; the day is nearly done.",
+)
+DEFAULT_GREETING = "Good morning, {companion}. {owner} is here."
+DEFAULT_GOODNIGHT = "Good night, {companion}. The day is over."
+
+#: Placeholders a day template may use.
+TEMPLATE_FIELDS = ("companion", "owner")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SettingsError(ValueError):
+    """A settings file or value was refused.
+
+    The message names the file (when there is one), the dotted key, the value given
+    and what is allowed.  The parts are also kept as attributes for the UI.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        key: str | None = None,
+        value: Any = None,
+        allowed: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+class _Bad(Exception):
+    """Internal: a value is not allowed.  ``allowed`` describes what is."""
+
+    def __init__(
+        self, allowed: str, why: str | None = None, *, subkey: str | None = None,
+        subvalue: Any = None,
+    ) -> None:
+        super().__init__(allowed)
+        self.allowed = allowed
+        self.why = why
+        self.subkey = subkey  # the key inside a table value that was refused
+        self.subvalue = subvalue
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """A value as the owner would recognise it (TOML-ish, control characters escaped)."""
+    text = _show_full(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show_full(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show_full(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_show_full(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _error(key: str, value: Any, bad: _Bad, path: Path | None) -> SettingsError:
+    where = f"{path}: " if path is not None else ""
+    why = f" ({bad.why})" if bad.why else ""
+    if bad.subkey is not None:
+        key, value = f"{key}.{bad.subkey}", bad.subvalue
+    return SettingsError(
+        f"{where}{key} = {_show(value)} is not allowed{why}; expected {bad.allowed}",
+        path=path,
+        key=key,
+        value=value,
+        allowed=bad.allowed,
+    )
+
+
+# --------------------------------------------------------------------------- value specs
+
+
+def _has_control(s: str) -> bool:
+    return any(unicodedata.category(c).startswith("C") for c in s)
+
+
+def _num(x: float | int) -> str:
+    return repr(float(x)) if isinstance(x, float) else str(x)
+
+
+class _Spec:
+    """How one key is checked.  ``check`` takes a TOML value (or a Python value given to
+    ``with_value``) and returns it normalised, or raises :class:`_Bad`; ``parse`` takes
+    the text typed on the settings screen."""
+
+    allowed = "a value"
+
+    def check(self, v: Any) -> Any:  # pragma: no cover - overridden
+        return v
+
+    def parse(self, text: str) -> Any:
+        return self.check(text)
+
+    def to_toml(self, v: Any) -> Any:
+        return v
+
+
+class _Int(_Spec):
+    def __init__(self, lo: int, hi: int, allowed: str | None = None) -> None:
+        self.lo, self.hi = lo, hi
+        self.allowed = allowed or f"a whole number from {lo:_} to {hi:_}".replace("_", ",")
+
+    def check(self, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Bad(self.allowed)
+        if not self.lo <= v <= self.hi:
+            raise _Bad(self.allowed)
+        return v
+
+    def parse(self, text: str) -> int:
+        try:
+            return self.check(int(text.strip().replace(",", "")))
+        except ValueError:
+            raise _Bad(self.allowed) from None
+
+
+class _OptInt(_Int):
+    """A whole number or nothing (absent from the file)."""
+
+    def __init__(self, lo: int, hi: int, allowed: str) -> None:
+        super().__init__(lo, hi, allowed)
+
+    def check(self, v: Any) -> int | None:
+        if v is None:
+            return None
+        return super().check(v)
+
+    def parse(self, text: str) -> int | None:
+        if text.strip().lower() in ("", "none", "off", "random"):
+            return None
+        return super().parse(text)
+
+
+class _Float(_Spec):
+    def __init__(
+        self, lo: float, hi: float, *, lo_open: bool = False, allowed: str | None = None
+    ) -> None:
+        self.lo, self.hi, self.lo_open = float(lo), float(hi), lo_open
+        if allowed:
+            self.allowed = allowed
+        elif lo_open:
+            self.allowed = f"a number greater than {_num(self.lo)} and at most {_num(self.hi)}"
+        else:
+            self.allowed = f"a number from {_num(self.lo)} to {_num(self.hi)}"
+
+    def check(self, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _Bad(self.allowed)
+        v = float(v)
+        if not math.isfinite(v):
+            raise _Bad(self.allowed)
+        low_ok = v > self.lo if self.lo_open else v >= self.lo
+        if not (low_ok and v <= self.hi):
+            raise _Bad(self.allowed)
+        return v
+
+    def parse(self, text: str) -> float:
+        try:
+            return self.check(float(text.strip()))
+        except ValueError:
+            raise _Bad(self.allowed) from None
+
+
+class _Bool(_Spec):
+    allowed = "true or false"
+    _TRUE = ("true", "yes", "on", "1")
+    _FALSE = ("false", "no", "off", "0")
+
+    def check(self, v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise _Bad(self.allowed)
+        return v
+
+    def parse(self, text: str) -> bool:
+        t = text.strip().lower()
+        if t in self._TRUE:
+            return True
+        if t in self._FALSE:
+            return False
+        raise _Bad(self.allowed)
+
+
+class _Text(_Spec):
+    def __init__(
+        self,
+        allowed: str,
+        *,
+        nonempty: bool = False,
+        max_len: int = 200,
+        pattern: str | None = None,
+        extra: Any = None,
+    ) -> None:
+        self.allowed = allowed
+        self.nonempty, self.max_len = nonempty, max_len
+        self.pattern = re.compile(pattern) if pattern else None
+        self.extra = extra  # callable(str) -> str, may raise _Bad
+
+    def check(self, v: Any) -> str:
+        if not isinstance(v, str):
+            raise _Bad(self.allowed)
+        if self.nonempty and not v.strip():
+            raise _Bad(self.allowed, "it is empty")
+        if len(v) > self.max_len:
+            raise _Bad(self.allowed, f"longer than {self.max_len} characters")
+        if _has_control(v):
+            raise _Bad(self.allowed, "it contains a control character")
+        if self.pattern is not None and v and not self.pattern.fullmatch(v):
+            raise _Bad(self.allowed)
+        if self.extra is not None:
+            v = self.extra(v, self.allowed)
+        return v
+
+
+class _Name(_Spec):
+    """A companion's name (the name of its folder too): checked by home.validate_name."""
+
+    allowed = (
+        "a name of 1 to 40 characters without path separators, '..', a leading dot "
+        "or control characters"
+    )
+
+    def check(self, v: Any) -> str:
+        from companion.home import HomeError, validate_name
+
+        if not isinstance(v, str):
+            raise _Bad(self.allowed)
+        try:
+            return validate_name(v)
+        except HomeError:
+            raise _Bad(self.allowed) from None
+
+
+class _Born(_Spec):
+    allowed = "an ISO 8601 date-time such as '2024-05-01T08:30:00+02:00' (or '' if unknown)"
+
+    def check(self, v: Any) -> str:
+        if isinstance(v, (_dt.datetime, _dt.date)):  # an unquoted TOML date-time
+            return v.isoformat()
+        if not isinstance(v, str):
+            raise _Bad(self.allowed)
+        if v == "":
+            return v
+        try:
+            _dt.datetime.fromisoformat(v)
+        except ValueError:
+            raise _Bad(self.allowed) from None
+        return v
+
+
+class _Template(_Spec):
+    def __init__(self, required: tuple[str, ...], max_len: int = 300) -> None:
+        self.required = required
+        self.max_len = max_len
+        allowed_fields = " and ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+        if required:
+            names = ", ".join("{" + r + "}" for r in required)
+            self.allowed = (
+                f"a line containing {names}, using no placeholders other than "
+                f"{allowed_fields} (write {{{{ and }}}} for literal braces)"
+            )
+        else:
+            self.allowed = (
+                f"a non-empty line, using no placeholders other than {allowed_fields} "
+                f"(write {{{{ and }}}} for literal braces)"
+            )
+
+    def check(self, v: Any) -> str:
+        if not isinstance(v, str):
+            raise _Bad(self.allowed)
+        if not v.strip():
+            raise _Bad(self.allowed, "it is empty")
+        if len(v) > self.max_len:
+            raise _Bad(self.allowed, f"longer than {self.max_len} characters")
+        if _has_control(v):
+            raise _Bad(self.allowed, "it contains a control character")
+        used: set[str] = set()
+        try:
+            parts = list(string.Formatter().parse(v))
+        except ValueError:
+            raise _Bad(self.allowed, "an unmatched { or }") from None
+        for _literal, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name not in TEMPLATE_FIELDS or spec or conversion:
+                shown = "{" + name + ("!" + conversion if conversion else "") + (
+                    ":" + spec if spec else ""
+                ) + "}"
+                raise _Bad(self.allowed, f"{shown} is not a placeholder it may use")
+            used.add(name)
+        missing = [r for r in self.required if r not in used]
+        if missing:
+            raise _Bad(self.allowed, "{" + missing[0] + "} is missing")
+        return v
+
+
+class _Indicators(_Spec):
+    def __init__(self, count: int = 4) -> None:
+        self.count = count
+        self.line = _Template(required=())
+        self.allowed = (
+            f"a list of exactly {count} non-empty lines (early morning to nightfall), "
+            f"each using no placeholders other than {{companion}} and {{owner}}"
+        )
+
+    def check(self, v: Any) -> tuple[str, ...]:
+        if not isinstance(v, (list, tuple)) or len(v) != self.count:
+            raise _Bad(self.allowed)
+        out = []
+        for i, line in enumerate(v, 1):
+            try:
+                out.append(self.line.check(line))
+            except _Bad as bad:
+                raise _Bad(self.allowed, f"line {i}: {bad.why or 'not a line of text'}") from None
+        return tuple(out)
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return self.check([line.strip() for line in text.strip().splitlines()])
+
+    def to_toml(self, v: Any) -> Any:
+        return list(v)
+
+
+_ACTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+class _Bindings(_Spec):
+    allowed = (
+        "a table of action id = key, e.g. { pick_1 = \"1\", good_night = \"ctrl+n\" }; "
+        "each key a non-empty string without spaces"
+    )
+    key_allowed = "a non-empty key string without spaces, e.g. \"ctrl+n\" or \"f2\""
+
+    def check_key(self, key: Any) -> str:
+        if not isinstance(key, str) or not key or len(key) > 64:
+            raise _Bad(self.key_allowed)
+        if _has_control(key) or any(c.isspace() for c in key):
+            raise _Bad(self.key_allowed)
+        return key
+
+    def check_action(self, action: Any) -> str:
+        if not isinstance(action, str) or not _ACTION_RE.fullmatch(action):
+            raise _Bad("an action id made of letters, digits and _ (e.g. pick_1)")
+        return action
+
+    def check(self, v: Any) -> Mapping[str, str]:
+        if not isinstance(v, Mapping):
+            raise _Bad(self.allowed)
+        out: dict[str, str] = {}
+        for action, key in v.items():
+            try:
+                self.check_action(action)
+                self.check_key(key)
+            except _Bad as bad:
+                raise _Bad(bad.allowed, subkey=str(action), subvalue=key) from None
+            out[action] = key
+        return MappingProxyType(dict(sorted(out.items())))
+
+    def to_toml(self, v: Any) -> Any:
+        return dict(v)
+
+
+def _url_check(v: str, allowed: str) -> str:
+    if v and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", v):
+        raise _Bad(allowed)
+    return v
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _setting(default: Any, spec: _Spec, help: str = "") -> Any:
+    meta = {"spec": spec, "help": help}
+    if isinstance(default, dict):
+        frozen = MappingProxyType(dict(default))
+        return field(default_factory=lambda: frozen, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _required(spec: _Spec, help: str = "") -> Any:
+    return field(metadata={"spec": spec, "help": help})
+
+
+def _section(cls: type, help: str = "", **defaults: Any) -> Any:
+    return field(
+        default_factory=(lambda: cls(**defaults)) if defaults else cls,
+        metadata={"section": cls, "help": help},
+    )
+
+
+@dataclass(frozen=True)
+class CompanionSettings:
+    """``[companion]``: who the companion is."""
+
+    name: str = _required(_Name(), "the companion's name (also its folder's name)")
+    owner: str = _required(
+        _Text("the owner's name: 1 to 80 characters of text", nonempty=True, max_len=80),
+        "the owner's name, as the companion calls them",
+    )
+    born: str = _setting("", _Born(), "when the companion was born (ISO 8601 date-time)")
+    preset: str = _setting(
+        DEFAULT_PRESET,
+        _Text(
+            "a model preset name (letters, digits, '-', '_', '.')",
+            nonempty=True,
+            max_len=64,
+            pattern=r"[A-Za-z0-9_.\-]+",
+        ),
+        "the model preset the companion was born with",
+    )
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """``[sampling]``: how the companion's replies are sampled."""
+
+    candidates: int = _setting(3, _Int(1, 8), "how many candidate replies each turn")
+    temperature: float = _setting(0.8, _Float(0.05, 2.0), "sampling temperature")
+    top_k: int = _setting(
+        50, _Int(0, 1000, "a whole number from 0 (off) to 1,000"), "top-k cut-off (0 = off)"
+    )
+    top_p: float = _setting(0.95, _Float(0.05, 1.0), "nucleus (top-p) cut-off")
+    repetition_penalty: float = _setting(
+        1.1, _Float(1.0, 2.0), "penalty on tokens already in the reply (1.0 = none)"
+    )
+    max_reply_tokens: int = _setting(64, _Int(8, 512), "longest reply, in tokens")
+    seed: int | None = _setting(
+        None,
+        _OptInt(
+            0,
+            2**63 - 1,
+            "a whole number from 0 to 9,223,372,036,854,775,807, or nothing "
+            "(absent) for fresh randomness",
+        ),
+        "fixed random seed (absent = fresh randomness every time)",
+    )
+
+
+@dataclass(frozen=True)
+class DaySettings:
+    """``[day]``: the shape of a day."""
+
+    share: float = _setting(
+        0.75,
+        _Float(0.25, 0.95),
+        "the day's share of the block size; the rest is room for the dream",
+    )
+    indicators: tuple[str, ...] = _setting(
+        DEFAULT_INDICATORS,
+        _Indicators(4),
+        "four inner-voice lines marking the quarters of the day",
+    )
+    greeting: str = _setting(
+        DEFAULT_GREETING, _Template(("companion",)), "the line that opens each day"
+    )
+    goodnight: str = _setting(
+        DEFAULT_GOODNIGHT, _Template(("companion",)), "the line that closes each day"
+    )
+
+
+_WEIGHT = _Float(0.0, 10.0)
+_BUDGET = _Int(0, 10_000_000)
+
+
+@dataclass(frozen=True)
+class SourceBudget:
+    """One night source: its loss weight and the most tokens drawn from it per night
+    (weight 0 or tokens 0 turns the source off)."""
+
+    weight: float = _setting(1.0, _WEIGHT, "loss weight of this source (0 = off)")
+    tokens: int = _setting(
+        20_000, _BUDGET, "most tokens drawn from this source per night (0 = off)"
+    )
+
+
+@dataclass(frozen=True)
+class NightSettings:
+    """``[night]``: how the companion learns at night."""
+
+    learning_rate: float = _setting(3e-5, _Float(1e-7, 1e-2), "peak learning rate")
+    steps: int = _setting(
+        0,
+        _Int(0, 100_000, "a whole number from 0 (auto) to 100,000"),
+        "optimizer steps per night (0 = auto, from the token budgets)",
+    )
+    batch_tokens: int = _setting(
+        4096, _Int(64, 1_048_576), "tokens per optimizer step"
+    )
+    warmup_fraction: float = _setting(0.1, _Float(0.0, 0.5), "share of steps spent warming up")
+    grad_clip: float = _setting(
+        1.0,
+        _Float(0.0, 100.0, allowed="a number from 0.0 (off) to 100.0"),
+        "gradient norm clip (0 = off)",
+    )
+    probe_bound: float = _setting(
+        0.03,
+        _Float(0.0, 1.0),
+        "allowed relative worsening of probe perplexity before a night is rolled back",
+    )
+    spike_factor: float = _setting(
+        4.0,
+        _Float(1.0, 100.0, lo_open=True),
+        "a loss above this many times its running mean is a spike (night rolled back)",
+    )
+    dream_temperature: float = _setting(0.9, _Float(0.05, 2.0), "temperature of dreams")
+    dream_top_p: float = _setting(0.95, _Float(0.05, 1.0), "top-p of dreams")
+    owner_weight: float = _setting(
+        0.3, _WEIGHT, "loss weight on the owner's own words (the companion's are 1.0)"
+    )
+    dpo_beta: float = _setting(0.1, _Float(0.01, 1.0), "preference (DPO) strength")
+    dreams_kept: int = _setting(
+        5, _Int(0, 100), "how many of the latest dreams are trained on each night"
+    )
+    day: SourceBudget = _section(SourceBudget, "the day just lived", weight=1.0, tokens=20_000)
+    dreams: SourceBudget = _section(SourceBudget, "the latest dreams", weight=0.5, tokens=10_000)
+    preferences: SourceBudget = _section(
+        SourceBudget, "the owner's choices and ratings", weight=1.0, tokens=10_000
+    )
+    books: SourceBudget = _section(SourceBudget, "queued books", weight=0.5, tokens=50_000)
+    replay: SourceBudget = _section(
+        SourceBudget, "replay of older days and the birth corpus", weight=1.0, tokens=50_000
+    )
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """``[teacher]``: an optional outside model.  Off unless the owner configures it:
+    the app opens no network connection otherwise."""
+
+    enabled: bool = _setting(False, _Bool(), "ask an outside teacher model (needs url)")
+    url: str = _setting(
+        "",
+        _Text(
+            "an http:// or https:// address (or '' when the teacher is off)",
+            max_len=2000,
+            extra=_url_check,
+        ),
+        "the teacher's address",
+    )
+    model: str = _setting(
+        "", _Text("a model name (text, at most 200 characters)"), "the teacher's model name"
+    )
+    api_key_env: str = _setting(
+        "",
+        _Text(
+            "the NAME of an environment variable holding the key (letters, digits, _; "
+            "never the key itself), or ''",
+            max_len=100,
+            pattern=r"[A-Za-z_][A-Za-z0-9_]*",
+        ),
+        "environment variable holding the API key",
+    )
+    timeout_s: int = _setting(30, _Int(1, 600), "seconds to wait for the teacher")
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """``[backup]``: copies of the companion kept elsewhere."""
+
+    folder: str = _setting(
+        "",
+        _Text("a folder path (or '' for the companion's own backups folder)", max_len=4096),
+        "where backups go ('' = backups/ in the companion's home; relative = from the home)",
+    )
+    keep: int = _setting(8, _Int(1, 1000), "how many backups to keep")
+    every_days: int = _setting(
+        7,
+        _Int(0, 3650, "a whole number from 0 (only by hand) to 3,650"),
+        "days between automatic backups (0 = only by hand)",
+    )
+
+
+@dataclass(frozen=True)
+class BooksSettings:
+    """``[books]``: texts the owner gives the companion to read."""
+
+    max_bytes: int = _setting(
+        5_000_000, _Int(1_000, 1_000_000_000), "largest book accepted, in bytes"
+    )
+
+
+@dataclass(frozen=True)
+class UISettings:
+    """``[ui]``: the look and the keys."""
+
+    theme: str = _setting(
+        DEFAULT_THEME,
+        _Text("a theme name (non-empty text)", nonempty=True, max_len=100),
+        "the theme (checked by the app against its registered themes)",
+    )
+    bindings: Mapping[str, str] = _setting(
+        {}, _Bindings(), "key overrides: action id = key (unknown actions are ignored)"
+    )
+
+
+_SECTION_ORDER = ("companion", "sampling", "day", "night", "teacher", "backup", "books", "ui")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of a companion's settings.  Immutable and always valid."""
+
+    companion: CompanionSettings = field(metadata={"section": CompanionSettings})
+    sampling: SamplingSettings = _section(SamplingSettings)
+    day: DaySettings = _section(DaySettings)
+    night: NightSettings = _section(NightSettings)
+    teacher: TeacherSettings = _section(TeacherSettings)
+    backup: BackupSettings = _section(BackupSettings)
+    books: BooksSettings = _section(BooksSettings)
+    ui: UISettings = _section(UISettings)
+
+    def __post_init__(self) -> None:
+        _validate_tree(self, "", None)
+
+    # -- building ---------------------------------------------------------------------
+
+    @classmethod
+    def new(
+        cls,
+        name: str,
+        owner: str,
+        *,
+        preset: str = DEFAULT_PRESET,
+        born: str | _dt.datetime | None = None,
+    ) -> "Settings":
+        """Default settings for a newborn companion (``born`` defaults to now)."""
+        if born is None:
+            born = _dt.datetime.now().astimezone().replace(microsecond=0)
+        if isinstance(born, _dt.datetime):
+            born = born.isoformat()
+        table = {"companion": {"name": name, "owner": owner, "born": born, "preset": preset}}
+        return _build(table, None)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value at a dotted key, e.g. ``get("sampling.temperature")``."""
+        obj: Any = self
+        parts = key.split(".")
+        for part in parts:
+            if isinstance(obj, Mapping) and part in obj:
+                obj = obj[part]
+            elif isinstance(obj, tuple) and part.isdigit() and 1 <= int(part) <= len(obj):
+                obj = obj[int(part) - 1]
+            elif dataclasses.is_dataclass(obj) and part in _field_names(type(obj)):
+                obj = getattr(obj, part)
+            else:
+                raise SettingsError(_unknown_key_message(key, None), key=key)
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain TOML-ready table (the optional ``seed`` is left out when unset)."""
+        return _to_table(self)
+
+    # -- changing -----------------------------------------------------------------------
+
+    def with_value(self, key: str, value: Any) -> "Settings":
+        """A copy with one dotted key changed, validated.
+
+        ``value`` may be the text typed on the settings screen (``"0.7"``, ``"true"``,
+        four lines for ``day.indicators``) or a Python value of the right type.  Also
+        accepted: ``day.indicators.N`` (N = 1..4) for one line, ``ui.bindings.ACTION``
+        for one key (``None`` removes the override), ``sampling.seed`` with ``None`` or
+        ``""`` to go back to fresh randomness.  A refused value raises
+        :class:`SettingsError` and changes nothing.
+        """
+        parts = key.split(".")
+        head, rest = parts[:-1], parts[-1]
+        # Special paths into containers.
+        if parts[:2] == ["ui", "bindings"] and len(parts) == 3:
+            spec = _Bindings()
+            action = parts[2]
+            try:
+                spec.check_action(action)
+                new = dict(self.ui.bindings)
+                if value is None:
+                    new.pop(action, None)
+                else:
+                    new[action] = spec.check_key(value.strip() if isinstance(value, str) else value)
+            except _Bad as bad:
+                raise _error(key, value, bad, None) from None
+            return self._replaced(["ui", "bindings"], MappingProxyType(dict(sorted(new.items()))))
+        if parts[:2] == ["day", "indicators"] and len(parts) == 3:
+            spec_line = _Template(required=())
+            if not (parts[2].isdigit() and 1 <= int(parts[2]) <= len(self.day.indicators)):
+                raise SettingsError(
+                    f"unknown setting {key}; the lines of day.indicators are "
+                    f"day.indicators.1 to day.indicators.{len(self.day.indicators)}",
+                    key=key,
+                    value=value,
+                )
+            try:
+                line = spec_line.check(value.strip() if isinstance(value, str) else value)
+            except _Bad as bad:
+                raise _error(key, value, bad, None) from None
+            lines = list(self.day.indicators)
+            lines[int(parts[2]) - 1] = line
+            return self._replaced(["day", "indicators"], tuple(lines))
+
+        # An ordinary key: walk the section classes to its spec.
+        cls: type = Settings
+        for part in head:
+            f = _fields(cls).get(part)
+            if f is None or "section" not in f.metadata:
+                raise SettingsError(_unknown_key_message(key, None, value), key=key, value=value)
+            cls = f.metadata["section"]
+        f = _fields(cls).get(rest)
+        if f is None:
+            raise SettingsError(_unknown_key_message(key, None, value), key=key, value=value)
+        if "section" in f.metadata:
+            raise SettingsError(
+                f"{key} is a table, not a single setting; change its keys one at a time "
+                f"({', '.join(key + '.' + n for n in _field_names(f.metadata['section']))})",
+                key=key,
+                value=value,
+            )
+        spec: _Spec = f.metadata["spec"]
+        try:
+            if isinstance(value, str) and not isinstance(
+                spec, (_Text, _Name, _Born, _Template)
+            ):
+                new_value = spec.parse(value)
+            else:
+                new_value = spec.check(value)
+        except _Bad as bad:
+            raise _error(key, value, bad, None) from None
+        return self._replaced(parts, new_value, shown_value=value)
+
+    def _replaced(self, parts: list[str], new_value: Any, shown_value: Any = None) -> "Settings":
+        def rebuild(obj: Any, i: int) -> Any:
+            if i == len(parts) - 1:
+                return dataclasses.replace(obj, **{parts[i]: new_value})
+            return dataclasses.replace(obj, **{parts[i]: rebuild(getattr(obj, parts[i]), i + 1)})
+
+        try:
+            return rebuild(self, 0)
+        except SettingsError as e:  # a cross-key rule (e.g. teacher.enabled needs a url)
+            raise SettingsError(
+                str(e), key=".".join(parts), value=shown_value, allowed=e.allowed
+            ) from None
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def greeting_line(self) -> str:
+        """The good-morning line, with the names filled in."""
+        return render_template(self.day.greeting, self.companion.name, self.companion.owner)
+
+    def goodnight_line(self) -> str:
+        """The good-night line, with the names filled in."""
+        return render_template(self.day.goodnight, self.companion.name, self.companion.owner)
+
+    def indicator_lines(self) -> tuple[str, ...]:
+        """The four temporal indicators, with the names filled in."""
+        return tuple(
+            render_template(t, self.companion.name, self.companion.owner)
+            for t in self.day.indicators
+        )
+
+
+def render_template(template: str, companion: str, owner: str) -> str:
+    """Fill ``{companion}`` and ``{owner}`` into a (validated) day template."""
+    return template.format(companion=companion, owner=owner)
+
+
+# --------------------------------------------------------------------------- walking
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _unknown_key_message(key: str, path: Path | None, value: Any = ...) -> str:
+    where = f"{path}: " if path is not None else ""
+    parts = key.split(".")
+    cls: type = Settings
+    known_prefix: list[str] = []
+    for part in parts[:-1]:
+        f = _fields(cls).get(part)
+        if f is None or "section" not in f.metadata:
+            break
+        cls = f.metadata["section"]
+        known_prefix.append(part)
+    names = _field_names(cls)
+    section = ".".join(known_prefix)
+    what = "known keys in [" + section + "]" if section else "known sections"
+    miss = parts[len(known_prefix)]
+    close = difflib.get_close_matches(miss, names, n=1)
+    hint = f"; did you mean {'.'.join(known_prefix + close)}?" if close else ""
+    shown = f" = {_show(value)}" if value is not ... else ""
+    kind = "section" if not known_prefix and len(parts) == 1 else "key"
+    return f"{where}unknown {kind} {key}{shown}{hint} ({what}: {', '.join(names)})"
+
+
+def _build(table: Mapping[str, Any], path: Path | None) -> Settings:
+    """A validated :class:`Settings` from a TOML table; errors name ``path``."""
+    values = _from_table(Settings, table, "", path)
+    try:
+        return Settings(**values)
+    except SettingsError as e:
+        if path is None:
+            raise
+        raise SettingsError(
+            f"{path}: {e}", path=path, key=e.key, value=e.value, allowed=e.allowed
+        ) from None
+
+
+def _from_table(cls: type, table: Any, prefix: str, path: Path | None) -> dict[str, Any]:
+    fields = _fields(cls)
+    for key, value in table.items():
+        if key not in fields:
+            raise SettingsError(
+                _unknown_key_message(prefix + key, path, value),
+                path=path,
+                key=prefix + key,
+                value=value,
+            )
+    out: dict[str, Any] = {}
+    for name, f in fields.items():
+        dotted = prefix + name
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                where = f"{path}: " if path is not None else ""
+                spec = f.metadata.get("spec")
+                allowed = spec.allowed if spec is not None else f"a table [{dotted}]"
+                raise SettingsError(
+                    f"{where}missing required key {dotted}; expected {allowed}",
+                    path=path,
+                    key=dotted,
+                    allowed=allowed,
+                )
+            continue
+        value = table[name]
+        section = f.metadata.get("section")
+        if section is not None:
+            if not isinstance(value, Mapping):
+                raise _error(dotted, value, _Bad(f"a table [{dotted}]"), path)
+            out[name] = section(**_from_table(section, value, dotted + ".", path))
+        else:
+            try:
+                out[name] = f.metadata["spec"].check(value)
+            except _Bad as bad:
+                raise _error(dotted, value, bad, path) from None
+    return out
+
+
+def _validate_tree(obj: Any, prefix: str, path: Path | None) -> None:
+    for f in dataclasses.fields(obj):
+        dotted = prefix + f.name
+        value = getattr(obj, f.name)
+        section = f.metadata.get("section")
+        if section is not None:
+            if not isinstance(value, section):
+                raise _error(dotted, value, _Bad(f"a {section.__name__} ([{dotted}])"), path)
+            _validate_tree(value, dotted + ".", path)
+            continue
+        try:
+            f.metadata["spec"].check(value)
+        except _Bad as bad:
+            raise _error(dotted, value, bad, path) from None
+    if isinstance(obj, Settings):
+        _check_cross(obj, path)
+
+
+def _check_cross(s: Settings, path: Path | None) -> None:
+    """Rules that tie keys together."""
+    if s.teacher.enabled and not s.teacher.url:
+        where = f"{path}: " if path is not None else ""
+        allowed = "teacher.enabled = true only with teacher.url set to an http(s) address"
+        raise SettingsError(
+            f"{where}teacher.enabled = true is not allowed while teacher.url is empty; "
+            f"expected {allowed}",
+            path=path,
+            key="teacher.enabled",
+            value=True,
+            allowed=allowed,
+        )
+
+
+def _to_table(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = _field_names(type(obj))
+    if isinstance(obj, Settings):
+        names = list(_SECTION_ORDER)
+    for name in names:
+        f = _fields(type(obj))[name]
+        value = getattr(obj, name)
+        if "section" in f.metadata:
+            out[name] = _to_table(value)
+        elif value is None:
+            continue  # TOML has no null: an unset optional key is simply absent
+        else:
+            out[name] = f.metadata["spec"].to_toml(value)
+    return out
+
+
+# --------------------------------------------------------------------------- describing
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One key, for the settings screen: its dotted key, default (``None`` when
+    required or unset), what is allowed and a one-line help."""
+
+    key: str
+    default: Any
+    allowed: str
+    help: str
+
+
+def describe_settings() -> list[SettingInfo]:
+    """Every settable key, in file order."""
+    out: list[SettingInfo] = []
+
+    def walk(cls: type, prefix: str, defaults: Any) -> None:
+        for f in dataclasses.fields(cls):
+            dotted = prefix + f.name
+            if defaults is not None:
+                default = getattr(defaults, f.name, None)
+            elif f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                default = None
+            if "section" in f.metadata:
+                walk(f.metadata["section"], dotted + ".", default)
+                continue
+            out.append(SettingInfo(dotted, default, f.metadata["spec"].allowed, f.metadata["help"]))
+
+    sample = Settings.new("x", "x", born="2000-01-01T00:00:00")
+    for name in _SECTION_ORDER:
+        f = _fields(Settings)[name]
+        defaults = None if name == "companion" else getattr(sample, name)
+        walk(f.metadata["section"], name + ".", defaults)
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def settings_to_toml(settings: Settings) -> str:
+    """The TOML text of ``settings`` (exactly what :func:`save_settings` writes)."""
+    return tomli_w.dumps(settings.to_dict())
+
+
+def settings_from_toml(text: str, path: str | os.PathLike[str] | None = None) -> Settings:
+    """Parse and validate TOML text; errors name ``path`` when given."""
+    p = Path(path) if path is not None else None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        where = f"{p}: " if p is not None else ""
+        raise SettingsError(f"{where}not valid TOML: {e}", path=p) from None
+    return _build(table, p)
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate a ``companion.toml``.  Missing keys take their defaults; a
+    missing or unreadable file, a TOML syntax error, an unknown key or a bad value
+    raises :class:`SettingsError` naming the file."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise SettingsError(f"{p}: no settings file there", path=p) from None
+    except OSError as e:
+        raise SettingsError(f"{p}: cannot read the settings file: {e.strerror or e}", path=p) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SettingsError(
+            f"{p}: not valid TOML: not UTF-8 text (byte {e.start})", path=p
+        ) from None
+    return settings_from_toml(text, p)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_settings(
+    path: str | os.PathLike[str], settings: Settings, *, exclusive: bool = False
+) -> None:
+    """Write ``settings`` to ``path`` atomically (temporary file in the same folder,
+    fsync, rename).  A crash leaves either the old file or the new one, whole.
+
+    With ``exclusive=True`` an existing file is never replaced: :class:`FileExistsError`
+    is raised instead (used when a companion is created).
+    """
+    p = Path(path)
+    if not isinstance(settings, Settings):
+        raise TypeError(f"save_settings needs a Settings, not {type(settings).__name__}")
+    _validate_tree(settings, "", p)
+    data = settings_to_toml(settings).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, p)  # atomic, and fails if p exists: never overwrites
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename
+                if p.exists():
+                    raise FileExistsError(errno.EEXIST, "file exists", str(p)) from None
+                os.replace(tmp, p)
+            else:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(p.parent)
+
+
+def update_settings_file(path: str | os.PathLike[str], key: str, value: Any) -> Settings:
+    """Load ``path``, change one dotted key (see :meth:`Settings.with_value`), save it
+    atomically and return the new settings.  A refused value leaves the file untouched."""
+    p = Path(path)
+    current = load_settings(p)
+    try:
+        new = current.with_value(key, value)
+    except SettingsError as e:
+        raise SettingsError(
+            f"{p}: {e}", path=p, key=e.key, value=e.value, allowed=e.allowed
+        ) from None
+    if new != current:
+        save_settings(p, new)
+    return new
+
+
+def iter_settings(settings: Settings) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every key, in file order (unset optional keys give None)."""
+    for info in describe_settings():
+        yield info.key, settings.get(info.key)

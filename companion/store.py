@@ -1,0 +1,1543 @@
+"""The companion's memory on disk: one SQLite file per companion.
+
+Everything the owner does (every turn, every candidate shown, every pick, rating, correction and
+annotation) is written here the moment it happens, because the weights are trained from this record
+and it is the only thing from which a lost model could be taught again. Hence:
+
+* **Commit on write.** Every public method that writes commits before it returns. A kill at any moment
+  loses nothing that a method had returned from (design invariant 1). WAL mode with
+  ``synchronous=FULL`` makes each commit durable, not just visible.
+* **Append-only where it matters.** Turns, candidates, choices, ratings, corrections and annotations are
+  never updated or deleted (triggers refuse it). Re-rating or re-annotating adds a row; the latest row
+  counts. Asking for more candidates adds rows; earlier ones stay.
+* **One connection, one lock.** The Textual UI thread, thread workers and the trainer thread share one
+  ``Store``; a ``threading.RLock`` serialises use of the connection (``check_same_thread=False``).
+* **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``MIGRATIONS`` is the ordered
+  list of upgrades, each applied in its own transaction. A file newer than this code is refused, never
+  guessed at. Migrations are history: never edit one that has shipped, append a new one.
+* **Bad input changes nothing.** Invalid values, unknown ids and unreadable files raise ``StoreError``
+  with a message naming the value or the file; the transaction is rolled back.
+
+Timestamps are ISO-8601 UTC strings (``2024-05-01T12:00:00.000000+00:00``); the clock is injectable so
+that tests can control it. "Latest" always means the highest row id, never the newest timestamp, so
+order is right even when the clock stands still or jumps back.
+
+All user text is bound as a parameter, never formatted into SQL, and stored exactly as typed (control
+characters, escape sequences, role-like markup such as ``<|owner|>`` included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "StoreError",
+    "Store",
+    "Migration",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "APPLICATION_ID",
+    "Day",
+    "DaySummary",
+    "Turn",
+    "Candidate",
+    "Sampling",
+    "Choice",
+    "Reply",
+    "Rating",
+    "Correction",
+    "Annotation",
+    "Dream",
+    "Night",
+    "Checkpoint",
+    "Book",
+    "Hit",
+    "ROLES",
+    "TURN_SOURCES",
+    "CANDIDATE_ROLES",
+    "FINISHES",
+    "CHOICE_KINDS",
+    "CLOSE_REASONS",
+    "DREAM_SOURCES",
+    "NIGHT_STATUSES",
+    "BOOK_STATUSES",
+    "CHECKPOINT_REASONS",
+    "fts_query",
+    "parse_time",
+]
+
+
+class StoreError(Exception):
+    """Anything the store refuses: an unreadable or too-new file, an unknown id, an invalid value."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Allowed values. Closed sets that are part of the data model also have CHECK constraints in the schema;
+# sets that are expected to grow (turn sources, night statuses, checkpoint reasons) are checked here
+# only, so that adding a value never needs a table rebuild of a lifelong file.
+
+ROLES = ("owner", "companion", "inner")
+TURN_SOURCES = (
+    "greeting", "goodnight", "indicator", "typed", "chosen", "correction", "written",
+    "model_inner", "owner_inner",
+)
+CANDIDATE_ROLES = ("companion", "inner")
+FINISHES = ("end", "length", "stopped")
+CHOICE_KINDS = ("pick", "correction", "written")
+CLOSE_REASONS = ("full", "goodnight")
+DREAM_SOURCES = ("model", "teacher")
+NIGHT_STATUSES = ("running", "accepted", "rolled_back", "interrupted", "nothing", "failed")
+BOOK_STATUSES = ("queued", "read", "refused")
+#: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
+CHECKPOINT_REASONS = ("birth", "nursery", "night", "pre-night", "pre-restore", "seedling", "growth", "import")
+
+#: Written to the file header so that a stranger's SQLite file is never mistaken for a companion store.
+APPLICATION_ID = 0x436F6D70  # "Comp"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records. Small frozen dataclasses; field names are the column names.
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One context window of life. ``checkpoint_id``: the weights it was lived on.
+    ``in_weights`` turns False when a restore goes back to weights that never learned this day."""
+    id: int
+    number: int
+    opened_at: str
+    closed_at: str | None
+    close_reason: str | None
+    budget_tokens: int
+    checkpoint_id: int | None
+    in_weights: bool
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class DaySummary:
+    """One row of the days list: the day and what happened in it, computed in one query."""
+    id: int
+    number: int
+    opened_at: str
+    closed_at: str | None
+    close_reason: str | None
+    budget_tokens: int
+    in_weights: bool
+    turns: int
+    tokens: int
+    ratings: int        # candidates whose latest rating is a star count (cleared ratings do not count)
+    corrections: int
+    night_status: str | None  # status of the day's latest night, None if it has had none
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: int
+    day_id: int
+    seq: int
+    role: str
+    text: str
+    source: str
+    candidate_id: int | None
+    tokens: int | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The settings that produced a batch of candidates. ``add_candidates`` also accepts any object
+    with these attribute names, or a mapping with these keys (missing ones are stored as NULL)."""
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    id: int
+    day_id: int
+    prompt_turn_id: int | None
+    round: int
+    slot: int
+    role: str
+    text: str
+    finish: str
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    repetition_penalty: float | None
+    max_tokens: int | None
+    seed: int | None
+    checkpoint_id: int | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: int
+    prompt_turn_id: int | None
+    candidate_id: int | None
+    kind: str
+    turn_id: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    id: int
+    candidate_id: int
+    stars: int | None  # None: the rating was cleared
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    id: int
+    candidate_id: int
+    text: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What ``record_reply`` wrote in one transaction."""
+    turn: Turn
+    choice: Choice
+    correction: Correction | None
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """Tags and a note on a transcript turn (``turn_id``) or on one line of a dream
+    (``dream_id``, ``line_index``). Empty tags and no note mean the annotation was cleared."""
+    id: int
+    turn_id: int | None
+    dream_id: int | None
+    line_index: int | None
+    tags: tuple[str, ...]
+    note: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dream:
+    id: int
+    day_id: int
+    night_id: int | None
+    text: str
+    source: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Night:
+    id: int
+    day_id: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    reason: str | None
+    report: Any  # parsed JSON (usually a dict), or None
+    pre_checkpoint_id: int | None
+    post_checkpoint_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A saved set of weights and its story. ``path`` is relative to the companion home."""
+    id: int
+    path: str
+    reason: str
+    day_id: int | None
+    step: int
+    parent_id: int | None
+    created_at: str
+    checksum: str
+    probe_ppl: float | None
+    size_bytes: int
+    deleted_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    id: int
+    path: str
+    sha256: str
+    bytes: int
+    tokens: int | None
+    status: str
+    note: str | None
+    added_at: str
+    read_at: str | None
+    night_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A search result. ``kind`` is 'turn', 'candidate' or 'dream' and ``id`` is that row's id.
+    ``snippet`` is plain text; ``spans`` are (start, end) offsets of the matched words in it."""
+    kind: str
+    id: int
+    day_id: int
+    day_number: int
+    snippet: str
+    spans: tuple[tuple[int, int], ...]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema and migrations.
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema's history: ``apply`` is an SQL script, or a function given the
+    connection inside the migration's transaction (it must use ``execute``, never ``executescript``,
+    which would commit)."""
+    version: int
+    description: str
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+_V1 = f"""
+PRAGMA application_id = {APPLICATION_ID};
+
+CREATE TABLE checkpoints (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT    NOT NULL CHECK (path <> ''),
+    reason      TEXT    NOT NULL CHECK (reason <> ''),
+    day_id      INTEGER REFERENCES days(id),
+    step        INTEGER NOT NULL DEFAULT 0 CHECK (step >= 0),
+    parent_id   INTEGER REFERENCES checkpoints(id),
+    created_at  TEXT    NOT NULL,
+    checksum    TEXT    NOT NULL,
+    probe_ppl   REAL,
+    size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
+    deleted_at  TEXT
+);
+CREATE UNIQUE INDEX checkpoints_live_path ON checkpoints(path) WHERE deleted_at IS NULL;
+CREATE INDEX checkpoints_day ON checkpoints(day_id);
+CREATE INDEX checkpoints_parent ON checkpoints(parent_id);
+
+CREATE TABLE days (
+    id             INTEGER PRIMARY KEY,
+    number         INTEGER NOT NULL UNIQUE CHECK (number >= 1),
+    opened_at      TEXT    NOT NULL,
+    closed_at      TEXT,
+    close_reason   TEXT    CHECK (close_reason IN ('full', 'goodnight')),
+    budget_tokens  INTEGER NOT NULL CHECK (budget_tokens > 0),
+    checkpoint_id  INTEGER REFERENCES checkpoints(id),
+    in_weights     INTEGER NOT NULL DEFAULT 1 CHECK (in_weights IN (0, 1)),
+    CHECK ((closed_at IS NULL) = (close_reason IS NULL))
+);
+-- At most one open day: every open day has the same indexed value, so a second one collides.
+CREATE UNIQUE INDEX days_one_open ON days((closed_at IS NULL)) WHERE closed_at IS NULL;
+CREATE INDEX days_checkpoint ON days(checkpoint_id);
+
+CREATE TABLE turns (
+    id            INTEGER PRIMARY KEY,
+    day_id        INTEGER NOT NULL REFERENCES days(id),
+    seq           INTEGER NOT NULL CHECK (seq >= 0),
+    role          TEXT    NOT NULL CHECK (role IN ('owner', 'companion', 'inner')),
+    text          TEXT    NOT NULL,
+    source        TEXT    NOT NULL,
+    candidate_id  INTEGER REFERENCES candidates(id),
+    tokens        INTEGER CHECK (tokens IS NULL OR tokens >= 0),
+    created_at    TEXT    NOT NULL,
+    UNIQUE (day_id, seq)
+);
+CREATE INDEX turns_candidate ON turns(candidate_id);
+
+CREATE TABLE candidates (
+    id                  INTEGER PRIMARY KEY,
+    day_id              INTEGER NOT NULL REFERENCES days(id),
+    prompt_turn_id      INTEGER REFERENCES turns(id),
+    round               INTEGER NOT NULL CHECK (round >= 0),
+    slot                INTEGER NOT NULL CHECK (slot >= 0),
+    role                TEXT    NOT NULL CHECK (role IN ('companion', 'inner')),
+    text                TEXT    NOT NULL,
+    finish              TEXT    NOT NULL CHECK (finish IN ('end', 'length', 'stopped')),
+    temperature         REAL,
+    top_k               INTEGER,
+    top_p               REAL,
+    repetition_penalty  REAL,
+    max_tokens          INTEGER,
+    seed                INTEGER,
+    checkpoint_id       INTEGER REFERENCES checkpoints(id),
+    created_at          TEXT    NOT NULL,
+    UNIQUE (prompt_turn_id, round, slot)
+);
+CREATE INDEX candidates_day ON candidates(day_id);
+CREATE INDEX candidates_checkpoint ON candidates(checkpoint_id);
+
+CREATE TABLE choices (
+    id              INTEGER PRIMARY KEY,
+    prompt_turn_id  INTEGER REFERENCES turns(id),
+    candidate_id    INTEGER REFERENCES candidates(id),
+    kind            TEXT    NOT NULL CHECK (kind IN ('pick', 'correction', 'written')),
+    turn_id         INTEGER NOT NULL REFERENCES turns(id),
+    created_at      TEXT    NOT NULL,
+    CHECK (kind = 'written' OR candidate_id IS NOT NULL)
+);
+CREATE INDEX choices_prompt ON choices(prompt_turn_id);
+CREATE INDEX choices_candidate ON choices(candidate_id);
+CREATE INDEX choices_turn ON choices(turn_id);
+
+CREATE TABLE ratings (
+    id            INTEGER PRIMARY KEY,
+    candidate_id  INTEGER NOT NULL REFERENCES candidates(id),
+    stars         INTEGER CHECK (stars IS NULL OR stars BETWEEN 1 AND 4),
+    created_at    TEXT    NOT NULL
+);
+CREATE INDEX ratings_candidate ON ratings(candidate_id, id);
+
+CREATE TABLE corrections (
+    id            INTEGER PRIMARY KEY,
+    candidate_id  INTEGER NOT NULL REFERENCES candidates(id),
+    text          TEXT    NOT NULL,
+    created_at    TEXT    NOT NULL
+);
+CREATE INDEX corrections_candidate ON corrections(candidate_id);
+
+CREATE TABLE nights (
+    id                  INTEGER PRIMARY KEY,
+    day_id              INTEGER NOT NULL REFERENCES days(id),
+    started_at          TEXT    NOT NULL,
+    finished_at         TEXT,
+    status              TEXT    NOT NULL,
+    reason              TEXT,
+    report              TEXT    CHECK (report IS NULL OR json_valid(report)),
+    pre_checkpoint_id   INTEGER REFERENCES checkpoints(id),
+    post_checkpoint_id  INTEGER REFERENCES checkpoints(id)
+);
+-- At most one night running: the trainer is one thread.
+CREATE UNIQUE INDEX nights_one_running ON nights((status = 'running')) WHERE status = 'running';
+CREATE INDEX nights_day ON nights(day_id);
+CREATE INDEX nights_pre ON nights(pre_checkpoint_id);
+CREATE INDEX nights_post ON nights(post_checkpoint_id);
+
+CREATE TABLE dreams (
+    id          INTEGER PRIMARY KEY,
+    day_id      INTEGER NOT NULL REFERENCES days(id),
+    night_id    INTEGER REFERENCES nights(id),
+    text        TEXT    NOT NULL,
+    source      TEXT    NOT NULL CHECK (source IN ('model', 'teacher')),
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX dreams_day ON dreams(day_id);
+CREATE INDEX dreams_night ON dreams(night_id);
+
+CREATE TABLE annotations (
+    id          INTEGER PRIMARY KEY,
+    turn_id     INTEGER REFERENCES turns(id),
+    dream_id    INTEGER REFERENCES dreams(id),
+    line_index  INTEGER,
+    tags        TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+    note        TEXT,
+    created_at  TEXT    NOT NULL,
+    CHECK ((turn_id IS NOT NULL AND dream_id IS NULL AND line_index IS NULL)
+        OR (turn_id IS NULL AND dream_id IS NOT NULL AND line_index IS NOT NULL AND line_index >= 0))
+);
+CREATE INDEX annotations_turn ON annotations(turn_id, id);
+CREATE INDEX annotations_dream ON annotations(dream_id, line_index, id);
+
+CREATE TABLE books (
+    id        INTEGER PRIMARY KEY,
+    path      TEXT    NOT NULL,
+    sha256    TEXT    NOT NULL,
+    bytes     INTEGER NOT NULL CHECK (bytes >= 0),
+    tokens    INTEGER CHECK (tokens IS NULL OR tokens >= 0),
+    status    TEXT    NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'read', 'refused')),
+    note      TEXT,
+    added_at  TEXT    NOT NULL,
+    read_at   TEXT,
+    night_id  INTEGER REFERENCES nights(id),
+    UNIQUE (path, sha256)
+);
+CREATE INDEX books_status ON books(status);
+CREATE INDEX books_night ON books(night_id);
+
+-- What the owner did is never rewritten or removed.
+CREATE TRIGGER turns_append_only_u BEFORE UPDATE ON turns
+BEGIN SELECT RAISE(ABORT, 'turns are append-only'); END;
+CREATE TRIGGER turns_append_only_d BEFORE DELETE ON turns
+BEGIN SELECT RAISE(ABORT, 'turns are append-only'); END;
+CREATE TRIGGER candidates_append_only_u BEFORE UPDATE ON candidates
+BEGIN SELECT RAISE(ABORT, 'candidates are never overwritten'); END;
+CREATE TRIGGER candidates_append_only_d BEFORE DELETE ON candidates
+BEGIN SELECT RAISE(ABORT, 'candidates are never overwritten'); END;
+CREATE TRIGGER choices_append_only_u BEFORE UPDATE ON choices
+BEGIN SELECT RAISE(ABORT, 'choices are append-only'); END;
+CREATE TRIGGER choices_append_only_d BEFORE DELETE ON choices
+BEGIN SELECT RAISE(ABORT, 'choices are append-only'); END;
+CREATE TRIGGER ratings_append_only_u BEFORE UPDATE ON ratings
+BEGIN SELECT RAISE(ABORT, 'ratings are append-only'); END;
+CREATE TRIGGER ratings_append_only_d BEFORE DELETE ON ratings
+BEGIN SELECT RAISE(ABORT, 'ratings are append-only'); END;
+CREATE TRIGGER corrections_append_only_u BEFORE UPDATE ON corrections
+BEGIN SELECT RAISE(ABORT, 'corrections are append-only'); END;
+CREATE TRIGGER corrections_append_only_d BEFORE DELETE ON corrections
+BEGIN SELECT RAISE(ABORT, 'corrections are append-only'); END;
+CREATE TRIGGER annotations_append_only_u BEFORE UPDATE ON annotations
+BEGIN SELECT RAISE(ABORT, 'annotations are append-only'); END;
+CREATE TRIGGER annotations_append_only_d BEFORE DELETE ON annotations
+BEGIN SELECT RAISE(ABORT, 'annotations are append-only'); END;
+
+-- Full-text search: external-content FTS5 tables kept in sync by triggers. The update and delete
+-- triggers cannot fire while the append-only guards stand, but they keep the index right if a later
+-- migration ever lifts a guard.
+CREATE VIRTUAL TABLE turns_fts USING fts5(
+    text, content='turns', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER turns_fts_ai AFTER INSERT ON turns
+BEGIN INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER turns_fts_ad AFTER DELETE ON turns
+BEGIN INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+CREATE TRIGGER turns_fts_au AFTER UPDATE OF text ON turns
+BEGIN
+    INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE VIRTUAL TABLE candidates_fts USING fts5(
+    text, content='candidates', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER candidates_fts_ai AFTER INSERT ON candidates
+BEGIN INSERT INTO candidates_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER candidates_fts_ad AFTER DELETE ON candidates
+BEGIN INSERT INTO candidates_fts(candidates_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+CREATE TRIGGER candidates_fts_au AFTER UPDATE OF text ON candidates
+BEGIN
+    INSERT INTO candidates_fts(candidates_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO candidates_fts(rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE VIRTUAL TABLE dreams_fts USING fts5(
+    text, content='dreams', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER dreams_fts_ai AFTER INSERT ON dreams
+BEGIN INSERT INTO dreams_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER dreams_fts_ad AFTER DELETE ON dreams
+BEGIN INSERT INTO dreams_fts(dreams_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+CREATE TRIGGER dreams_fts_au AFTER UPDATE OF text ON dreams
+BEGIN
+    INSERT INTO dreams_fts(dreams_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO dreams_fts(rowid, text) VALUES (new.id, new.text);
+END;
+"""
+
+#: The schema's history, oldest first. Append only; the version of the last one is the current one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
+                 "nights, checkpoints, books, full-text search", _V1),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split an SQL script into whole statements (trigger bodies included), so that a migration runs
+    inside one transaction with ``execute`` (``executescript`` would commit first)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip().strip(";").strip():
+                yield pending.strip()
+            pending = ""
+    if pending.strip().strip(";").strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:80]!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers.
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_time(stamp: str) -> datetime:
+    """The aware UTC datetime of a timestamp written by the store."""
+    return datetime.fromisoformat(stamp)
+
+
+_MARK_START, _MARK_END = "\ue000", "\ue001"  # private-use characters bracket matches in snippets
+
+
+def fts_query(text: str, *, prefix: bool = False) -> str | None:
+    """Turn what the owner typed into an FTS5 query that matches it as plain words.
+
+    Every whitespace-separated word becomes a quoted FTS string, so characters and words that FTS5
+    reads as syntax (``"`` ``*`` ``-`` ``(`` ``:`` ``NEAR`` ``AND`` ...) are just text. Words with no
+    letter or digit cannot match anything and are dropped. Words are ANDed. Returns None when nothing
+    searchable is left."""
+    terms = []
+    # NUL would end the query string inside SQLite; like other control characters it separates words.
+    for word in text.replace("\x00", " ").split():
+        if not any(ch.isalnum() for ch in word):
+            continue
+        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms) if terms else None
+
+
+def _unmark(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    plain: list[str] = []
+    spans: list[tuple[int, int]] = []
+    start = None
+    length = 0
+    for ch in marked:
+        if ch == _MARK_START:
+            start = length
+        elif ch == _MARK_END:
+            if start is not None:
+                spans.append((start, length))
+            start = None
+        else:
+            plain.append(ch)
+            length += 1
+    return "".join(plain), tuple(spans)
+
+
+def _check_enum(what: str, value: Any, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise StoreError(f"invalid {what} {value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _check_text(what: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise StoreError(f"{what} must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_int(what: str, value: Any, *, minimum: int | None = None, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StoreError(f"invalid {what} {value!r}: expected an integer")
+    if minimum is not None and value < minimum:
+        raise StoreError(f"invalid {what} {value!r}: must be at least {minimum}")
+    return value
+
+
+def _setting(settings: Any, name: str) -> Any:
+    if settings is None:
+        return None
+    if isinstance(settings, Mapping):
+        return settings.get(name)
+    return getattr(settings, name, None)
+
+
+_T = TypeVar("_T")
+
+
+def _record(cls: type[_T], row: sqlite3.Row | None) -> _T | None:
+    if row is None:
+        return None
+    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    if "in_weights" in values:
+        values["in_weights"] = bool(values["in_weights"])
+    if cls is Annotation:
+        values["tags"] = tuple(json.loads(values["tags"]))
+    if cls is Night and values["report"] is not None:
+        values["report"] = json.loads(values["report"])
+    return cls(**values)
+
+
+def _records(cls: type[_T], rows: Sequence[sqlite3.Row]) -> list[_T]:
+    return [_record(cls, row) for row in rows]  # type: ignore[misc]
+
+
+_TABLE_WHAT = {
+    "days": "day", "turns": "turn", "candidates": "candidate", "dreams": "dream",
+    "nights": "night", "checkpoints": "checkpoint", "books": "book",
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+class Store:
+    """One companion's SQLite file. Thread-safe; every write method commits before it returns."""
+
+    def __init__(self, path: str | os.PathLike[str], *, now: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self._now = now or _utcnow
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            if self.path.is_dir():
+                raise StoreError(f"cannot open store {self.path}: it is a directory")
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open store {self.path}: {e}") from e
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"cannot open store {self.path}: WAL mode refused (journal mode {mode!r})")
+            # FULL: each commit is on disk, not only in the OS cache, when the write method returns.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except sqlite3.OperationalError as e:
+            conn.close()
+            raise StoreError(f"cannot open store {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(f"{self.path} is not a readable companion store "
+                             f"(not a SQLite database, or corrupted): {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, now: Callable[[], datetime] | None = None) -> Store:
+        """Open (creating or upgrading) the store at ``path``."""
+        return cls(path, now=now)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            objects = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
+            if objects:
+                raise StoreError(f"{self.path} is a SQLite database but not a companion store "
+                                 f"(it has tables and no schema version)")
+        else:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            if app != APPLICATION_ID:
+                raise StoreError(f"{self.path} is a SQLite database but not a companion store "
+                                 f"(application id {app:#x}, expected {APPLICATION_ID:#x})")
+            self._refuse_newer(version)
+        for migration in MIGRATIONS:
+            if migration.version <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have upgraded the file while we waited for the write lock.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                self._refuse_newer(version)
+                if migration.version <= version:
+                    conn.execute("ROLLBACK")
+                    continue
+                if callable(migration.apply):
+                    migration.apply(conn)
+                else:
+                    for statement in _statements(migration.apply):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+                conn.execute("COMMIT")
+                version = migration.version
+            except sqlite3.Error as e:
+                _rollback(conn)
+                raise StoreError(f"cannot upgrade {self.path} from schema version {version} to "
+                                 f"{migration.version} ({migration.description}); the file is unchanged: {e}") from e
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this program knows "
+                             f"(version {SCHEMA_VERSION}); update companion to open it")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed on exit: the unit of 'every write is committed when it happens'."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also when COMMIT itself failed (a full disk): never leave a transaction open.
+                    _rollback(conn)
+                    raise
+            except sqlite3.IntegrityError as e:
+                raise StoreError(f"refused by {self.path}: {e}") from e
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot write to store {self.path}: {e}") from e
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot read store {self.path}: {e}") from e
+
+    def _stamp(self) -> str:
+        moment = self._now()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    @staticmethod
+    def _require(conn: sqlite3.Connection, table: str, row_id: Any, *, optional: bool = False) -> sqlite3.Row | None:
+        """The row ``row_id`` of ``table``, or a StoreError naming the missing id (foreign keys alone
+        would only say 'FOREIGN KEY constraint failed')."""
+        what = _TABLE_WHAT[table]
+        if row_id is None and optional:
+            return None
+        _check_int(f"{what} id", row_id)
+        row = conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no {what} with id {row_id}")
+        return row
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's full integrity check: ``['ok']`` when the file is sound. Reads the whole file,
+        so it is not run on every open."""
+        with self._read() as conn:
+            return [row[0] for row in conn.execute("PRAGMA integrity_check")]
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- days ---------------------------------------------------------------------------------------
+
+    def open_day(self, budget_tokens: int, checkpoint_id: int | None = None) -> Day:
+        """Open the next day. Refused while another day is still open: the transcript is one context."""
+        _check_int("budget_tokens", budget_tokens, minimum=1)
+        with self._write() as conn:
+            open_day = conn.execute("SELECT number FROM days WHERE closed_at IS NULL").fetchone()
+            if open_day is not None:
+                raise StoreError(f"day {open_day['number']} is still open; close it before opening another")
+            self._require(conn, "checkpoints", checkpoint_id, optional=True)
+            number = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM days").fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO days (number, opened_at, budget_tokens, checkpoint_id) VALUES (?, ?, ?, ?)",
+                (number, self._stamp(), budget_tokens, checkpoint_id))
+            return _record(Day, conn.execute("SELECT * FROM days WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def close_day(self, day_id: int, reason: str) -> Day:
+        """Close the day: it is full, or the owner said good night. Its night may begin."""
+        _check_enum("close reason", reason, CLOSE_REASONS)
+        with self._write() as conn:
+            day = self._require(conn, "days", day_id)
+            if day["closed_at"] is not None:
+                raise StoreError(f"day {day['number']} is already closed ({day['close_reason']})")
+            conn.execute("UPDATE days SET closed_at = ?, close_reason = ? WHERE id = ?",
+                         (self._stamp(), reason, day_id))
+            return _record(Day, conn.execute("SELECT * FROM days WHERE id = ?", (day_id,)).fetchone())
+
+    def current_day(self) -> Day | None:
+        """The open day, if there is one."""
+        with self._read() as conn:
+            return _record(Day, conn.execute("SELECT * FROM days WHERE closed_at IS NULL").fetchone())
+
+    def get_day(self, day_id: int | None = None, *, number: int | None = None) -> Day | None:
+        """A day by id, or by its number (``get_day(number=3)``)."""
+        if (day_id is None) == (number is None):
+            raise StoreError("get_day needs exactly one of day_id or number")
+        with self._read() as conn:
+            if day_id is not None:
+                row = conn.execute("SELECT * FROM days WHERE id = ?", (day_id,)).fetchone()
+            else:
+                row = conn.execute("SELECT * FROM days WHERE number = ?", (number,)).fetchone()
+            return _record(Day, row)
+
+    def days(self) -> list[Day]:
+        with self._read() as conn:
+            return _records(Day, conn.execute("SELECT * FROM days ORDER BY number").fetchall())
+
+    def list_days(self) -> list[DaySummary]:
+        """Every day with its counts, in one query (the days list must stay quick after years)."""
+        sql = """
+            SELECT d.id, d.number, d.opened_at, d.closed_at, d.close_reason, d.budget_tokens, d.in_weights,
+                   (SELECT COUNT(*) FROM turns t WHERE t.day_id = d.id) AS turns,
+                   (SELECT COALESCE(SUM(t.tokens), 0) FROM turns t WHERE t.day_id = d.id) AS tokens,
+                   (SELECT COUNT(*) FROM candidates c WHERE c.day_id = d.id
+                      AND (SELECT r.stars FROM ratings r WHERE r.candidate_id = c.id
+                           ORDER BY r.id DESC LIMIT 1) IS NOT NULL) AS ratings,
+                   (SELECT COUNT(*) FROM corrections k JOIN candidates c ON c.id = k.candidate_id
+                     WHERE c.day_id = d.id) AS corrections,
+                   (SELECT n.status FROM nights n WHERE n.day_id = d.id
+                     ORDER BY n.id DESC LIMIT 1) AS night_status
+              FROM days d ORDER BY d.number
+        """
+        with self._read() as conn:
+            return _records(DaySummary, conn.execute(sql).fetchall())
+
+    def tokens_used(self, day_id: int) -> int:
+        """Sum of the day's turn token counts (turns without a count add nothing): the gauge."""
+        with self._read() as conn:
+            return conn.execute("SELECT COALESCE(SUM(tokens), 0) FROM turns WHERE day_id = ?",
+                                (day_id,)).fetchone()[0]
+
+    def mark_days_not_in_weights(self, *, after_checkpoint_id: int | None = None,
+                                 after_day_number: int | None = None) -> int:
+        """After a restore: flag the days the restored weights never learned (``in_weights = 0``).
+
+        With ``after_day_number=N`` every day numbered above N is flagged. With
+        ``after_checkpoint_id`` the store works out which days those weights hold by walking the
+        checkpoint's ancestry (``parent_id``): a day is held if an accepted night of it produced a
+        checkpoint in that line, or a ``'night'`` checkpoint of it is in that line. Days after the
+        last held day are flagged; held days are marked in the weights again (a restore forward).
+        Returns how many days were flagged."""
+        if (after_checkpoint_id is None) == (after_day_number is None):
+            raise StoreError("mark_days_not_in_weights needs exactly one of after_checkpoint_id or after_day_number")
+        with self._write() as conn:
+            if after_day_number is not None:
+                _check_int("day number", after_day_number, minimum=0)
+                cutoff = after_day_number
+            else:
+                self._require(conn, "checkpoints", after_checkpoint_id)
+                held = [row[0] for row in conn.execute("""
+                    WITH RECURSIVE lineage(id) AS (
+                        SELECT ?
+                        UNION
+                        SELECT c.parent_id FROM checkpoints c JOIN lineage l ON c.id = l.id
+                         WHERE c.parent_id IS NOT NULL
+                    )
+                    SELECT n.day_id FROM nights n
+                     WHERE n.status = 'accepted' AND n.post_checkpoint_id IN (SELECT id FROM lineage)
+                    UNION
+                    SELECT c.day_id FROM checkpoints c
+                     WHERE c.reason = 'night' AND c.day_id IS NOT NULL AND c.id IN (SELECT id FROM lineage)
+                """, (after_checkpoint_id,))]
+                cutoff = 0
+                if held:
+                    marks = ",".join("?" * len(held))
+                    conn.execute(f"UPDATE days SET in_weights = 1 WHERE id IN ({marks})", held)
+                    cutoff = conn.execute(f"SELECT MAX(number) FROM days WHERE id IN ({marks})", held).fetchone()[0]
+            cur = conn.execute("UPDATE days SET in_weights = 0 WHERE number > ? AND in_weights = 1", (cutoff,))
+            return cur.rowcount
+
+    # -- turns --------------------------------------------------------------------------------------
+
+    def _insert_turn(self, conn: sqlite3.Connection, day_id: int, role: str, text: str, source: str,
+                     candidate_id: int | None, tokens: int | None) -> Turn:
+        _check_enum("role", role, ROLES)
+        _check_enum("turn source", source, TURN_SOURCES)
+        _check_text("turn text", text)
+        _check_int("tokens", tokens, minimum=0, optional=True)
+        day = self._require(conn, "days", day_id)
+        if day["closed_at"] is not None:
+            raise StoreError(f"day {day['number']} is closed; its transcript cannot grow")
+        self._require(conn, "candidates", candidate_id, optional=True)
+        seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE day_id = ?", (day_id,)).fetchone()[0]
+        cur = conn.execute(
+            "INSERT INTO turns (day_id, seq, role, text, source, candidate_id, tokens, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (day_id, seq, role, text, source, candidate_id, tokens, self._stamp()))
+        return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def add_turn(self, day_id: int, role: str, text: str, source: str, candidate_id: int | None = None,
+                 tokens: int | None = None) -> Turn:
+        """Append a turn to an open day's transcript (``seq`` is assigned in order)."""
+        with self._write() as conn:
+            return self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
+
+    def turns(self, day_id: int) -> list[Turn]:
+        """The day's transcript, in order."""
+        with self._read() as conn:
+            return _records(Turn, conn.execute("SELECT * FROM turns WHERE day_id = ? ORDER BY seq",
+                                               (day_id,)).fetchall())
+
+    def get_turn(self, turn_id: int) -> Turn | None:
+        with self._read() as conn:
+            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+
+    # -- candidates ---------------------------------------------------------------------------------
+
+    def add_candidates(self, day_id: int, prompt_turn_id: int | None, texts: Sequence[str],
+                       finishes: Sequence[str] | str = "end", *, round: int | None = None,
+                       settings: Sampling | Mapping[str, Any] | Any = None, role: str = "companion",
+                       checkpoint_id: int | None = None) -> list[Candidate]:
+        """Record a batch of sampled candidates, slots 0..K-1, all in one transaction.
+
+        ``round=None`` takes the next round for this prompt (0 for the first batch), decided inside
+        the transaction so two batches can never collide. Earlier rounds are never touched."""
+        texts = list(texts)
+        if not texts:
+            raise StoreError("add_candidates needs at least one text")
+        for text in texts:
+            _check_text("candidate text", text)
+        finish_list = [finishes] * len(texts) if isinstance(finishes, str) else list(finishes)
+        if len(finish_list) != len(texts):
+            raise StoreError(f"{len(texts)} candidate texts but {len(finish_list)} finish values")
+        for finish in finish_list:
+            _check_enum("finish", finish, FINISHES)
+        _check_enum("candidate role", role, CANDIDATE_ROLES)
+        _check_int("round", round, minimum=0, optional=True)
+        values = [_setting(settings, name) for name in
+                  ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed")]
+        with self._write() as conn:
+            self._require(conn, "days", day_id)
+            prompt = self._require(conn, "turns", prompt_turn_id, optional=True)
+            if prompt is not None and prompt["day_id"] != day_id:
+                raise StoreError(f"turn {prompt_turn_id} belongs to another day (id {prompt['day_id']}), "
+                                 f"not day id {day_id}")
+            self._require(conn, "checkpoints", checkpoint_id, optional=True)
+            if round is None:
+                round = self._next_round(conn, day_id, prompt_turn_id)
+            elif conn.execute("SELECT 1 FROM candidates WHERE prompt_turn_id IS ? AND day_id = ? AND round = ?",
+                              (prompt_turn_id, day_id, round)).fetchone():
+                raise StoreError(f"round {round} of candidates for turn {prompt_turn_id} already exists; "
+                                 f"candidates are never overwritten")
+            stamp = self._stamp()
+            ids = []
+            for slot, (text, finish) in enumerate(zip(texts, finish_list)):
+                cur = conn.execute(
+                    "INSERT INTO candidates (day_id, prompt_turn_id, round, slot, role, text, finish,"
+                    " temperature, top_k, top_p, repetition_penalty, max_tokens, seed, checkpoint_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (day_id, prompt_turn_id, round, slot, role, text, finish, *values, checkpoint_id, stamp))
+                ids.append(cur.lastrowid)
+            marks = ",".join("?" * len(ids))
+            return _records(Candidate, conn.execute(
+                f"SELECT * FROM candidates WHERE id IN ({marks}) ORDER BY slot", ids).fetchall())
+
+    @staticmethod
+    def _next_round(conn: sqlite3.Connection, day_id: int | None, prompt_turn_id: int | None) -> int:
+        if prompt_turn_id is not None:
+            row = conn.execute("SELECT MAX(round) FROM candidates WHERE prompt_turn_id = ?",
+                               (prompt_turn_id,)).fetchone()
+        else:
+            row = conn.execute("SELECT MAX(round) FROM candidates WHERE prompt_turn_id IS NULL AND day_id = ?",
+                               (day_id,)).fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def next_round(self, prompt_turn_id: int | None, *, day_id: int | None = None) -> int:
+        """The round number the next batch for this prompt will get (0 if none yet). Candidates
+        answering no turn (``prompt_turn_id=None``) are counted per day, so pass ``day_id``."""
+        if prompt_turn_id is None and day_id is None:
+            raise StoreError("next_round for candidates without a prompt turn needs day_id")
+        with self._read() as conn:
+            return self._next_round(conn, day_id, prompt_turn_id)
+
+    def candidates(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> list[Candidate]:
+        """All candidates of a day, or of one prompt, ordered by round then slot."""
+        if (day_id is None) == (prompt_turn_id is None):
+            raise StoreError("candidates needs exactly one of day_id or prompt_turn_id")
+        with self._read() as conn:
+            if day_id is not None:
+                rows = conn.execute("SELECT * FROM candidates WHERE day_id = ? ORDER BY id", (day_id,))
+            else:
+                rows = conn.execute("SELECT * FROM candidates WHERE prompt_turn_id = ? ORDER BY round, slot",
+                                    (prompt_turn_id,))
+            return _records(Candidate, rows.fetchall())
+
+    def get_candidate(self, candidate_id: int) -> Candidate | None:
+        with self._read() as conn:
+            return _record(Candidate, conn.execute("SELECT * FROM candidates WHERE id = ?",
+                                                   (candidate_id,)).fetchone())
+
+    # -- choices, ratings, corrections --------------------------------------------------------------
+
+    def _insert_choice(self, conn: sqlite3.Connection, prompt_turn_id: int | None, kind: str, turn_id: int,
+                       candidate_id: int | None) -> Choice:
+        _check_enum("choice kind", kind, CHOICE_KINDS)
+        if kind != "written" and candidate_id is None:
+            raise StoreError(f"a {kind!r} choice needs the candidate it came from")
+        self._require(conn, "turns", prompt_turn_id, optional=True)
+        self._require(conn, "turns", turn_id)
+        self._require(conn, "candidates", candidate_id, optional=True)
+        cur = conn.execute(
+            "INSERT INTO choices (prompt_turn_id, candidate_id, kind, turn_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (prompt_turn_id, candidate_id, kind, turn_id, self._stamp()))
+        return _record(Choice, conn.execute("SELECT * FROM choices WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def _insert_correction(self, conn: sqlite3.Connection, candidate_id: int, text: str) -> Correction:
+        _check_text("correction text", text)
+        self._require(conn, "candidates", candidate_id)
+        cur = conn.execute("INSERT INTO corrections (candidate_id, text, created_at) VALUES (?, ?, ?)",
+                           (candidate_id, text, self._stamp()))
+        return _record(Correction, conn.execute("SELECT * FROM corrections WHERE id = ?",
+                                                (cur.lastrowid,)).fetchone())
+
+    def record_choice(self, prompt_turn_id: int | None, kind: str, turn_id: int,
+                      candidate_id: int | None = None) -> Choice:
+        """Record which reply the owner let into the transcript: a picked candidate, a correction of
+        one, or a reply they wrote. ``turn_id`` is the transcript turn it produced."""
+        with self._write() as conn:
+            return self._insert_choice(conn, prompt_turn_id, kind, turn_id, candidate_id)
+
+    def record_reply(self, day_id: int, prompt_turn_id: int | None, kind: str, text: str | None = None, *,
+                     candidate_id: int | None = None, tokens: int | None = None,
+                     role: str | None = None) -> Reply:
+        """The usual way a reply enters the day, all in one transaction (a kill never leaves a turn
+        without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
+        be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
+        becomes a 'correction' turn; for ``'written'`` ``text`` becomes a 'written' turn. The turn's
+        ``role`` defaults to the candidate's role ('companion' for a written reply)."""
+        _check_enum("choice kind", kind, CHOICE_KINDS)
+        with self._write() as conn:
+            correction = None
+            if candidate_id is not None and role is None:
+                role = self._require(conn, "candidates", candidate_id)["role"]
+            role = role or "companion"
+            if kind == "pick":
+                candidate = self._require(conn, "candidates", candidate_id)
+                if text is None:
+                    text = candidate["text"]
+                source = "chosen"
+            elif kind == "correction":
+                if candidate_id is None:
+                    raise StoreError("a 'correction' reply needs the candidate it corrects")
+                if text is None:
+                    raise StoreError("a 'correction' reply needs its text")
+                correction = self._insert_correction(conn, candidate_id, text)
+                source = "correction"
+            else:
+                if text is None:
+                    raise StoreError("a 'written' reply needs its text")
+                source = "written"
+            turn = self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
+            choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id)
+            return Reply(turn, choice, correction)
+
+    def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> list[Choice]:
+        """Choices of a day (by the turn they produced), or for one prompt, oldest first."""
+        if (day_id is None) == (prompt_turn_id is None):
+            raise StoreError("choices needs exactly one of day_id or prompt_turn_id")
+        with self._read() as conn:
+            if day_id is not None:
+                rows = conn.execute("SELECT ch.* FROM choices ch JOIN turns t ON t.id = ch.turn_id"
+                                    " WHERE t.day_id = ? ORDER BY ch.id", (day_id,))
+            else:
+                rows = conn.execute("SELECT * FROM choices WHERE prompt_turn_id = ? ORDER BY id", (prompt_turn_id,))
+            return _records(Choice, rows.fetchall())
+
+    def rate(self, candidate_id: int, stars: int | None) -> Rating:
+        """Rate a candidate 1-4 stars, or clear its rating with ``None`` (no rating is not a low
+        rating). Adds a row each time; the latest row counts."""
+        if stars is not None:
+            if not isinstance(stars, int) or isinstance(stars, bool) or not 1 <= stars <= 4:
+                raise StoreError(f"invalid stars {stars!r}: expected 1, 2, 3, 4 or None to clear")
+        with self._write() as conn:
+            self._require(conn, "candidates", candidate_id)
+            cur = conn.execute("INSERT INTO ratings (candidate_id, stars, created_at) VALUES (?, ?, ?)",
+                               (candidate_id, stars, self._stamp()))
+            return _record(Rating, conn.execute("SELECT * FROM ratings WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def rating(self, candidate_id: int) -> int | None:
+        """The candidate's current stars, or None if never rated or cleared."""
+        with self._read() as conn:
+            row = conn.execute("SELECT stars FROM ratings WHERE candidate_id = ? ORDER BY id DESC LIMIT 1",
+                               (candidate_id,)).fetchone()
+            return None if row is None else row[0]
+
+    def ratings(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> dict[int, int]:
+        """Current ratings as ``{candidate_id: stars}`` for a day or a prompt; unrated and cleared
+        candidates are absent."""
+        if (day_id is None) == (prompt_turn_id is None):
+            raise StoreError("ratings needs exactly one of day_id or prompt_turn_id")
+        column = "c.day_id" if day_id is not None else "c.prompt_turn_id"
+        with self._read() as conn:
+            rows = conn.execute(f"""
+                SELECT c.id AS candidate_id,
+                       (SELECT r.stars FROM ratings r WHERE r.candidate_id = c.id ORDER BY r.id DESC LIMIT 1) AS stars
+                  FROM candidates c WHERE {column} = ?
+            """, (day_id if day_id is not None else prompt_turn_id,)).fetchall()
+            return {row["candidate_id"]: row["stars"] for row in rows if row["stars"] is not None}
+
+    def add_correction(self, candidate_id: int, text: str) -> Correction:
+        """The owner's edit of a candidate into what it should have said."""
+        with self._write() as conn:
+            return self._insert_correction(conn, candidate_id, text)
+
+    def corrections(self, day_id: int | None = None, *, candidate_id: int | None = None) -> list[Correction]:
+        if (day_id is None) == (candidate_id is None):
+            raise StoreError("corrections needs exactly one of day_id or candidate_id")
+        with self._read() as conn:
+            if day_id is not None:
+                rows = conn.execute("SELECT k.* FROM corrections k JOIN candidates c ON c.id = k.candidate_id"
+                                    " WHERE c.day_id = ? ORDER BY k.id", (day_id,))
+            else:
+                rows = conn.execute("SELECT * FROM corrections WHERE candidate_id = ? ORDER BY id", (candidate_id,))
+            return _records(Correction, rows.fetchall())
+
+    # -- annotations --------------------------------------------------------------------------------
+
+    def annotate(self, *, turn_id: int | None = None, dream_id: int | None = None, line_index: int | None = None,
+                 tags: Sequence[str] = (), note: str | None = None) -> Annotation:
+        """Tag and/or note a turn, or one line of a dream. Adds a row; the latest per target counts.
+        Empty tags and no note clear the annotation."""
+        if isinstance(tags, str):
+            raise StoreError(f"tags must be a list of strings, not the string {tags!r}")
+        tags = list(tags)
+        for tag in tags:
+            _check_text("tag", tag)
+        if note is not None:
+            _check_text("note", note)
+        if turn_id is not None:
+            if dream_id is not None or line_index is not None:
+                raise StoreError("annotate either a turn (turn_id) or a dream line (dream_id, line_index), not both")
+        elif dream_id is None or line_index is None:
+            raise StoreError("annotate needs turn_id, or dream_id with line_index")
+        else:
+            _check_int("line_index", line_index, minimum=0)
+        with self._write() as conn:
+            self._require(conn, "turns", turn_id, optional=True)
+            self._require(conn, "dreams", dream_id, optional=True)
+            cur = conn.execute(
+                "INSERT INTO annotations (turn_id, dream_id, line_index, tags, note, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (turn_id, dream_id, line_index, json.dumps(tags, ensure_ascii=False), note, self._stamp()))
+            return _record(Annotation, conn.execute("SELECT * FROM annotations WHERE id = ?",
+                                                    (cur.lastrowid,)).fetchone())
+
+    def annotation(self, *, turn_id: int | None = None, dream_id: int | None = None,
+                   line_index: int | None = None) -> Annotation | None:
+        """The current annotation of one target (None if never annotated; a cleared one is returned
+        with empty tags and no note)."""
+        with self._read() as conn:
+            if turn_id is not None:
+                row = conn.execute("SELECT * FROM annotations WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                   (turn_id,)).fetchone()
+            else:
+                row = conn.execute("SELECT * FROM annotations WHERE dream_id = ? AND line_index = ?"
+                                   " ORDER BY id DESC LIMIT 1", (dream_id, line_index)).fetchone()
+            return _record(Annotation, row)
+
+    def annotations(self, day_id: int) -> list[Annotation]:
+        """Current annotations of the day's turns and of its dreams' lines, latest per target,
+        cleared ones left out; oldest target first."""
+        with self._read() as conn:
+            rows = conn.execute("""
+                SELECT a.* FROM annotations a
+                  JOIN (SELECT MAX(a2.id) AS id FROM annotations a2 JOIN turns t ON t.id = a2.turn_id
+                         WHERE t.day_id = ? GROUP BY a2.turn_id
+                        UNION ALL
+                        SELECT MAX(a3.id) FROM annotations a3 JOIN dreams d ON d.id = a3.dream_id
+                         WHERE d.day_id = ? GROUP BY a3.dream_id, a3.line_index) latest ON latest.id = a.id
+                 WHERE a.tags <> '[]' OR a.note IS NOT NULL
+                 ORDER BY a.turn_id IS NULL, a.turn_id, a.dream_id, a.line_index
+            """, (day_id, day_id)).fetchall()
+            return _records(Annotation, rows)
+
+    # -- dreams -------------------------------------------------------------------------------------
+
+    def add_dream(self, day_id: int, text: str, source: str = "model", night_id: int | None = None) -> Dream:
+        """A dream of the day: the model's own continuation ('model') or a teacher-written one."""
+        _check_text("dream text", text)
+        _check_enum("dream source", source, DREAM_SOURCES)
+        with self._write() as conn:
+            self._require(conn, "days", day_id)
+            self._require(conn, "nights", night_id, optional=True)
+            cur = conn.execute("INSERT INTO dreams (day_id, night_id, text, source, created_at) VALUES (?, ?, ?, ?, ?)",
+                               (day_id, night_id, text, source, self._stamp()))
+            return _record(Dream, conn.execute("SELECT * FROM dreams WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def dreams(self, last: int | None = None, *, day_id: int | None = None, source: str | None = None) -> list[Dream]:
+        """Dreams oldest first: all of them, the ``last`` n (the night trains on the last 5), and/or
+        those of one day or one source."""
+        _check_int("last", last, minimum=0, optional=True)
+        if source is not None:
+            _check_enum("dream source", source, DREAM_SOURCES)
+        with self._read() as conn:
+            rows = conn.execute("""
+                SELECT * FROM (SELECT * FROM dreams WHERE (? IS NULL OR day_id = ?) AND (? IS NULL OR source = ?)
+                                ORDER BY id DESC LIMIT ?) ORDER BY id
+            """, (day_id, day_id, source, source, -1 if last is None else last)).fetchall()
+            return _records(Dream, rows)
+
+    # -- nights -------------------------------------------------------------------------------------
+
+    def start_night(self, day_id: int, pre_checkpoint_id: int | None = None) -> Night:
+        """Begin the night of a closed day. Only one night runs at a time; one left 'running' by a
+        quit is found with ``running_night()`` and finished as 'interrupted' before another starts."""
+        with self._write() as conn:
+            day = self._require(conn, "days", day_id)
+            if day["closed_at"] is None:
+                raise StoreError(f"day {day['number']} is still open; its night cannot start")
+            running = conn.execute("SELECT id, day_id FROM nights WHERE status = 'running'").fetchone()
+            if running is not None:
+                raise StoreError(f"night {running['id']} is still running; finish it first")
+            self._require(conn, "checkpoints", pre_checkpoint_id, optional=True)
+            cur = conn.execute("INSERT INTO nights (day_id, started_at, status, pre_checkpoint_id)"
+                               " VALUES (?, ?, 'running', ?)", (day_id, self._stamp(), pre_checkpoint_id))
+            return _record(Night, conn.execute("SELECT * FROM nights WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+    def finish_night(self, night_id: int, status: str, *, reason: str | None = None, report: Any = None,
+                     post_checkpoint_id: int | None = None, pre_checkpoint_id: int | None = None) -> Night:
+        """End a running night: accepted, rolled back (say why in ``reason``), interrupted, nothing to
+        do, or failed. ``report`` is anything JSON can hold (losses, probe scores, counts...)."""
+        _check_enum("night status", status, [s for s in NIGHT_STATUSES if s != "running"])
+        if reason is not None:
+            _check_text("night reason", reason)
+        try:
+            report_json = None if report is None else json.dumps(report, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"night report is not JSON: {e}") from e
+        with self._write() as conn:
+            night = self._require(conn, "nights", night_id)
+            if night["status"] != "running":
+                raise StoreError(f"night {night_id} already finished ({night['status']})")
+            self._require(conn, "checkpoints", post_checkpoint_id, optional=True)
+            self._require(conn, "checkpoints", pre_checkpoint_id, optional=True)
+            conn.execute("""
+                UPDATE nights SET finished_at = ?, status = ?, reason = ?, report = ?,
+                       post_checkpoint_id = ?, pre_checkpoint_id = COALESCE(?, pre_checkpoint_id)
+                 WHERE id = ?
+            """, (self._stamp(), status, reason, report_json, post_checkpoint_id, pre_checkpoint_id, night_id))
+            return _record(Night, conn.execute("SELECT * FROM nights WHERE id = ?", (night_id,)).fetchone())
+
+    def get_night(self, night_id: int) -> Night | None:
+        with self._read() as conn:
+            return _record(Night, conn.execute("SELECT * FROM nights WHERE id = ?", (night_id,)).fetchone())
+
+    def running_night(self) -> Night | None:
+        """The night still marked running: after a restart, one that a quit interrupted."""
+        with self._read() as conn:
+            return _record(Night, conn.execute("SELECT * FROM nights WHERE status = 'running'").fetchone())
+
+    def nights(self, day_id: int | None = None) -> list[Night]:
+        """All nights, or those of one day, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM nights WHERE (? IS NULL OR day_id = ?) ORDER BY id",
+                                (day_id, day_id)).fetchall()
+            return _records(Night, rows)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def add_checkpoint(self, path: str | os.PathLike[str], reason: str, *, checksum: str, size_bytes: int,
+                       step: int = 0, day_id: int | None = None, parent_id: int | None = None,
+                       probe_ppl: float | None = None) -> Checkpoint:
+        """Record a saved weights file and its story. ``path`` is relative to the companion home, so
+        the home can move. ``parent_id``: the weights these came from (restores rely on it)."""
+        path_str = os.fspath(path)
+        _check_text("checkpoint path", path_str)
+        if not path_str or Path(path_str).is_absolute():
+            raise StoreError(f"checkpoint path {path_str!r} must be relative to the companion home")
+        _check_text("checkpoint reason", reason)
+        if not reason:
+            raise StoreError("checkpoint reason must not be empty")
+        _check_text("checksum", checksum)
+        _check_int("size_bytes", size_bytes, minimum=0)
+        _check_int("step", step, minimum=0)
+        with self._write() as conn:
+            self._require(conn, "days", day_id, optional=True)
+            self._require(conn, "checkpoints", parent_id, optional=True)
+            if conn.execute("SELECT 1 FROM checkpoints WHERE path = ? AND deleted_at IS NULL", (path_str,)).fetchone():
+                raise StoreError(f"a checkpoint at {path_str!r} is already recorded")
+            cur = conn.execute(
+                "INSERT INTO checkpoints (path, reason, day_id, step, parent_id, created_at, checksum, probe_ppl,"
+                " size_bytes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path_str, reason, day_id, step, parent_id, self._stamp(), checksum, probe_ppl, size_bytes))
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (cur.lastrowid,)).fetchone())
+
+    def set_checkpoint_probe(self, checkpoint_id: int, probe_ppl: float) -> Checkpoint:
+        """Record the probe perplexity once it has been measured."""
+        with self._write() as conn:
+            self._require(conn, "checkpoints", checkpoint_id)
+            conn.execute("UPDATE checkpoints SET probe_ppl = ? WHERE id = ?", (float(probe_ppl), checkpoint_id))
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (checkpoint_id,)).fetchone())
+
+    def mark_checkpoint_deleted(self, checkpoint_id: int) -> Checkpoint:
+        """The file was removed (pruning); its story stays. Marking twice keeps the first time."""
+        with self._write() as conn:
+            self._require(conn, "checkpoints", checkpoint_id)
+            conn.execute("UPDATE checkpoints SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
+                         (self._stamp(), checkpoint_id))
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (checkpoint_id,)).fetchone())
+
+    def get_checkpoint(self, checkpoint_id: int) -> Checkpoint | None:
+        with self._read() as conn:
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (checkpoint_id,)).fetchone())
+
+    def checkpoints(self, *, include_deleted: bool = False, reason: str | None = None) -> list[Checkpoint]:
+        """Checkpoints oldest first (the restore menu), without deleted ones unless asked."""
+        with self._read() as conn:
+            rows = conn.execute("""
+                SELECT * FROM checkpoints WHERE (? OR deleted_at IS NULL) AND (? IS NULL OR reason = ?) ORDER BY id
+            """, (bool(include_deleted), reason, reason)).fetchall()
+            return _records(Checkpoint, rows)
+
+    def latest_checkpoint(self, reason: str | None = None) -> Checkpoint | None:
+        """The most recently recorded checkpoint whose file still exists (optionally of one reason)."""
+        with self._read() as conn:
+            return _record(Checkpoint, conn.execute("""
+                SELECT * FROM checkpoints WHERE deleted_at IS NULL AND (? IS NULL OR reason = ?)
+                 ORDER BY id DESC LIMIT 1
+            """, (reason, reason)).fetchone())
+
+    # -- books --------------------------------------------------------------------------------------
+
+    def queue_book(self, path: str | os.PathLike[str], sha256: str, bytes: int) -> Book:
+        """Queue a book for the next night. Idempotent: the same file with the same content, reported
+        again by the watcher, returns the row it already has (whatever its status)."""
+        path_str = os.fspath(path)
+        _check_text("book path", path_str)
+        _check_text("sha256", sha256)
+        _check_int("bytes", bytes, minimum=0)
+        with self._write() as conn:
+            conn.execute("INSERT INTO books (path, sha256, bytes, status, added_at) VALUES (?, ?, ?, 'queued', ?)"
+                         " ON CONFLICT (path, sha256) DO NOTHING", (path_str, sha256, bytes, self._stamp()))
+            return _record(Book, conn.execute("SELECT * FROM books WHERE path = ? AND sha256 = ?",
+                                              (path_str, sha256)).fetchone())
+
+    def books(self, status: str | None = None) -> list[Book]:
+        if status is not None:
+            _check_enum("book status", status, BOOK_STATUSES)
+        with self._read() as conn:
+            return _records(Book, conn.execute("SELECT * FROM books WHERE (? IS NULL OR status = ?) ORDER BY id",
+                                               (status, status)).fetchall())
+
+    def get_book(self, book_id: int) -> Book | None:
+        with self._read() as conn:
+            return _record(Book, conn.execute("SELECT * FROM books WHERE id = ?", (book_id,)).fetchone())
+
+    def _finish_book(self, book_id: int, status: str, **values: Any) -> Book:
+        with self._write() as conn:
+            book = self._require(conn, "books", book_id)
+            self._require(conn, "nights", values.get("night_id"), optional=True)
+            if book["status"] != "queued":
+                raise StoreError(f"book {book_id} ({book['path']}) is {book['status']}, not queued")
+            conn.execute("UPDATE books SET status = ?, read_at = ?, night_id = ?, tokens = COALESCE(?, tokens),"
+                         " note = COALESCE(?, note) WHERE id = ?",
+                         (status, values.get("read_at"), values.get("night_id"), values.get("tokens"),
+                          values.get("note"), book_id))
+            return _record(Book, conn.execute("SELECT * FROM books WHERE id = ?", (book_id,)).fetchone())
+
+    def mark_book_read(self, book_id: int, *, night_id: int | None = None, tokens: int | None = None) -> Book:
+        """The book was read in an accepted night."""
+        _check_int("tokens", tokens, minimum=0, optional=True)
+        return self._finish_book(book_id, "read", read_at=self._stamp(), night_id=night_id, tokens=tokens)
+
+    def refuse_book(self, book_id: int, note: str) -> Book:
+        """The book will not be read (unreadable, too large, not text); ``note`` tells the owner why."""
+        _check_text("note", note)
+        return self._finish_book(book_id, "refused", note=note)
+
+    # -- search -------------------------------------------------------------------------------------
+
+    def search(self, text: str, limit: int = 50, *, prefix: bool = False,
+               kinds: Sequence[str] = ("turn", "candidate", "dream")) -> list[Hit]:
+        """Find past turns, candidates and dreams containing every word of ``text``, best first.
+
+        ``text`` is plain text (see ``fts_query``): nothing the owner types acts as a search operator
+        or raises. ``prefix=True`` lets each word match as the start of a word (search as you type)."""
+        _check_text("search text", text)
+        _check_int("limit", limit, minimum=0)
+        for kind in kinds:
+            _check_enum("search kind", kind, ("turn", "candidate", "dream"))
+        query = fts_query(text, prefix=prefix)
+        if query is None or not kinds or limit == 0:
+            return []
+        parts = []
+        params: list[Any] = []
+        for kind, table in (("turn", "turns"), ("candidate", "candidates"), ("dream", "dreams")):
+            if kind not in kinds:
+                continue
+            parts.append(f"""
+                SELECT '{kind}' AS kind, x.id AS id, d.id AS day_id, d.number AS day_number,
+                       snippet({table}_fts, 0, ?, ?, '…', 16) AS snippet, bm25({table}_fts) AS score
+                  FROM {table}_fts JOIN {table} x ON x.id = {table}_fts.rowid JOIN days d ON d.id = x.day_id
+                 WHERE {table}_fts MATCH ?""")
+            params += [_MARK_START, _MARK_END, query]
+        sql = " UNION ALL ".join(parts) + " ORDER BY score, day_number DESC, id DESC LIMIT ?"
+        with self._read() as conn:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+        hits = []
+        for row in rows:
+            snippet, spans = _unmark(row["snippet"] or "")
+            hits.append(Hit(row["kind"], row["id"], row["day_id"], row["day_number"], snippet, spans))
+        return hits
+
+    # -- backup -------------------------------------------------------------------------------------
+
+    def backup_to(self, path: str | os.PathLike[str]) -> Path:
+        """Copy the whole store to ``path`` while it stays in use (SQLite's online backup, read through
+        a separate connection, so other threads keep writing). The copy is written beside the target
+        and renamed into place, so a crash never leaves a half backup; it is a single self-contained
+        file (rollback journal, no -wal)."""
+        dest = Path(path)
+        if dest.exists() and dest.resolve() == self.path.resolve():
+            raise StoreError(f"cannot back up {self.path} onto itself")
+        self._connection()  # refuse on a closed store
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            source = sqlite3.connect(self.path, timeout=10.0)
+            try:
+                target = sqlite3.connect(tmp)
+                try:
+                    source.backup(target)
+                    target.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    target.close()
+            finally:
+                source.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        except (sqlite3.Error, OSError) as e:
+            for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass
+            raise StoreError(f"cannot back up {self.path} to {dest}: {e}") from e
+        return dest
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open, without hiding the error that brought us here."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,116 @@
+"""The one place that owns optimizers: building them, scheduling them, stepping them, saving them.
+
+The nursery and the night both train through these functions. Each phase builds its own optimizer
+with `make_optimizer`; only the nursery saves and reloads its state (`save_optimizer_state`), into a
+file nothing else reads. That is how a night can never silently inherit the pretraining learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import CheckpointError, load_tensors, save_tensors
+from model.transformer import Transformer
+
+
+def best_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_optimizer(model: Transformer, lr: float, weight_decay: float = 0.1) -> torch.optim.AdamW:
+    """A fresh AdamW: matrices decay, norms and embeddings' gains do not."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
+
+
+def lr_at(fraction: float, peak: float, warmup: float = 0.05, floor: float = 0.1) -> float:
+    """Linear warmup over the first `warmup` of the run, then cosine decay to `floor * peak`."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if warmup > 0 and fraction < warmup:
+        return peak * (fraction / warmup)
+    progress = (fraction - warmup) / max(1e-9, 1 - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_step(
+    model: Transformer,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    lr: float,
+    grad_clip: float = 1.0,
+) -> float:
+    """Backpropagate `loss`, clip, and step at `lr`. A non-finite loss is returned without stepping,
+    so the caller's guard can refuse it before it touches the weights."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return value
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return value
+
+
+@torch.no_grad()
+def mean_loss(model: Transformer, windows: Sequence[torch.Tensor], batch_size: int = 8) -> float:
+    """Mean next-token loss over fixed token windows (each of length block+1): the held-out measure."""
+    if not windows:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        chunk = torch.stack(list(windows[i : i + batch_size])).to(device).long()
+        _, loss = model(chunk[:, :-1], chunk[:, 1:])
+        n = chunk.shape[0]
+        total += float(loss) * n
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+def save_optimizer_state(path: Path, model: Transformer, optimizer: torch.optim.AdamW, header: dict[str, str]) -> None:
+    """The nursery's AdamW moments as safetensors (never pickle), keyed by parameter name."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    for p, state in optimizer.state.items():
+        name = names[id(p)]
+        for key in ("exp_avg", "exp_avg_sq"):
+            tensors[f"{key}.{name}"] = state[key]
+        tensors[f"step.{name}"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    save_tensors(path, tensors, header)
+
+
+def load_optimizer_state(path: Path, model: Transformer, optimizer: torch.optim.AdamW) -> dict[str, str]:
+    """Restore the nursery's moments saved by `save_optimizer_state`; returns the file's header."""
+    tensors, header = load_tensors(path)
+    device = next(model.parameters()).device
+    for name, p in model.named_parameters():
+        if f"exp_avg.{name}" not in tensors:
+            raise CheckpointError(f"{path}: no optimizer state for {name}")
+        optimizer.state[p] = {
+            "step": tensors[f"step.{name}"].reshape(()).clone(),
+            "exp_avg": tensors[f"exp_avg.{name}"].to(device),
+            "exp_avg_sq": tensors[f"exp_avg_sq.{name}"].to(device),
+        }
+    return header

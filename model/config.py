@@ -1,0 +1,74 @@
+"""The network's shape: one dataclass saved with every checkpoint, and the named presets.
+
+Presets follow "start deep, grow wide": the `seedling` is small enough to learn on a laptop CPU, and
+`v1`..`v4` are 24 layers at 384, 512, 768 and 1024 dimensions with the head size fixed at 64, so
+widening from one to the next only adds heads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A model configuration that cannot be built (unknown preset, inconsistent sizes)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 8192
+    n_layer: int = 6
+    n_embd: int = 256
+    head_dim: int = 64
+    block_size: int = 512
+    mlp_hidden: int = 0  # 0: derived from n_embd (SwiGLU's 8/3 rule, rounded up to a multiple of 64)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.head_dim:
+            raise ConfigError(f"n_embd={self.n_embd} is not a multiple of head_dim={self.head_dim}")
+        for name in ("vocab_size", "n_layer", "n_embd", "head_dim", "block_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+
+    @property
+    def n_head(self) -> int:
+        return self.n_embd // self.head_dim
+
+    @property
+    def hidden(self) -> int:
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        return -(-(8 * self.n_embd // 3) // 64) * 64
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "seedling": ModelConfig(n_layer=6, n_embd=256, block_size=512),
+    "v1": ModelConfig(n_layer=24, n_embd=384, block_size=1024),
+    "v2": ModelConfig(n_layer=24, n_embd=512, block_size=1024),
+    "v3": ModelConfig(n_layer=24, n_embd=768, block_size=1024),
+    "v4": ModelConfig(n_layer=24, n_embd=1024, block_size=1024),
+}
+
+
+def preset(name: str, **overrides: int | float) -> ModelConfig:
+    """The named preset, optionally with fields replaced (tests use tiny vocabularies and blocks)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    base = asdict(PRESETS[name])
+    base.update(overrides)
+    return ModelConfig(**base)

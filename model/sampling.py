@@ -1,0 +1,149 @@
+"""Sampling K candidate continuations in one batch that shares a single reading of the prompt.
+
+Each candidate slot has its own random generator seeded `seed + slot`, so candidate i of a batch is the
+same as generating candidate i alone with that seed: a run is reproducible and a batch is no different
+from its parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import torch
+
+from model.transformer import KVCache, Transformer
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.8
+    top_k: int = 50  # 0: off
+    top_p: float = 0.95  # 1.0: off
+    repetition_penalty: float = 1.1  # 1.0: off
+    repetition_window: int = 64  # prompt tokens (besides the reply so far) that the penalty looks back on
+    max_new_tokens: int = 64
+    seed: int | None = None
+
+
+@dataclass
+class Generation:
+    tokens: list[int] = field(default_factory=list)
+    finish: str = ""  # "end" (a stop token), "length" (max tokens or block full), "stopped" (asked to stop)
+    stop_token: int | None = None
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: list[set[int]], penalty: float, protected: Collection[int]) -> torch.Tensor:
+    """Make already-seen tokens less likely: divide positive logits, multiply negative ones.
+
+    (Dividing a negative logit would make the token *more* likely: the classic bug.) Special tokens are
+    never penalised, so a reply can always end.
+    """
+    if penalty == 1.0:
+        return logits
+    logits = logits.clone()
+    for row, tokens in enumerate(seen):
+        ids = [t for t in tokens if t not in protected]
+        if not ids:
+            continue
+        idx = torch.tensor(ids, device=logits.device)
+        vals = logits[row, idx]
+        logits[row, idx] = torch.where(vals > 0, vals / penalty, vals * penalty)
+    return logits
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top-k tokens and the smallest set whose probability reaches top_p; the rest -inf."""
+    if top_k and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(-1) - probs > top_p  # the first token is always kept
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def _generators(seed: int | None, slots: list[int], device) -> list[torch.Generator]:
+    base = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+    gens = []
+    for slot in slots:
+        g = torch.Generator(device=device)
+        g.manual_seed(base + slot)
+        gens.append(g)
+    return gens
+
+
+@torch.no_grad()
+def prefill(model: Transformer, prompt: list[int]) -> tuple[KVCache, torch.Tensor]:
+    """Read the prompt once; return the cache and the last position's logits (1, vocab)."""
+    p = next(model.parameters())
+    cache = KVCache.empty(model.config, 1, p.device, p.dtype)
+    logits, _ = model(torch.tensor([prompt], device=p.device), cache=cache)
+    return cache, logits[:, -1, :]
+
+
+@torch.no_grad()
+def sample_candidates(
+    model: Transformer,
+    prompt: list[int],
+    k: int,
+    settings: SamplingSettings,
+    stop_ids: Collection[int],
+    protected_ids: Collection[int] = (),
+    slots: list[int] | None = None,
+    on_token: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Generation]:
+    """Sample `k` continuations of `prompt` (token ids) in one batch.
+
+    `slots` names each row's seed offset (default 0..k-1; a second round of candidates passes k..2k-1
+    so it never repeats the first). `on_token(row, token)` streams tokens as they come; `should_stop()`
+    is polled each step and ends every row with finish="stopped", keeping what was generated.
+    """
+    if not prompt:
+        raise ValueError("the prompt is empty: nothing to continue")
+    model.eval()
+    slots = list(range(k)) if slots is None else slots
+    device = next(model.parameters()).device
+    gens = _generators(settings.seed, slots, device)
+    room = model.config.block_size - len(prompt)
+    if room <= 0:
+        raise ValueError(f"the prompt ({len(prompt)} tokens) fills the block ({model.config.block_size})")
+    cache, last = prefill(model, prompt)
+    cache = cache.expand(k) if k > 1 else cache
+    logits = last.expand(k, -1)
+    window = set(prompt[-settings.repetition_window :]) if settings.repetition_window else set()
+    seen = [set(window) for _ in range(k)]
+    protected = set(protected_ids) | set(stop_ids)
+    results = [Generation() for _ in range(k)]
+    steps = min(settings.max_new_tokens, room)
+    for step in range(steps):
+        if should_stop is not None and should_stop():
+            for r in results:
+                r.finish = r.finish or "stopped"
+            break
+        scores = apply_repetition_penalty(logits.float(), seen, settings.repetition_penalty, protected)
+        scores = filter_logits(scores / max(settings.temperature, 1e-5), settings.top_k, settings.top_p)
+        probs = torch.softmax(scores, dim=-1)
+        next_ids = [int(torch.multinomial(probs[row], 1, generator=gens[row]).item()) for row in range(k)]
+        for row, tok in enumerate(next_ids):
+            r = results[row]
+            if r.finish:
+                continue
+            if tok in stop_ids:
+                r.finish, r.stop_token = "end", tok
+                continue
+            r.tokens.append(tok)
+            seen[row].add(tok)
+            if on_token is not None:
+                on_token(row, tok)
+        if all(r.finish for r in results) or step == steps - 1:
+            break
+        logits, _ = model(torch.tensor(next_ids, device=device)[:, None], cache=cache)
+        logits = logits[:, -1, :]
+    for r in results:
+        r.finish = r.finish or "length"
+    return results

@@ -1,0 +1,199 @@
+"""The network: a decoder-only transformer in one page.
+
+Pre-norm RMSNorm, rotary positions (so the context can be stretched later), SwiGLU, tied embeddings,
+no biases, `scaled_dot_product_attention`, and a KV cache so that a day's context is read once and the
+candidates that answer it share that reading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.float().pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()
+        return (x.float() * norm).type_as(x) * self.weight
+
+
+def rotary_tables(head_dim: int, length: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (length, head_dim // 2) for rotary position embedding."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of each head by their position's angle. x: (B, H, T, D)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = cos[None, None], sin[None, None]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the positions read so far; `length` is how many."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    length: int = 0
+
+    @classmethod
+    def empty(cls, config: ModelConfig, batch: int, device, dtype) -> "KVCache":
+        shape = (batch, config.n_head, config.block_size, config.head_dim)
+        return cls(
+            [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
+            [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
+        )
+
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0]
+
+    def expand(self, batch: int) -> "KVCache":
+        """The same context repeated for `batch` rows: K candidates share one reading of the prompt."""
+        if self.batch != 1:
+            raise ValueError("only a single-row cache can be expanded")
+        return KVCache(
+            [k.expand(batch, -1, -1, -1).clone() for k in self.keys],
+            [v.expand(batch, -1, -1, -1).clone() for v in self.values],
+            self.length,
+        )
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            start = cache.length
+            cache.keys[layer][:, :, start : start + T] = k
+            cache.values[layer][:, :, start : start + T] = v
+            k = cache.keys[layer][:, :, : start + T]
+            v = cache.values[layer][:, :, : start + T]
+            if T == 1:
+                y = F.scaled_dot_product_attention(q, k, v)
+            else:  # a chunk appended to a context already read: causal within the chunk, all before it
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate = nn.Linear(config.n_embd, config.hidden, bias=False)
+        self.up = nn.Linear(config.n_embd, config.hidden, bias=False)
+        self.down = nn.Linear(config.hidden, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = Attention(config)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, cos, sin, cache, layer):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # residual projections scaled down with depth (GPT-2)
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position, and with targets the (weighted) mean cross-entropy.
+
+        `targets` uses -100 for positions that teach nothing; `weights` (same shape) scales each
+        position's loss, so the owner's own words can count less than the companion's.
+        """
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"{start + T} positions exceed the block size {self.config.block_size}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.embed(idx)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
+        if cache is not None:
+            cache.length += T
+        logits = F.linear(self.norm(x), self.embed.weight)  # tied embeddings
+        if targets is None:
+            return logits, None
+        return logits, token_loss(logits, targets, weights)
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the positions that teach (target != -100), weighted when asked."""
+    losses = F.cross_entropy(
+        logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+    )
+    mask = (targets.reshape(-1) != -100).float()
+    if weights is not None:
+        mask = mask * weights.reshape(-1).float()
+    return (losses * mask).sum() / mask.sum().clamp_min(1e-8)
+
+
+def sequence_logprobs(model: Transformer, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum of log-probabilities of the target tokens (-100 skipped), one number per row.
+
+    Used to measure what a night taught (a chosen reply's log-probability) and for preference training.
+    """
+    logits, _ = model(idx)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    mask = targets != -100
+    picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)

@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny real tokenizer and a tiny real model, made once per test session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from companion.corpus import starter_documents
+from companion.transcript import Turn
+from model.config import preset
+from model.tokenizer import Tokenizer, train_tokenizer
+from model.transformer import Transformer
+
+TINY_VOCAB = 512
+GREETING = "Good morning, {companion}. {owner} is here."
+GOODNIGHT = "Good night, {companion}. The day is over."
+
+
+def tiny_config(**overrides):
+    base = dict(vocab_size=TINY_VOCAB, n_layer=2, n_embd=64, head_dim=16, block_size=128)
+    base.update(overrides)
+    return preset("seedling", **base)
+
+
+@pytest.fixture(scope="session")
+def tiny_texts() -> list[str]:
+    """A few hundred starter conversations' lines: enough for a 512-token BPE."""
+    docs = starter_documents(held_out=False, greeting=GREETING, goodnight=GOODNIGHT, limit=300)
+    return [t.text for doc in docs for t in doc]
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_texts) -> Tokenizer:
+    return train_tokenizer(tiny_texts, vocab_size=TINY_VOCAB)
+
+
+@pytest.fixture()
+def tiny_model(tokenizer) -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(tiny_config(vocab_size=tokenizer.vocab_size)).eval()
+
+
+@pytest.fixture()
+def sample_turns() -> list[Turn]:
+    return [
+        Turn("inner", "Good morning, Scout. Trey is here."),
+        Turn("owner", "Hi Scout! How was your night?"),
+        Turn("companion", "It was quiet. I dreamt of the sea."),
+        Turn("inner", "He seems cheerful today."),
+    ]
+
+
+def make_tiny_home(root, tokenizer, name: str = "Scout", owner: str = "Trey", block_size: int = 256, seed: int = 0):
+    """A real companion home with a tiny untrained model: tokenizer, settings, store, one checkpoint.
+
+    Returns the Home. Block 256 gives the day a 192-token budget at the default share (3/4).
+    """
+    from companion.home import Home
+    from companion.store import Store
+    from companion.weights import Weights
+
+    home = Home.create(root, name, owner=owner, preset="seedling")
+    tokenizer.save(home.tokenizer_path)
+    torch.manual_seed(seed)
+    model = Transformer(tiny_config(vocab_size=tokenizer.vocab_size, block_size=block_size))
+    with Store.open(home.store_path) as store:
+        Weights(home, store).save(model, "birth", step=0)
+    return home
+
+
+@pytest.fixture()
+def tiny_home(tmp_path, tokenizer):
+    return make_tiny_home(tmp_path / "companions", tokenizer)
