@@ -20,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
-import errno
 import math
 import os
 import re
 import string
-import tempfile
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
@@ -34,6 +32,8 @@ from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 import tomli_w
+
+from model.atomic import atomic_write_bytes
 
 __all__ = [
     "SettingsError",
@@ -1065,21 +1065,6 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     return settings_from_toml(text, p)
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_settings(
     path: str | os.PathLike[str], settings: Settings, *, exclusive: bool = False
 ) -> None:
@@ -1093,33 +1078,7 @@ def save_settings(
     if not isinstance(settings, Settings):
         raise TypeError(f"save_settings needs a Settings, not {type(settings).__name__}")
     _validate_tree(settings, "", p)
-    data = settings_to_toml(settings).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            try:
-                os.link(tmp, p)  # atomic, and fails if p exists: never overwrites
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: check, then rename
-                if p.exists():
-                    raise FileExistsError(errno.EEXIST, "file exists", str(p)) from None
-                os.replace(tmp, p)
-            else:
-                os.unlink(tmp)
-        else:
-            os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(p.parent)
+    atomic_write_bytes(p, settings_to_toml(settings).encode("utf-8"), exclusive=exclusive)
 
 
 def update_settings_file(path: str | os.PathLike[str], key: str, value: Any) -> Settings:
