@@ -32,6 +32,7 @@ from model.transformer import Transformer
 SEEDLING_DIR = Path(__file__).with_name("seedling")
 NURSERY_STATE = "nursery-optimizer.safetensors"
 OWNER_CORPUS_DIR = "corpus"  # the owner's birth texts, copied into the home so the nursery can resume
+BOOK_FILE = "personality-book.jsonl"  # a book to be born from, copied into the home likewise
 
 
 class BirthError(ValueError):
@@ -71,10 +72,20 @@ def check_birth_input(root: Path, name: str, owner: str, preset_name: str, corpu
         raise BirthError(str(exc)) from exc
 
 
-def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: list[str]) -> tuple[Home, list[str]]:
-    """Make the companion's home and copy the owner's texts into it."""
+def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: list[str],
+                book: str | None = None) -> tuple[Home, list[str]]:
+    """Make the companion's home and copy the owner's texts (and personality book) into it."""
     notes = check_birth_input(root, name, owner, preset_name, corpus)
+    if book:
+        from companion.book import BookError, read_book
+
+        try:
+            read_book(book)  # refuse a bad book before anything is written
+        except BookError as exc:
+            raise BirthError(str(exc)) from exc
     home = Home.create(root, name, owner=owner, preset=preset_name)
+    if book:
+        shutil.copyfile(book, home.path / BOOK_FILE)
     if corpus:
         texts = read_owner_texts(corpus)
         folder = home.path / OWNER_CORPUS_DIR
@@ -91,10 +102,18 @@ def _owner_documents(home: Home) -> list[list[Turn]]:
     return [[Turn("text", p.read_text(encoding="utf-8"))] for p in sorted(folder.iterdir()) if p.suffix in (".txt", ".md")]
 
 
+def _book_documents(home: Home) -> list[list[Turn]]:
+    """The chosen and typed replies of a personality book, with their prompts (a rebirth)."""
+    from companion.book import book_documents
+
+    path = home.path / BOOK_FILE
+    return book_documents(path) if path.exists() else []
+
+
 def corpus_documents(settings: Settings, home: Home) -> tuple[list[list[Turn]], list[list[Turn]]]:
     """(training documents, held-out documents) of the birth corpus: starter plus the owner's texts."""
     greeting, goodnight = settings.day.greeting, settings.day.goodnight
-    train = starter_documents(False, greeting, goodnight) + _owner_documents(home)
+    train = starter_documents(False, greeting, goodnight) + _owner_documents(home) + _book_documents(home)
     return train, starter_documents(True, greeting, goodnight)
 
 

@@ -88,7 +88,7 @@ def cmd_birth(args) -> int:
 
     root = resolve_root(args.home)
     try:
-        home, notes = create_home(root, args.name, args.owner, args.preset, args.corpus or [])
+        home, notes = create_home(root, args.name, args.owner, args.preset, args.corpus or [], args.from_book)
     except (BirthError, HomeError) as exc:
         print(f"companion birth: {exc}", file=sys.stderr)
         return 2

@@ -131,3 +131,28 @@ def test_a_missing_seedling_is_a_clear_error(tmp_path):
     home, _ = create_home(tmp_path / "root", "Scout", "Trey", "seedling", [])
     with Store.open(home.store_path) as store, pytest.raises(BirthError, match="seedling is missing"):
         adopt_seedling(home, store, tmp_path / "nowhere")
+
+
+def test_a_companion_born_from_a_book_learns_exactly_its_chosen_and_typed_replies(tmp_path):
+    import json
+
+    from companion.birth import corpus_documents
+    from companion.transcript import Turn
+
+    book = tmp_path / "book.jsonl"
+    book.write_text("\n".join(json.dumps(e) for e in [
+        {"step": 1, "day": 1, "prompt": "What's your name?", "responses": ["Bob", "Scout"], "selected": 1},
+        {"step": 2, "day": 1, "prompt": "Favourite colour?", "responses": ["red"], "typed": "Green, like moss."},
+    ]), encoding="utf-8")
+    home, _ = create_home(tmp_path / "root", "Scout", "Trey", "seedling", [], str(book))
+    train, _ = corpus_documents(home.load_settings(), home)
+    assert train[-1] == [Turn("owner", "What's your name?"), Turn("companion", "Scout"),
+                         Turn("owner", "Favourite colour?"), Turn("companion", "Green, like moss.")]
+
+
+def test_a_damaged_book_is_refused_before_anything_is_written(tmp_path):
+    book = tmp_path / "book.jsonl"
+    book.write_text('{"prompt": "hi"}\n', encoding="utf-8")
+    with pytest.raises(BirthError, match="line 1"):
+        create_home(tmp_path / "root", "Scout", "Trey", "seedling", [], str(book))
+    assert not (tmp_path / "root" / "Scout").exists()
