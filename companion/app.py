@@ -1,0 +1,321 @@
+"""The full-screen app: one companion, one day at a time.
+
+Start-up paints before torch is imported: this module, the screens and the widgets import no torch;
+the model loads in a thread worker (`load_engine`) and announces itself with `EngineReady`, while the
+owner can already read the day and open the settings. The app holds the companion's lock for its
+whole life; a second app on the same companion is refused with a clear message.
+
+Hooks for the other parts of the app (the night, past days, checkpoints, books):
+
+* `start_night(day_id)`: called when a day closes (`DayClosed`). For now it says that the night is not
+  yet available and begins the next day on the current weights (`begin_next_day`).
+* `open_days` / `open_checkpoints` / `open_books`: push those screens if their modules exist.
+* `reload_weights()`: re-read the current checkpoint in a worker (after a restore, or a night); the
+  app does this on `CheckpointsScreen.Restored` without knowing more about that screen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from companion.home import Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
+from companion.messages import DayClosed, EngineFailed, EngineReady, WeightsReloaded
+from companion.settings import Settings, SettingsError, update_settings_file
+from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
+
+__all__ = ["CompanionApp", "run_app"]
+
+SEEDLING_DIR = Path(__file__).with_name("seedling")
+
+
+class CompanionApp(App):
+    """The companion's app: welcome or picker, then the day."""
+
+    CSS_PATH = STYLESHEET_PATH
+    TITLE = "companion"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", priority=True)]
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        name: str | None = None,
+        *,
+        lock=None,
+        device: str | None = None,
+        seedling_dir: str | Path | None = None,
+        watch_themes: bool = True,
+    ) -> None:
+        super().__init__()
+        self.root = resolve_root(root)
+        self.companion_name = name
+        self.lock = lock
+        self.device = device
+        self.seedling_dir = Path(seedling_dir) if seedling_dir is not None else SEEDLING_DIR
+        self.watch_themes = watch_themes
+        self.home: Home | None = None
+        self.store = None
+        self.settings: Settings | None = None
+        self.engine = None
+        self.session = None
+        self._user_themes: list[str] = []
+        self._wanted_theme: str | None = None
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        register_themes(self)
+        self.theme = DEFAULT_THEME
+        if self.watch_themes:
+            self.run_worker(watch_user_themes(themes_dir(), self._on_user_themes, reserved=()),
+                            group="themes", exclusive=True, exit_on_error=False)
+        try:
+            names = list_companions(self.root)
+        except HomeError as error:
+            self.exit(return_code=2, message=str(error))
+            return
+        if self.companion_name is not None:
+            self.open_companion(self.companion_name, lock=self.lock, exit_on_error=True)
+        elif not names:
+            from companion.screens.welcome import WelcomeScreen
+
+            self.push_screen(WelcomeScreen())
+        elif len(names) == 1:
+            self.open_companion(names[0], lock=self.lock, exit_on_error=True)
+        else:
+            from companion.screens.picker import PickerScreen
+
+            self.push_screen(PickerScreen(names))
+
+    def open_companion(self, name: str, *, lock=None, exit_on_error: bool = False, force: bool = False) -> bool:
+        """Open the companion `name`: take its lock, open its store and settings, show its day."""
+        try:
+            home = Home.open(self.root, name)
+            if lock is None:
+                lock = home.lock()
+        except (LockedError, HomeError) as error:
+            if exit_on_error:
+                self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
+            else:
+                self.notify(str(error), title="Cannot open", severity="error")
+            return False
+        from companion.store import Store
+
+        try:
+            settings = home.load_settings()
+            store = Store.open(home.store_path)
+        except Exception as error:
+            lock.release()
+            if exit_on_error:
+                self.exit(return_code=2, message=f"companion: {error}")
+            else:
+                self.notify(str(error), title="Cannot open", severity="error")
+            return False
+        if self.lock is not None and self.lock is not lock:
+            self.lock.release()
+        self.home, self.store, self.settings, self.lock = home, store, settings, lock
+        if lock.note:
+            self.notify(lock.note, title="Note")
+        self._apply_saved_theme()
+        self.set_keymap(dict(settings.ui.bindings))
+        if store.latest_checkpoint() is None and not force:
+            from companion.screens.welcome import WelcomeScreen
+
+            self._replace_screens(WelcomeScreen(resume_home=home))
+            return True
+        from companion.screens.chat import ChatScreen
+
+        self._replace_screens(ChatScreen())
+        self.load_engine()
+        return True
+
+    def _replace_screens(self, screen: Screen) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(screen)
+
+    @work(thread=True, exclusive=True, group="engine")
+    def load_engine(self) -> None:
+        """Import torch and load the weights, off the UI's thread."""
+        try:
+            from companion.engine import Engine
+
+            engine = Engine.load(self.home, self.store, device=self.device)
+        except Exception as error:
+            self.post_message(EngineFailed(f"{type(error).__name__}: {error}"))
+            return
+        self.post_message(EngineReady(engine, engine.notes))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.engine = message.engine
+        for note in message.notes:
+            self.notify(note, title="Weights", severity="warning")
+        self.begin_day()
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.notify(f"The model could not be loaded: {message.error}", title="Cannot wake up", severity="error",
+                    timeout=30)
+        chat = self.chat_screen
+        if chat is not None:
+            chat.set_status("The model could not be loaded; past days and settings are still here.")
+
+    @property
+    def chat_screen(self):
+        from companion.screens.chat import ChatScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                return screen
+        return None
+
+    # -- days -------------------------------------------------------------------------------------
+
+    def begin_day(self) -> None:
+        """Continue the open day, or open a new one on the current weights, and show it."""
+        from companion.day import DaySession
+
+        self.session = DaySession(self.home, self.store, self.engine.tokenizer, self.settings,
+                                  block_size=self.engine.block_size, checkpoint_id=self.engine.checkpoint_id)
+        chat = self.chat_screen
+        if chat is not None:
+            chat.show_session(self.session)
+
+    def on_day_closed(self, message: DayClosed) -> None:
+        self.start_night(message.day_id)
+
+    def start_night(self, day_id: int) -> None:
+        """The night of the closed day. Not yet built: the next day begins on the current weights."""
+        self.notify("Night not yet available; the next day begins on the current weights.", title="Night")
+        self.begin_next_day()
+
+    def begin_next_day(self) -> None:
+        if self.engine is not None:
+            self.engine.forget_context()
+            self.begin_day()
+
+    # -- weights ----------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="engine")
+    def reload_weights(self) -> None:
+        """Re-read the current checkpoint (after a restore or a night) without restarting."""
+        if self.engine is None:
+            return
+        try:
+            notes = self.engine.reload()
+        except Exception as error:
+            self.post_message(EngineFailed(f"{type(error).__name__}: {error}"))
+            return
+        self.post_message(WeightsReloaded(self.engine.checkpoint_id, notes))
+
+    def on_weights_reloaded(self, message: WeightsReloaded) -> None:
+        self.notify(f"Now living on checkpoint {message.checkpoint_id}.", title="Weights")
+        for note in message.notes:
+            self.notify(note, title="Weights", severity="warning")
+        if self.session is not None:
+            self.session.checkpoint_id = message.checkpoint_id
+
+    def on_checkpoints_screen_restored(self, message) -> None:
+        self.reload_weights()
+
+    # -- settings and themes ----------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> None:
+        """New settings saved by the settings screen: used from the next action on."""
+        self.settings = settings
+        if self.session is not None:
+            self.session.settings = settings
+        self.set_keymap(dict(settings.ui.bindings))
+
+    def _apply_saved_theme(self) -> None:
+        wanted = self.settings.ui.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+            self._wanted_theme = None
+        else:
+            self._wanted_theme = wanted  # perhaps an owner theme not loaded yet
+
+    def watch_theme(self, theme: str) -> None:
+        if self.home is None or self.settings is None or self._wanted_theme is not None:
+            return
+        if theme != self.settings.ui.theme:
+            try:
+                self.settings = update_settings_file(self.home.settings_path, "ui.theme", theme)
+            except (SettingsError, OSError) as error:
+                self.notify(f"The theme could not be saved: {error}", severity="warning")
+
+    async def _on_user_themes(self, themes, notes) -> None:
+        self._user_themes = apply_user_themes(self, themes, self._user_themes)
+        for note in notes:
+            if "does not exist" not in note:
+                self.notify(note, title="Theme file skipped", severity="warning")
+        if self._wanted_theme is not None and self._wanted_theme in self.available_themes:
+            wanted, self._wanted_theme = self._wanted_theme, None
+            self.theme = wanted
+
+    # -- other screens ----------------------------------------------------------------------------
+
+    def _open_screen(self, module: str, cls: str, label: str) -> None:
+        if self.home is None:
+            self.notify("Open a companion first.", severity="information")
+            return
+        try:
+            screen_cls = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            self.notify(f"{label}: coming soon.", severity="information")
+            return
+        self.push_screen(screen_cls(self.home, self.store))
+
+    def action_open_days(self) -> None:
+        self._open_screen("companion.screens.days", "DaysScreen", "Past days")
+
+    def action_open_checkpoints(self) -> None:
+        self._open_screen("companion.screens.checkpoints", "CheckpointsScreen", "Checkpoints")
+
+    def action_open_books(self) -> None:
+        self._open_screen("companion.screens.books", "BooksScreen", "Books")
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        from companion.screens.chat import CHAT_COMMANDS, ChatScreen
+
+        if isinstance(screen, ChatScreen):
+            for title, help_text, action in CHAT_COMMANDS:
+                yield SystemCommand(title, help_text, getattr(screen, f"action_{action}"))
+        if self.home is not None:
+            yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
+            yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
+            yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def on_unmount(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def run_app(home: str | None = None, name: str | None = None) -> int:
+    """Run the app; the exit status is 0, or 3 when the companion is open elsewhere, 2 on a bad home."""
+    root = resolve_root(home)
+    lock = None
+    try:
+        names = list_companions(root)
+        target = name if name is not None else (names[0] if len(names) == 1 else None)
+        if target is not None:
+            lock = Home.open(root, target).lock()
+    except LockedError as error:
+        print(f"companion: {error}", file=sys.stderr)
+        return 3
+    except HomeError as error:
+        print(f"companion: {error}", file=sys.stderr)
+        return 2
+    app = CompanionApp(root, name if name is not None else target, lock=lock)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,247 @@
+"""The welcome screen: the first run, when no companion lives here yet (or a birth was left unfinished).
+
+Two ways in: adopt the bundled seedling (seconds), or a birth from scratch on the starter corpus plus
+the owner's own texts, with the nursery's progress bar, held-out loss and sample lines live. A birth
+can be cancelled (the nursery saves what it learnt) and resumed from here or with `companion nursery`.
+Every input is checked before anything is written: a bad name changes nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, Static
+
+from companion.messages import BirthDone, BirthFailed, BirthLog, BirthProgress
+
+
+class WelcomeScreen(Screen):
+    """Name the companion and yourself, then adopt the seedling or give birth."""
+
+    DEFAULT_CSS = """
+    WelcomeScreen #welcome { width: 90; max-width: 100%; height: 1fr; padding: 1 2; }
+    WelcomeScreen #welcome-title { text-style: bold; color: $primary; margin: 0 0 1 0; }
+    WelcomeScreen Label { margin: 1 0 0 0; }
+    WelcomeScreen #welcome-buttons { height: auto; margin: 1 0; }
+    WelcomeScreen #welcome-buttons Button { margin: 0 1 0 0; }
+    WelcomeScreen #welcome-status { height: auto; color: $text-muted; }
+    WelcomeScreen #welcome-status.-error { color: $error; text-style: bold; }
+    WelcomeScreen #birth-progress, WelcomeScreen #birth-stats, WelcomeScreen #birth-samples { display: none; }
+    WelcomeScreen.-birthing #birth-progress, WelcomeScreen.-birthing #birth-stats { display: block; }
+    WelcomeScreen.-birthing #birth-samples { display: block; height: 8; border: round $panel; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel birth", id="welcome_cancel"),
+        Binding("ctrl+o", "adopt", "Adopt seedling", id="welcome_adopt", priority=True),
+        Binding("ctrl+b", "birth", "Birth from scratch", id="welcome_birth", priority=True),
+    ]
+
+    def __init__(self, resume_home=None) -> None:
+        super().__init__()
+        self.resume_home = resume_home  # a home whose birth did not finish
+        self._cancel = threading.Event()
+        self.busy = False
+        self._home = None
+        self._lock = None
+
+    def compose(self) -> ComposeResult:
+        settings = self.resume_home.load_settings() if self.resume_home is not None else None
+        with VerticalScroll(id="welcome"):
+            if settings is None:
+                yield Static(Content("Welcome. Let's bring a companion into being."), id="welcome-title")
+            else:
+                yield Static(Content(f"{settings.companion.name}'s birth is not finished: continue the nursery."),
+                             id="welcome-title")
+            yield Label("The companion's name")
+            yield Input(settings.companion.name if settings else "", placeholder="e.g. Scout", id="name",
+                        disabled=settings is not None)
+            yield Label("Your name")
+            yield Input(settings.companion.owner if settings else "", placeholder="e.g. Trey", id="owner",
+                        disabled=settings is not None)
+            yield Label("Your own texts to learn from at birth (optional): .txt/.md files or folders")
+            yield Input(placeholder="~/notes ~/letters.txt", id="corpus", disabled=settings is not None)
+            yield Label("Minutes in the nursery (a birth from scratch)")
+            yield Input("10", id="minutes")
+            with Horizontal(id="welcome-buttons"):
+                if settings is None:
+                    yield Button("Adopt the seedling (seconds)", variant="primary", id="adopt")
+                    yield Button("Birth from scratch", id="birth")
+                else:
+                    yield Button("Continue the nursery", variant="primary", id="birth")
+                    yield Button("Open it as it is", id="open")
+            yield Static("", id="welcome-status")
+            yield ProgressBar(total=1.0, show_eta=False, id="birth-progress")
+            yield Static("", id="birth-stats")
+            yield Log(id="birth-samples", max_lines=200)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#minutes" if self.resume_home is not None else "#name", Input).focus()
+
+    def status(self, text: str, error: bool = False) -> None:
+        widget = self.query_one("#welcome-status", Static)
+        widget.update(Content(text))
+        widget.set_class(error, "-error")
+
+    def _names(self) -> tuple[str, str]:
+        return self.query_one("#name", Input).value.strip(), self.query_one("#owner", Input).value.strip()
+
+    # -- adopting ---------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#adopt")
+    def action_adopt(self) -> None:
+        if self.busy or self.resume_home is not None:
+            return
+        from companion.birth import BirthError, check_birth_input
+        from companion.home import HomeError
+
+        name, owner = self._names()
+        seedling = Path(self.app.seedling_dir)
+        try:
+            check_birth_input(self.app.root, name, owner, "seedling", [])
+            if not (seedling / "tokenizer.json").is_file() or not (seedling / "seedling.safetensors").is_file():
+                raise BirthError(f"{seedling}: the bundled seedling is missing from this installation; "
+                                 "choose a birth from scratch")
+        except (BirthError, HomeError) as error:
+            self.status(str(error), error=True)
+            return
+        self.busy = True
+        self.status(f"{name} is adopting the seedling…")
+        self._adopt(name, owner, seedling)
+
+    @work(thread=True, group="birth", exclusive=True)
+    def _adopt(self, name: str, owner: str, seedling: Path) -> None:
+        from companion.birth import adopt_seedling, create_home
+        from companion.store import Store
+
+        try:
+            home, notes = create_home(self.app.root, name, owner, "seedling", [])
+            lock = home.lock()
+            with Store.open(home.store_path) as store:
+                adopt_seedling(home, store, seedling)
+        except Exception as error:
+            self.post_message(BirthFailed(str(error)))
+            return
+        self._lock = lock
+        self.post_message(BirthDone(home.path, notes))
+
+    # -- birth ------------------------------------------------------------------------------------
+
+    def _minutes(self) -> float | None:
+        text = self.query_one("#minutes", Input).value.strip()
+        try:
+            minutes = float(text)
+        except ValueError:
+            minutes = -1
+        if not 0 < minutes <= 24 * 60:
+            self.status(f"minutes = {text!r} is not allowed; expected a number of minutes from 0.1 to 1440", error=True)
+            return None
+        return minutes
+
+    @on(Button.Pressed, "#birth")
+    def action_birth(self) -> None:
+        if self.busy:
+            return
+        from companion.birth import BirthError, check_birth_input
+        from companion.home import HomeError
+
+        minutes = self._minutes()
+        if minutes is None:
+            return
+        if self.resume_home is None:
+            name, owner = self._names()
+            try:
+                corpus = shlex.split(self.query_one("#corpus", Input).value)
+            except ValueError as error:
+                self.status(f"cannot read the paths: {error}", error=True)
+                return
+            corpus = [str(Path(p).expanduser()) for p in corpus]
+            try:
+                check_birth_input(self.app.root, name, owner, "seedling", corpus)
+            except (BirthError, HomeError) as error:
+                self.status(str(error), error=True)
+                return
+        else:
+            name, owner, corpus = self.resume_home.name, "", []
+        self.busy = True
+        self._cancel.clear()
+        self.add_class("-birthing")
+        self.status(f"{name} is being born… Esc cancels (what was learnt is kept).")
+        self._birth(name, owner, corpus, minutes)
+
+    @work(thread=True, group="birth", exclusive=True)
+    def _birth(self, name: str, owner: str, corpus: list[str], minutes: float) -> None:
+        from companion.birth import NurseryPlan, create_home, run_birth_nursery
+        from companion.store import Store
+
+        try:
+            if self.resume_home is not None:
+                home, notes = self.resume_home, []
+                lock = self.app.lock if self.app.lock is not None else home.lock()
+            else:
+                home, notes = create_home(self.app.root, name, owner, "seedling", corpus)
+                lock = home.lock()
+            self._lock = lock
+            with Store.open(home.store_path) as store:
+                outcome = run_birth_nursery(
+                    home, store, NurseryPlan(minutes=minutes, eval_every_s=15.0),
+                    on_progress=lambda p: self.post_message(BirthProgress(p)),
+                    should_stop=self._cancel.is_set,
+                    log=lambda line: self.post_message(BirthLog(line)),
+                )
+        except Exception as error:
+            self.post_message(BirthFailed(f"{type(error).__name__}: {error}"))
+            return
+        self.post_message(BirthDone(home.path, notes + outcome.notes, cancelled=self._cancel.is_set()))
+
+    def on_birth_progress(self, message: BirthProgress) -> None:
+        p = message.progress
+        self.query_one("#birth-progress", ProgressBar).update(progress=min(1.0, p.fraction))
+        held = f"{p.heldout:.3f}" if p.heldout is not None else "—"
+        self.query_one("#birth-stats", Static).update(Content(
+            f"step {p.step:,} · loss {p.loss:.3f} · held-out loss {held} · {p.tokens / max(p.elapsed, 1e-9):,.0f} tokens/s"))
+        if p.sample is not None:
+            self.query_one("#birth-samples", Log).write_line(f"sample: {p.sample}")
+
+    def on_birth_log(self, message: BirthLog) -> None:
+        self.query_one("#birth-samples", Log).write_line(message.line)
+        self.add_class("-birthing")
+
+    def on_birth_failed(self, message: BirthFailed) -> None:
+        self.busy = False
+        self.remove_class("-birthing")
+        if self._lock is not None and self._lock is not self.app.lock:
+            self._lock.release()
+        self._lock = None
+        self.status(f"Birth failed: {message.error}", error=True)
+
+    def on_birth_done(self, message: BirthDone) -> None:
+        self.busy = False
+        for note in message.notes:
+            self.notify(note, title="Note")
+        name = Path(message.home_path).name
+        if message.cancelled:
+            self.notify(f"{name}'s birth paused; what was learnt is kept. Continue it any time "
+                        f"(here, or `companion nursery --name {name}`).", title="Birth paused")
+        self.app.open_companion(name, lock=self._lock)
+
+    @on(Button.Pressed, "#open")
+    def _open_as_is(self) -> None:
+        if self.resume_home is not None and not self.busy:
+            self.app.open_companion(self.resume_home.name, lock=self.app.lock, force=True)
+
+    def action_cancel(self) -> None:
+        if self.busy:
+            self._cancel.set()
+            self.status("Stopping at the next step; what was learnt is kept…")
+        elif len(self.app.screen_stack) > 2:
+            self.app.pop_screen()

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Launch the real app in tmux on a tiny companion, type a message, pick a candidate, and check the
+# reply is on the screen (capture-pane) and in the store. Exits non-zero on failure. No network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+WORK=$(mktemp -d)
+SESSION="companion-smoke-$$"
+trap 'tmux kill-session -t "$SESSION" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+command -v tmux >/dev/null || { echo "tmux is not installed"; exit 2; }
+
+"$PY" scripts/smoke_home.py make "$WORK/companions" >/dev/null
+export COMPANION_CONFIG="$WORK/config"
+
+tmux new-session -d -s "$SESSION" -x 120 -y 40 \
+  "cd '$PWD' && $PY -m companion --home '$WORK/companions'; echo EXITED \$? > '$WORK/exit'; sleep 30"
+
+pane() { tmux capture-pane -p -t "$SESSION" -J; }
+wait_for() {  # wait_for DESCRIPTION COMMAND...
+  local what=$1; shift
+  for _ in $(seq 1 150); do
+    if "$@"; then return 0; fi
+    sleep 0.2
+  done
+  echo "FAIL: timed out waiting for $what"; pane | tail -40; exit 1
+}
+greeted() { pane | grep -q "Good morning, Scout"; }
+state_has() { "$PY" scripts/smoke_home.py state "$WORK/companions" | grep -q "$1"; }
+
+wait_for "the greeting" greeted
+wait_for "the model" bash -c "tmux capture-pane -p -t '$SESSION' | grep -q 'Write a message'"
+tmux send-keys -t "$SESSION" -l "Hello Scout, how are you?"
+tmux send-keys -t "$SESSION" Enter
+wait_for "the candidates" state_has "candidates=3"
+tmux send-keys -t "$SESSION" 1
+wait_for "the pick" state_has "chosen=1"
+sleep 0.5
+pane > "$WORK/pane.txt"
+"$PY" scripts/smoke_home.py check "$WORK/companions" "$WORK/pane.txt"
+tmux send-keys -t "$SESSION" C-q
+wait_for "the app to quit" test -f "$WORK/exit"
+grep -q "EXITED 0" "$WORK/exit" || { echo "FAIL: the app exited with $(cat "$WORK/exit")"; exit 1; }
+echo "tmux smoke: OK"
