@@ -1,0 +1,174 @@
+"""The night's guards: the frozen probe set, the watch on the loss, and the verdicts that roll a night back.
+
+A night either improves the companion at an acceptable cost or leaves its weights exactly as they were.
+The cost is measured on a **probe set** the nights never train on:
+
+* the held-out 2% of the starter corpus (`companion.corpus.is_held_out`), cut into fixed windows;
+* **probe days**: every 10th day (day 10, 20, 30...). A probe day's transcript is never trained on as
+  text, neither in its own night nor in any replay; its choices and corrections are still learned as
+  preferences, so no lesson the owner gave is lost. Its transcript measures how well the companion
+  models its owner's own conversations, which the starter corpus cannot.
+
+The probe perplexity is exp(mean next-token loss) over every probe token, starter and days together;
+both parts are also reported on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from companion.corpus import starter_documents
+from companion.nursery import CorpusTokens
+from companion.store import Store
+from companion.transcript import Turn, encode_documents, encode_turns
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer
+
+PROBE_DAY_EVERY = 10
+PROBE_WINDOWS = 32  # starter windows of block_size + 1 tokens
+PROBE_DAYS_KEPT = 20  # the latest probe days only, so the probe's cost stays bounded after years
+
+
+class Stopped(Exception):
+    """A stop was asked for in the middle of a long measurement: the night ends at once, untouched."""
+
+
+def check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Stopped()
+
+
+def is_probe_day(number: int) -> bool:
+    """Day 10, 20, 30...: held out of text training, kept for the probe."""
+    return number > 0 and number % PROBE_DAY_EVERY == 0
+
+
+@lru_cache(maxsize=4)
+def _starter(held_out: bool, greeting: str, goodnight: str) -> tuple[tuple[Turn, ...], ...]:
+    """The starter corpus is read from disk once per process (about a second)."""
+    return tuple(tuple(doc) for doc in starter_documents(held_out, greeting, goodnight))
+
+
+def starter_docs(held_out: bool, greeting: str, goodnight: str) -> Sequence[Sequence[Turn]]:
+    return _starter(held_out, greeting, goodnight)
+
+
+@dataclass
+class ProbeSet:
+    """Token sequences to score: starter windows (block + 1 tokens) and probe-day chunks (at most that)."""
+
+    starter: list[torch.Tensor] = field(default_factory=list)
+    days: list[torch.Tensor] = field(default_factory=list)
+    day_numbers: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ProbeScore:
+    ppl: float
+    starter_ppl: float | None
+    days_ppl: float | None
+    tokens: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"ppl": self.ppl, "starter_ppl": self.starter_ppl, "days_ppl": self.days_ppl, "tokens": self.tokens}
+
+
+def build_probe(tokenizer: Tokenizer, store: Store, greeting: str, goodnight: str, block_size: int,
+                windows: int = PROBE_WINDOWS) -> ProbeSet:
+    """The probe set for a night: fixed held-out starter windows, then the latest probe days."""
+    probe = ProbeSet()
+    if windows > 0:
+        heldout = encode_documents(tokenizer, [list(d) for d in starter_docs(True, greeting, goodnight)])
+        probe.starter = CorpusTokens.from_encoded([], heldout).heldout_windows(block_size, windows)
+    days = [d for d in store.days() if d.closed_at is not None and is_probe_day(d.number)][-PROBE_DAYS_KEPT:]
+    for day in days:
+        turns = [Turn(t.role, t.text) for t in store.turns(day.id)]
+        ids = encode_turns(tokenizer, turns).ids
+        for start in range(0, max(1, len(ids) - 1), block_size):
+            chunk = ids[start : start + block_size + 1]
+            if len(chunk) >= 2:
+                probe.days.append(torch.tensor(chunk, dtype=torch.long))
+                probe.day_numbers.append(day.number)
+    return probe
+
+
+@torch.no_grad()
+def _nll(model: Transformer, sequences: Sequence[torch.Tensor], batch_size: int = 8,
+         should_stop: Callable[[], bool] | None = None) -> tuple[float, int]:
+    """Summed next-token loss and token count over variable-length sequences (right-padded, masked)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(sequences), batch_size):
+        check_stop(should_stop)
+        chunk = sequences[i : i + batch_size]
+        width = max(len(s) for s in chunk)
+        idx = torch.zeros(len(chunk), width, dtype=torch.long)
+        tgt = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            idx[row, : len(seq)] = seq
+            tgt[row, : len(seq) - 1] = seq[1:]
+        idx, tgt = idx[:, :-1].to(device), tgt[:, :-1].to(device)
+        logits, _ = model(idx)
+        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1),
+                                 ignore_index=-100, reduction="sum")
+        total += float(losses)
+        count += int((tgt != -100).sum())
+    return total, count
+
+
+def _ppl(nll: float, count: int) -> float | None:
+    return math.exp(min(nll / count, 50.0)) if count else None
+
+
+@torch.no_grad()
+def probe_score(model: Transformer, probe: ProbeSet, should_stop: Callable[[], bool] | None = None) -> ProbeScore:
+    """The probe perplexity of `model` (its train/eval mode is restored); raises Stopped when asked."""
+    was_training = model.training
+    model.eval()
+    try:
+        s_nll, s_n = _nll(model, probe.starter, should_stop=should_stop)
+        d_nll, d_n = _nll(model, probe.days, should_stop=should_stop)
+    finally:
+        model.train(was_training)
+    total = s_nll + d_nll
+    if not math.isfinite(total):
+        return ProbeScore(float("inf"), None, None, s_n + d_n)
+    return ProbeScore(_ppl(total, s_n + d_n) or float("nan"), _ppl(s_nll, s_n), _ppl(d_nll, d_n), s_n + d_n)
+
+
+def probe_verdict(before: ProbeScore, after: ProbeScore, bound: float) -> str | None:
+    """Why the night must be rolled back on the probe, or None when its cost is within the bound."""
+    if not math.isfinite(after.ppl):
+        return "the probe perplexity after the night is not finite"
+    if math.isfinite(before.ppl) and after.ppl > before.ppl * (1 + bound):
+        worse = after.ppl / before.ppl - 1
+        return (f"the probe perplexity worsened by {worse:.1%} ({before.ppl:.2f} -> {after.ppl:.2f}), "
+                f"past the bound of {bound:.1%}")
+    return None
+
+
+class LossWatch:
+    """Watches each step's loss: a NaN or infinite loss, or one above `spike_factor` times the running
+    mean of the losses before it, is a reason to roll back. The first `warm_steps` only feed the mean
+    (a fresh optimizer's first steps are noisy by nature)."""
+
+    def __init__(self, spike_factor: float, warm_steps: int = 3) -> None:
+        self.spike_factor, self.warm_steps = spike_factor, warm_steps
+        self.seen = 0
+        self.mean = 0.0
+
+    def check(self, step: int, loss: float) -> str | None:
+        if not math.isfinite(loss):
+            return f"the loss became {loss} at step {step + 1}"
+        if self.seen >= self.warm_steps and self.mean > 0 and loss > self.spike_factor * self.mean:
+            return (f"the loss spiked to {loss:.3f} at step {step + 1}, more than {self.spike_factor:g} times "
+                    f"its running mean {self.mean:.3f}")
+        self.seen += 1
+        self.mean += (loss - self.mean) / self.seen if self.seen <= 10 else 0.1 * (loss - self.mean)
+        return None

@@ -1,0 +1,477 @@
+"""The night, headless: dream, probe, learn, check, then accept the new weights or leave the old ones.
+
+`run_night` is the one pipeline; the trainer thread (`companion.trainer`) runs it inside the app and
+`companion sleep` runs it from the command line. Its promises (design invariant 3):
+
+* The pre-night weights are the current checkpoint; their file is never touched. Training runs on a
+  copy loaded from that file, with a **fresh optimizer** (`make_optimizer`) and the night's own
+  schedule: nothing is ever loaded from the nursery or an earlier night.
+* A night is **accepted** (a `night` checkpoint, parent = the pre-night one, is saved and made current)
+  only when every loss was finite and unspiked and the probe perplexity stayed within `night.probe_bound`.
+  Otherwise it is **rolled back**: the current checkpoint stays the pre-night one, and the report
+  carries the file's checksum, re-read after the night, to show it is unchanged.
+* A stop request (`should_stop`) ends the night at the next step boundary: it is recorded
+  `interrupted` and the weights are untouched. `pending_night` finds such a night at the next start,
+  and `run_night` on that day starts again from the untouched pre-night weights (keeping the dream).
+* A day with no words from the owner has nothing to teach: the night is recorded `nothing`, no dream,
+  no checkpoint.
+
+Every step of the way is reported through `on_event` as `NightEvent`s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from companion.dream import dream as make_dream
+from companion.guards import PROBE_WINDOWS, LossWatch, Stopped, build_probe, probe_score, probe_verdict
+from companion.home import Home
+from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
+from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
+from companion.settings import Settings
+from companion.store import Checkpoint, Day, Store, StoreError
+from companion.training import best_device, lr_at, make_optimizer, train_step
+from companion.transcript import Turn
+from companion.weights import Weights
+from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
+from model.tokenizer import Tokenizer
+
+PHASES = ("dreaming", "probing", "preparing", "training", "checking", "saving")
+LR_FLOOR = 0.1  # the cosine decays to this fraction of the peak
+
+
+class NightError(Exception):
+    """The night cannot run at all (no such day, the day is still open, no weights)."""
+
+
+@dataclass(frozen=True)
+class NightEvent:
+    """One report from the night. `kind`:
+
+    * "phase": a new phase began (`phase`; `text` says what);
+    * "step": a training step ended (`step` of `total`, `loss`, `lr`, `eta_s`, `tokens` trained so far);
+    * "note": something the owner should know (`text`), e.g. the teacher fell back;
+    * "done": the night ended (`report`: its NightReport, whatever the status);
+    * "error": the night failed with an exception (`text`; the weights are untouched).
+    """
+
+    kind: str
+    phase: str = ""
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    lr: float | None = None
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    tokens: int = 0
+    text: str = ""
+    report: "NightReport | None" = None
+
+
+@dataclass
+class NightReport:
+    """What the morning shows, and what is stored in the night's row (`to_dict`)."""
+
+    night_id: int
+    day_id: int
+    day_number: int
+    status: str = "running"
+    reason: str = ""
+    duration_s: float = 0.0
+    steps: int = 0
+    total_steps: int = 0
+    learning_rate: float = 0.0
+    probe_bound: float = 0.0
+    probe_before: dict[str, Any] | None = None
+    probe_after: dict[str, Any] | None = None
+    taught: dict[str, dict[str, Any]] = field(default_factory=dict)
+    material: dict[str, int] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    dream_id: int | None = None
+    dream_source: str = ""
+    dream_text: str = ""
+    books_read: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    pre_checkpoint_id: int | None = None
+    post_checkpoint_id: int | None = None
+    checksum_before: str = ""
+    checksum_after: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NightReport":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def summary(self) -> str:
+        """One line: the outcome and, when there was one, what it taught and what it cost."""
+        head = OUTCOMES.get(self.status, self.status)
+        parts = [f"night of day {self.day_number}: {head}"]
+        if self.reason and self.status != "accepted":
+            parts.append(self.reason)
+        taught = self.taught.get("all")
+        if taught and taught.get("after") is not None:
+            parts.append(f"taught: log-prob {taught['before']:.2f} -> {taught['after']:.2f}")
+        if self.probe_before and self.probe_after:
+            parts.append(f"probe ppl {self.probe_before['ppl']:.2f} -> {self.probe_after['ppl']:.2f}")
+        return "; ".join(parts)
+
+
+OUTCOMES = {"accepted": "accepted", "rolled_back": "rolled back", "interrupted": "interrupted",
+            "nothing": "nothing to learn", "failed": "failed"}
+
+
+def _num(value: Any, fmt: str = ".2f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def report_lines(report: NightReport) -> list[str]:
+    """The morning report as plain lines: the outcome and why, what the night taught, what it cost,
+    how long it took, what it read. The morning screen and `companion sleep` both show these."""
+    lines = [f"Night of day {report.day_number}: {OUTCOMES.get(report.status, report.status)}"
+             + (f": {report.reason}" if report.reason else "")]
+    names = {"chosen": "chosen replies", "corrected": "corrected replies", "written": "written replies",
+             "all": "all taught replies"}
+    if report.taught:
+        lines.append("What it taught (mean log-probability of each reply given its context, before -> after):")
+        for key, label in names.items():
+            row = report.taught.get(key)
+            if row:
+                lines.append(f"  {label:<20} {_num(row.get('before')):>9} -> {_num(row.get('after')):>9}"
+                             f"   ({row.get('n', 0)} replies, {row.get('tokens', 0)} tokens)")
+    before, after = report.probe_before or {}, report.probe_after or {}
+    if before:
+        cost = f"probe perplexity {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
+        if before.get("ppl") and after.get("ppl"):
+            cost += f" ({after['ppl'] / before['ppl'] - 1:+.1%}; bound {report.probe_bound:.0%})"
+        lines.append("What it cost: " + cost)
+        if before.get("days_ppl") is not None:
+            lines.append(f"  on probe days {_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
+    lines.append(f"How long: {_duration(report.duration_s)}, {report.steps} of {report.total_steps} steps"
+                 f" at a peak learning rate of {report.learning_rate:.1e}")
+    if report.material:
+        drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)
+        lines.append(f"Material (tokens): {drawn or 'none'}")
+    if report.books_read:
+        lines.append("Books read: " + ", ".join(report.books_read))
+    for note in report.notes:
+        lines.append("Note: " + note)
+    return [" ".join(line.split()) if "\n" in line else line for line in lines]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _downsample(values: list[float], most: int = 400) -> list[float]:
+    if len(values) <= most:
+        return list(values)
+    stride = len(values) / most
+    return [values[int(i * stride)] for i in range(most)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding the night to run.
+
+def pending_night(store: Store) -> Day | None:
+    """At start-up: the closed day whose night still has to run, or None.
+
+    A night left `running` (the app was killed, or crashed) is first recorded `interrupted`. Then the
+    last closed day is pending when it has no night yet, or its latest night was interrupted, and no
+    newer day has been opened since. Call this only when no trainer thread is running."""
+    running = store.running_night()
+    if running is not None:
+        store.finish_night(running.id, "interrupted",
+                           reason="the app stopped during the night; it resumes from the pre-night weights")
+    if store.current_day() is not None:
+        return None
+    closed = [d for d in store.days() if d.closed_at is not None]
+    if not closed:
+        return None
+    nights = store.nights(closed[-1].id)
+    if not nights or nights[-1].status == "interrupted":
+        return closed[-1]
+    return None
+
+
+def night_day(store: Store, number: int | None = None) -> Day:
+    """The day a night should run for: day `number`, else the pending one (NightError when there is none)."""
+    if number is not None:
+        day = store.get_day(number=number)
+        if day is None:
+            raise NightError(f"there is no day {number}")
+        if day.closed_at is None:
+            raise NightError(f"day {number} is still open; close it before its night")
+        return day
+    day = pending_night(store)
+    if day is not None:
+        return day
+    closed = [d for d in store.days() if d.closed_at is not None]
+    if not closed:
+        raise NightError("no day has been closed yet: there is nothing to sleep on")
+    last = closed[-1]
+    status = store.nights(last.id)[-1].status if store.nights(last.id) else "none"
+    raise NightError(f"day {last.number}, the last closed day, already had its night ({OUTCOMES.get(status, status)}); "
+                     f"name a day (--day N) to sleep on it again")
+
+
+def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
+    """The weights the night starts from: the current checkpoint, unless it is this day's own night
+    checkpoint left by a crash between saving it and recording the night (then its parent)."""
+    current = weights.current()
+    if current is None:
+        raise NightError("the companion has no weights yet (it is not born)")
+    if current.reason == "night" and current.day_id == day.id and current.parent_id is not None:
+        accepted = [n for n in store.nights(day.id) if n.status == "accepted" and n.post_checkpoint_id == current.id]
+        if not accepted:
+            parent = store.get_checkpoint(current.parent_id)
+            if parent is not None:
+                weights.set_current(parent)
+                return parent
+    return current
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline.
+
+def run_night(
+    home: Home,
+    store: Store,
+    day_id: int,
+    settings: Settings | None = None,
+    device: str | torch.device | None = None,
+    on_event: Callable[[NightEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    learning_rate: float | None = None,
+    loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    before_step: Callable[[int, torch.optim.Optimizer, float], None] | None = None,
+    probe_windows: int = PROBE_WINDOWS,
+    seed: int | None = None,
+) -> NightReport:
+    """Run the night of the closed day `day_id` and return its report (also stored in the night's row).
+
+    `learning_rate` overrides `night.learning_rate` (benchmarks and sabotage tests); `loss_hook(step,
+    loss)` may replace each step's loss before it is guarded and stepped; `before_step(step, optimizer,
+    lr)` sees the optimizer before each step. Exceptions are recorded as a `failed` night and re-raised.
+    """
+    settings = settings or home.load_settings()
+    device = torch.device(device) if device is not None else best_device()
+    emit = on_event or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    t0 = time.monotonic()
+
+    day = store.get_day(day_id)
+    if day is None:
+        raise NightError(f"there is no day with id {day_id}")
+    if day.closed_at is None:
+        raise NightError(f"day {day.number} is still open; close it before its night")
+    weights = Weights(home, store)
+    pre = _pre_night(weights, store, day)
+    try:
+        night = store.start_night(day.id, pre.id)
+    except StoreError as exc:
+        raise NightError(str(exc)) from exc
+    report = NightReport(night.id, day.id, day.number, pre_checkpoint_id=pre.id, checksum_before=pre.checksum,
+                         learning_rate=learning_rate or settings.night.learning_rate,
+                         probe_bound=settings.night.probe_bound)
+
+    def phase(name: str, text: str = "") -> None:
+        if stop():
+            raise Stopped()
+        emit(NightEvent("phase", phase=name, text=text, elapsed_s=time.monotonic() - t0))
+
+    def note(text: str) -> None:
+        report.notes.append(text)
+        emit(NightEvent("note", text=text, elapsed_s=time.monotonic() - t0))
+
+    def end(status: str, reason: str, post: Checkpoint | None = None) -> NightReport:
+        report.status, report.reason = status, reason
+        report.duration_s = time.monotonic() - t0
+        if post is None:
+            if (weights.current() or pre).id != pre.id:
+                weights.set_current(pre)
+            report.checksum_after = _file_checksum(weights, pre)
+            if report.checksum_after != pre.checksum:  # never expected: say it loudly rather than hide it
+                report.notes.append(f"WARNING: the pre-night weights file {pre.path} no longer matches its checksum")
+        store.finish_night(night.id, status, reason=reason or None, report=report.to_dict(),
+                           post_checkpoint_id=post.id if post is not None else None)
+        emit(NightEvent("done", text=report.summary(), report=report, elapsed_s=report.duration_s))
+        return report
+
+    try:
+        turns = store.turns(day.id)
+        if not any(t.role == "owner" for t in turns):
+            return end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
+        tokenizer = Tokenizer.load(home.tokenizer_path)
+        model = weights.load(pre, device).model
+        if _model_checksum(model) != pre.checksum:
+            raise CheckpointError(f"{pre.path}: the loaded weights do not match the recorded checksum")
+        seed = day.number if seed is None else seed
+        block = model.config.block_size
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                    else contextlib.nullcontext())
+
+        # 1. The dream (kept from an interrupted night of the same day).
+        phase("dreaming")
+        earlier = store.dreams(day_id=day.id)
+        if earlier:
+            kept = earlier[-1]
+            report.dream_id, report.dream_source, report.dream_text = kept.id, kept.source, kept.text
+            note("the day's dream from an earlier night is kept")
+        else:
+            with autocast:
+                dreamt = make_dream(model, tokenizer, [Turn(t.role, t.text) for t in turns], settings, seed=seed,
+                                    should_stop=stop,
+                                    goodnight=turns[-1].text if turns[-1].source == "goodnight" else None)
+            for text in dreamt.notes:
+                note(text)
+            if stop():
+                raise Stopped()
+            if dreamt.turns:
+                saved = store.add_dream(day.id, dreamt.text, dreamt.source, night.id)
+                report.dream_id, report.dream_source, report.dream_text = saved.id, saved.source, saved.text
+            else:
+                note("the dream was empty")
+
+        # 2. The probe, before.
+        phase("probing")
+        probe = build_probe(tokenizer, store, settings.day.greeting, settings.day.goodnight, block, probe_windows)
+        with autocast:
+            before = probe_score(model, probe, stop)
+        report.probe_before = before.to_dict()
+
+        # 3. The material, with the reference log-probabilities of the pre-night weights.
+        phase("preparing")
+        recent = store.dreams(last=settings.night.dreams_kept) if settings.night.dreams_kept else []
+        verdicts = dream_verdicts(store, [d.id for d in recent])
+        prefs = collect_preferences(tokenizer, store, day.id, block, [d.id for d in recent])
+        with autocast:
+            references = set_references(model, prefs, stop)
+        material = gather(home, store, tokenizer, day, settings, block, prefs,
+                          [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], seed)
+        for text in material.notes:
+            note(text)
+        steps = plan_steps(material, settings, seed)
+        report.material = drawn_tokens(steps)
+        report.total_steps = len(steps)
+        taught_before = [references[id(r)] for r in prefs.taught]
+
+        # 4. Training: a fresh optimizer, the night's own schedule, every loss guarded.
+        phase("training", f"{len(steps)} steps")
+        lr_peak = report.learning_rate
+        optimizer = make_optimizer(model, lr_peak)
+        watch = LossWatch(settings.night.spike_factor)
+        model.train()
+        t_train = time.monotonic()
+        tokens = 0
+        for step, batch in enumerate(steps):
+            if stop():
+                raise Stopped()
+            lr = lr_at((step + 1) / len(steps), lr_peak, settings.night.warmup_fraction, LR_FLOOR)
+            if before_step is not None:
+                before_step(step, optimizer, lr)
+            with autocast:
+                loss = step_loss(model, batch, settings)
+            if loss_hook is not None:
+                loss = loss_hook(step, loss)
+            value = train_step(model, optimizer, loss, lr, settings.night.grad_clip)
+            report.losses.append(value)
+            report.steps = step + 1
+            tokens += sum(len(item) for item in batch)
+            spent = time.monotonic() - t_train
+            emit(NightEvent("step", phase="training", step=step + 1, total=len(steps), loss=value, lr=lr,
+                            eta_s=spent / (step + 1) * (len(steps) - step - 1), elapsed_s=time.monotonic() - t0,
+                            tokens=tokens))
+            why = watch.check(step, value)
+            if why is not None:
+                del optimizer, model
+                report.losses = _downsample(report.losses)
+                return end("rolled_back", why)
+        del optimizer
+        report.losses = _downsample(report.losses)
+
+        # 5. The probe, after, and what the night taught.
+        phase("checking")
+        with autocast:
+            after = probe_score(model, probe, stop)
+            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=stop))
+        report.probe_after = after.to_dict()
+        why = probe_verdict(before, after, settings.night.probe_bound)
+        if why is not None:
+            return end("rolled_back", why)
+
+        # 6. Accept: save the night's checkpoint, make it current, then record the night.
+        phase("saving")
+        post = weights.save(model, "night", step=pre.step + report.steps, day_id=day.id, day_number=day.number,
+                            parent_id=pre.id, probe_ppl=after.ppl, make_current=True)
+        report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
+        for book, tokens in material.books:
+            store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
+            report.books_read.append(book.path)
+        return end("accepted", "the probe stayed within its bound", post)
+    except Stopped:
+        report.losses = _downsample(report.losses)
+        return end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
+    except BaseException as exc:
+        if (store.get_night(night.id) or night).status == "running":
+            report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
+            report.duration_s = time.monotonic() - t0
+            with contextlib.suppress(Exception):
+                if (weights.current() or pre).id != pre.id:
+                    weights.set_current(pre)
+                store.finish_night(night.id, "failed", reason=report.reason[:2000], report=report.to_dict())
+        raise
+
+
+def _model_checksum(model: torch.nn.Module) -> str:
+    return tensors_checksum({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def _file_checksum(weights: Weights, checkpoint: Checkpoint) -> str:
+    """The checksum of the checkpoint's file as it is on disk now (the proof of an untouched rollback)."""
+    try:
+        tensors, _ = load_tensors(weights.path_of(checkpoint))
+    except CheckpointError as exc:
+        return f"unreadable: {exc}"
+    return tensors_checksum(tensors)
+
+
+def _taught(prefs: Preferences, before: list[float], after: list[float]) -> dict[str, dict[str, Any]]:
+    """Mean log-probability of the chosen, corrected and written replies (each given its context)
+    before and after the night, by kind and all together."""
+    out: dict[str, dict[str, Any]] = {}
+    groups = {"chosen": ("pick",), "corrected": ("correction",), "written": ("written",),
+              "all": ("pick", "correction", "written")}
+    for name, kinds in groups.items():
+        rows = [(b, a, r) for b, a, r in zip(before, after, prefs.taught) if r.kind in kinds]
+        if not rows:
+            continue
+        tokens = sum(sum(1 for t in r.targets if t != -100) for _, _, r in rows)
+        out[name] = {"n": len(rows), "tokens": tokens, "before": mean([b for b, _, _ in rows]),
+                     "after": mean([a for _, a, _ in rows])}
+    return out

@@ -1,0 +1,88 @@
+"""The trainer thread: one per app, the only place the app trains.
+
+It runs `run_night` off the UI thread and hands every `NightEvent` to a callback. The app forwards
+them to the screen with `app.call_from_thread` (see `NightScreen.forwarder`), so nothing here knows
+Textual. `stop()` asks the night to end at the next step boundary (a few seconds at most: one step,
+or one dream line); `join()` waits for it. The thread opens its own `Store` on the companion's file
+unless it is given one (the store is thread-safe), and loads its own copy of the weights, so the app's
+model is never trained in place.
+
+Start-up in the app::
+
+    day = pending_night(store)          # a night a quit interrupted, or never ran
+    if day is not None:
+        trainer = TrainerThread(home, day.id, on_event=screen.forwarder(app))
+        trainer.start()
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+
+from companion.home import Home
+from companion.settings import Settings
+from companion.store import Store
+
+__all__ = ["TrainerThread"]
+
+
+class TrainerThread(threading.Thread):
+    """Runs one night in the background. `report` holds its NightReport once it is done, `error` the
+    exception if it failed (also reported as an "error" event)."""
+
+    def __init__(
+        self,
+        home: Home,
+        day_id: int,
+        on_event: Callable[[object], None] | None = None,
+        *,
+        store: Store | None = None,
+        settings: Settings | None = None,
+        device: str | None = None,
+        torch_threads: int | None = None,
+        **night_options: object,
+    ) -> None:
+        super().__init__(name=f"companion-night-{home.name}", daemon=True)
+        self.home, self.day_id = home, day_id
+        self.on_event = on_event or (lambda event: None)
+        self._store, self._settings, self._device = store, settings, device
+        self._options = night_options
+        self._threads = torch_threads
+        self._stop_event = threading.Event()
+        self.report = None
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        """Ask the night to stop at the next step boundary; it is recorded interrupted, weights untouched."""
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def _emit(self, event: object) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a closed app must not kill the night: it still ends cleanly
+            pass
+
+    def run(self) -> None:
+        from companion.night import NightEvent, run_night  # torch is imported here, off the UI thread
+
+        if self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)  # process-wide: e.g. cores - 1 on a CPU, to leave the UI a core
+        store = self._store or Store.open(self.home.store_path)
+        try:
+            self.report = run_night(self.home, store, self.day_id, self._settings, self._device,
+                                    on_event=self._emit, should_stop=self._stop_event.is_set, **self._options)
+        except BaseException as exc:  # reported, never raised into the void of a thread
+            self.error = exc
+            text = f"{type(exc).__name__}: {exc}"
+            self._emit(NightEvent("error", text=text + "\n" + "".join(traceback.format_exception(exc))[-2000:]))
+        finally:
+            if self._store is None:
+                store.close()

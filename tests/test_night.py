@@ -1,0 +1,124 @@
+"""The night, end to end on a tiny real model: a scripted day with choices and corrections, then the night."""
+
+from __future__ import annotations
+
+import pytest
+
+from companion.night import NightEvent, NightReport, pending_night, report_lines, run_night
+from companion.store import Store
+from companion.transcript import Turn, count_tokens
+from companion.weights import Weights
+from model.checkpoint import load_tensors, tensors_checksum
+
+PROBE = 8  # starter probe windows: enough to measure, quick to score
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared machine they lose a lot to them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def night_settings(home, **values):
+    """The home's settings with a quick night: small steps, a short replay, a fine-tuning-sized rate."""
+    settings = home.load_settings()
+    quick = {"night.batch_tokens": 768, "night.learning_rate": 2e-3, "night.replay.tokens": 800,
+             "night.day.tokens": 1500, "night.preferences.tokens": 2500, "night.warmup_fraction": 0.1}
+    quick.update(values)
+    for key, value in quick.items():
+        settings = settings.with_value(key, value)
+    return settings
+
+
+def add(store, tokenizer, day, role, text, source):
+    return store.add_turn(day.id, role, text, source, tokens=count_tokens(tokenizer, Turn(role, text)))
+
+
+def script_day(home, store, tokenizer, *, owner_turns=True, number_of_questions=2):
+    """A day lived through the store: greeting, questions, candidates, a correction, a pick, ratings,
+    an annotated inner line and the good-night line; closed. Returns (day, facts) where facts are the
+    texts the owner taught."""
+    settings = home.load_settings()
+    current = Weights(home, store).current()
+    day = store.open_day(192, checkpoint_id=current.id)
+    add(store, tokenizer, day, "inner", settings.greeting_line(), "greeting")
+    taught = []
+    if owner_turns:
+        q1 = add(store, tokenizer, day, "owner", "What is my name?", "typed")
+        c1 = store.add_candidates(day.id, q1.id, ["I do not know.", "A cat.", "Blue sky."], checkpoint_id=current.id)
+        store.record_reply(day.id, q1.id, "correction", "Your name is Trey.", candidate_id=c1[0].id,
+                           tokens=count_tokens(tokenizer, Turn("companion", "Your name is Trey.")))
+        taught.append("Your name is Trey.")
+        store.rate(c1[1].id, 1)
+        if number_of_questions > 1:
+            q2 = add(store, tokenizer, day, "owner", "What do you love?", "typed")
+            c2 = store.add_candidates(day.id, q2.id, ["I love the sea.", "Nothing.", "Rocks and mud."])
+            store.record_reply(day.id, q2.id, "pick", candidate_id=c2[0].id,
+                               tokens=count_tokens(tokenizer, Turn("companion", c2[0].text)))
+            taught.append(c2[0].text)
+            store.rate(c2[0].id, 4)
+            store.rate(c2[2].id, 2)
+        inner = add(store, tokenizer, day, "inner", "He seems cheerful today.", "model_inner")
+        store.annotate(turn_id=inner.id, tags=["keep"])
+    add(store, tokenizer, day, "inner", settings.goodnight_line(), "goodnight")
+    return store.close_day(day.id, "goodnight"), taught
+
+
+def file_checksum(home, store, checkpoint):
+    tensors, _ = load_tensors(Weights(home, store).path_of(checkpoint))
+    return tensors_checksum(tensors)
+
+
+def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer):
+    events: list[NightEvent] = []
+    with Store.open(tiny_home.store_path) as store:
+        day, _ = script_day(tiny_home, store, tokenizer)
+        pre = Weights(tiny_home, store).current()
+        report = run_night(tiny_home, store, day.id, night_settings(tiny_home), "cpu", events.append,
+                           probe_windows=PROBE)
+
+        assert report.status == "accepted", report.reason
+        taught = report.taught
+        assert taught["corrected"]["after"] > taught["corrected"]["before"]
+        assert taught["chosen"]["after"] > taught["chosen"]["before"]
+        assert report.probe_after["ppl"] <= report.probe_before["ppl"] * (1 + report.probe_bound)
+
+        post = Weights(tiny_home, store).current()
+        assert post.id == report.post_checkpoint_id != pre.id
+        assert post.reason == "night" and post.parent_id == pre.id and post.day_id == day.id
+        assert post.probe_ppl == pytest.approx(report.probe_after["ppl"])
+        assert file_checksum(tiny_home, store, pre) == pre.checksum  # the pre-night weights are kept
+
+        night = store.nights(day.id)[-1]
+        assert night.status == "accepted" and night.post_checkpoint_id == post.id
+        assert night.report["taught"]["corrected"]["after"] == pytest.approx(taught["corrected"]["after"])
+        assert NightReport.from_dict(night.report).summary() == report.summary()
+        assert "accepted" in report_lines(report)[0]
+
+        [dream] = store.dreams(day_id=day.id)
+        assert dream.night_id == night.id and dream.text == report.dream_text and dream.text
+        assert report.material["day"] > 0 and report.material["preferences"] > 0 and report.material["replay"] > 0
+        assert pending_night(store) is None
+
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and events[-1].report is report
+    assert [e.phase for e in events if e.kind == "phase"] == ["dreaming", "probing", "preparing", "training",
+                                                              "checking", "saving"]
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == report.total_steps > 0 and steps[-1].step == steps[-1].total
+
+
+def test_a_day_with_no_owner_turns_has_nothing_to_learn(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        day, _ = script_day(tiny_home, store, tokenizer, owner_turns=False)
+        before = [c.id for c in store.checkpoints()]
+        report = run_night(tiny_home, store, day.id, night_settings(tiny_home), "cpu", probe_windows=PROBE)
+        assert report.status == "nothing" and "nothing to learn" in report.reason
+        assert [c.id for c in store.checkpoints()] == before
+        assert store.dreams(day_id=day.id) == []
+        assert store.nights(day.id)[-1].status == "nothing"
