@@ -7,8 +7,9 @@ whole life; a second app on the same companion is refused with a clear message.
 
 Hooks for the other parts of the app (the night, past days, checkpoints, books):
 
-* `start_night(day_id)`: called when a day closes (`DayClosed`). For now it says that the night is not
-  yet available and begins the next day on the current weights (`begin_next_day`).
+* `start_night(day_id)`: called when a day closes (`DayClosed`), and at start-up for a night that a quit
+  interrupted: the trainer thread runs the night, the night screen shows it, and the morning reloads
+  the weights (when the night was accepted) and begins the next day.
 * `open_days` / `open_checkpoints` / `open_books`: push those screens if their modules exist.
 * `reload_weights()`: re-read the current checkpoint in a worker (after a restore, or a night); the
   app does this on `CheckpointsScreen.Restored` without knowing more about that screen.
@@ -26,7 +27,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from companion.home import Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
-from companion.messages import DayClosed, EngineFailed, EngineReady, WeightsReloaded
+from companion.messages import DayClosed, EngineFailed, EngineReady, NightFinished, WeightsReloaded
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
@@ -66,6 +67,9 @@ class CompanionApp(App):
         self.session = None
         self._user_themes: list[str] = []
         self._wanted_theme: str | None = None
+        self.trainer = None  # the trainer thread while a night runs
+        self.night_screen = None
+        self._morning_pending = False  # begin the next day once the night's weights are loaded
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -156,7 +160,15 @@ class CompanionApp(App):
         self.engine = message.engine
         for note in message.notes:
             self.notify(note, title="Weights", severity="warning")
-        self.begin_day()
+        from companion.night import pending_night
+
+        pending = pending_night(self.store)  # a night a quit or crash interrupted: it resumes now
+        if pending is not None:
+            self.notify(f"The night of day {pending.number} did not finish; it resumes from the pre-night weights.",
+                        title="Night")
+            self.start_night(pending.id)
+        else:
+            self.begin_day()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.notify(f"The model could not be loaded: {message.error}", title="Cannot wake up", severity="error",
@@ -190,9 +202,51 @@ class CompanionApp(App):
         self.start_night(message.day_id)
 
     def start_night(self, day_id: int) -> None:
-        """The night of the closed day. Not yet built: the next day begins on the current weights."""
-        self.notify("Night not yet available; the next day begins on the current weights.", title="Night")
-        self.begin_next_day()
+        """Hand the closed day to the trainer thread and show the night as it happens.
+
+        The trainer loads its own copy of the weights, so the app's model is never trained in place;
+        the owner may leave the night screen (escape) and browse past days meanwhile.
+        """
+        from companion.screens.night import NightScreen
+        from companion.trainer import TrainerThread
+
+        if self.trainer is not None and self.trainer.is_alive():
+            self.notify("A night is already running.", severity="warning")
+            return
+        day = self.store.get_day(day_id)
+        screen = NightScreen(day.number if day else None, store=self.store, on_stop=self.stop_night)
+        forward = screen.forwarder()
+
+        def on_event(event) -> None:  # on the trainer thread: post, never wait on the UI
+            forward(event)
+            if event.kind in ("done", "error"):
+                self.post_message(NightFinished(day_id, event))
+
+        self.trainer = TrainerThread(self.home, day_id, on_event=on_event, store=self.store, device=self.device)
+        self.night_screen = screen
+        self.push_screen(screen)
+        self.trainer.start()
+
+    def stop_night(self) -> None:
+        """Ask the night to stop at the next step boundary (the weights stay as they were)."""
+        if self.trainer is not None:
+            self.trainer.stop()
+
+    @property
+    def night_running(self) -> bool:
+        return self.trainer is not None and self.trainer.is_alive()
+
+    def on_night_finished(self, message: NightFinished) -> None:
+        """The morning: load the night's weights if it was accepted, then begin the next day."""
+        self.trainer = None
+        report = message.event.report
+        if message.event.kind == "done" and report is not None and report.status == "accepted":
+            self._morning_pending = True
+            self.reload_weights()
+        elif message.event.kind == "done" and report is not None and report.status == "interrupted":
+            return  # the app is quitting, or the owner stopped it: it resumes at the next start
+        else:
+            self.begin_next_day()
 
     def begin_next_day(self) -> None:
         if self.engine is not None:
@@ -219,6 +273,9 @@ class CompanionApp(App):
             self.notify(note, title="Weights", severity="warning")
         if self.session is not None:
             self.session.checkpoint_id = message.checkpoint_id
+        if self._morning_pending:
+            self._morning_pending = False
+            self.begin_next_day()
 
     def on_checkpoints_screen_restored(self, message) -> None:
         self.reload_weights()
@@ -295,6 +352,9 @@ class CompanionApp(App):
     # -- the end ----------------------------------------------------------------------------------
 
     def on_unmount(self) -> None:
+        if self.trainer is not None and self.trainer.is_alive():
+            self.trainer.stop()  # at the next step boundary; the night resumes at the next start
+            self.trainer.join(timeout=30)
         if self.store is not None:
             self.store.close()
         if self.lock is not None:

@@ -101,3 +101,12 @@ class BirthFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class NightFinished(Message):
+    """The trainer thread's night ended: ``event`` is its last NightEvent ("done" with the report, or "error")."""
+
+    def __init__(self, day_id: int, event: Any) -> None:
+        super().__init__()
+        self.day_id = day_id
+        self.event = event

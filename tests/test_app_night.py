@@ -1,0 +1,87 @@
+"""The night inside the app: good night hands the day to the trainer thread, the morning begins the
+next day on the night's weights, and a quit mid-night resumes at the next start."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from companion.screens.night import NightScreen
+from companion.store import Store
+from tests.test_app import app_for, quick, ready, send, until
+
+QUICK_NIGHT = {"night.batch_tokens": "768", "night.learning_rate": "2e-3", "night.replay.tokens": "800",
+               "night.day.tokens": "1500", "night.preferences.tokens": "2500"}
+
+
+@pytest.fixture()
+def home(tiny_home):
+    quick(tiny_home, **QUICK_NIGHT)
+    return tiny_home
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+async def live_a_day_and_say_good_night(pilot):
+    chat = await ready(pilot)
+    await send(pilot, chat, "What is my name?")
+    await pilot.press("1")
+    await until(pilot, lambda: any(line.source == "chosen" for line in chat.transcript.lines))
+    await pilot.press("ctrl+n")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")
+    await pilot.press("y")
+    return chat
+
+
+async def test_good_night_runs_the_night_and_the_morning_begins_the_next_day(home):
+    app = app_for(home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        chat = await live_a_day_and_say_good_night(pilot)
+        await until(pilot, lambda: isinstance(app.screen, NightScreen))
+        night = app.screen
+        await until(pilot, lambda: night.finished, timeout=120)
+        await until(pilot, lambda: chat.session is not None and chat.session.day.number == 2, timeout=30)
+        assert night.report.status in ("accepted", "rolled_back")
+        screen_text = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "The night of day 1" in screen_text
+        with Store.open(home.store_path) as store:
+            [record] = store.nights()
+            current = store.latest_checkpoint()
+        assert record.status == night.report.status
+        if record.status == "accepted":  # the next day lives on the night's weights
+            await until(pilot, lambda: app.engine.checkpoint_id == record.post_checkpoint_id, timeout=30)
+            assert chat.session.checkpoint_id == record.post_checkpoint_id == current.id
+        await pilot.press("escape")  # back to the day from the morning report
+        await until(pilot, lambda: app.screen is chat)
+
+
+async def test_a_quit_during_the_night_resumes_it_at_the_next_start(home):
+    quick(home, **{"night.steps": "120"})  # long enough that the quit lands mid-night
+    app = app_for(home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        await live_a_day_and_say_good_night(pilot)
+        await until(pilot, lambda: isinstance(app.screen, NightScreen))
+        night = app.screen
+        await until(pilot, lambda: night.query_one("NightProgress").step > 0, timeout=90)
+    # Leaving the app stopped the trainer at the next step boundary; the weights are untouched.
+    with Store.open(home.store_path) as store:
+        [record] = store.nights()
+        assert record.status == "interrupted"
+        assert store.latest_checkpoint().id == record.pre_checkpoint_id
+    quick(home, **{"night.steps": "3"})
+    again = app_for(home)
+    async with again.run_test(size=(110, 40)) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, NightScreen), timeout=60)
+        await until(pilot, lambda: again.screen.finished, timeout=120)
+    with Store.open(home.store_path) as store:
+        statuses = [n.status for n in store.nights()]
+    assert statuses[0] == "interrupted" and statuses[-1] in ("accepted", "rolled_back")
