@@ -67,6 +67,7 @@ class CompanionApp(App):
         self.session = None
         self._user_themes: list[str] = []
         self._wanted_theme: str | None = None
+        self.books = None  # the books folder's watcher
         self.trainer = None  # the trainer thread while a night runs
         self.night_screen = None
         self._morning_pending = False  # begin the next day once the night's weights are loaded
@@ -137,7 +138,65 @@ class CompanionApp(App):
 
         self._replace_screens(ChatScreen())
         self.load_engine()
+        self.watch_books()
+        self.backup_if_due()
         return True
+
+    @work(thread=True, exclusive=True, group="books")
+    def watch_books(self) -> None:
+        """Scan the books folder (hashing files is I/O: off the UI thread), then watch it."""
+        from companion.books import BooksFolder
+
+        def changed(books) -> None:
+            refused = [b for b in books if b.status == "refused"]
+            queued = [b for b in books if b.status == "queued"]
+            if queued:
+                self.call_from_thread(self.notify, f"{len(queued)} book(s) queued for the night.", title="Books")
+            for book in refused:
+                self.call_from_thread(self.notify, f"{book.path}: {book.note}", title="Book refused", severity="warning")
+
+        self.books = BooksFolder(self.home, self.store, max_bytes=self.settings.books.max_bytes, on_change=changed)
+        self.books.start()
+
+    @work(thread=True, exclusive=True, group="backup")
+    def backup_if_due(self) -> None:
+        """The weekly backup (weights, tokenizer, settings, store), verified; the owner is told if it fails."""
+        from companion.backup import BackupError, due, make_backup
+
+        try:
+            if not due(self.home, self.settings):
+                return
+            make_backup(self.home, self.store, settings=self.settings)
+        except (BackupError, OSError) as error:
+            self.call_from_thread(self.notify, f"The backup failed: {error}", title="Backup", severity="error", timeout=20)
+            return
+        self.call_from_thread(self.notify, "Backup made and verified.", title="Backup")
+
+    def action_export_book(self) -> None:
+        """Write the personality book (every chosen reply and correction) to a file the owner names."""
+        from widgets.text_prompt import TextEditScreen
+
+        if self.store is None:
+            return
+        default = str(Path.home() / f"{self.home.name}-personality-book.jsonl")
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.export_book(path.strip())
+
+        self.push_screen(TextEditScreen(default, title="Export the personality book to (a new file):"), chosen)
+
+    @work(thread=True, group="book")
+    def export_book(self, path: str) -> None:
+        from companion.book import BookError, export_book
+
+        try:
+            result = export_book(self.store, path)
+        except (BookError, OSError) as error:
+            self.call_from_thread(self.notify, str(error), title="Personality book", severity="error", timeout=15)
+            return
+        self.call_from_thread(self.notify, f"{result.entries} turns written to {result.path} (and {result.text_path})",
+                              title="Personality book")
 
     def _replace_screens(self, screen: Screen) -> None:
         while len(self.screen_stack) > 1:
@@ -348,10 +407,14 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
+            yield SystemCommand("Export the personality book", "Every chosen reply and correction, as JSON lines",
+                                self.action_export_book)
 
     # -- the end ----------------------------------------------------------------------------------
 
     def on_unmount(self) -> None:
+        if self.books is not None:
+            self.books.stop()
         if self.trainer is not None and self.trainer.is_alive():
             self.trainer.stop()  # at the next step boundary; the night resumes at the next start
             self.trainer.join(timeout=30)

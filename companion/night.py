@@ -433,7 +433,14 @@ def run_night(
         for book, tokens in material.books:
             store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
             report.books_read.append(book.path)
-        return end("accepted", "the probe stayed within its bound", post)
+        accepted = end("accepted", "the probe stayed within its bound", post)
+        try:  # retention is housekeeping after the night is recorded: it never fails a night
+            from companion.retention import prune
+
+            prune(home, store)
+        except Exception as exc:
+            emit(NightEvent("note", text=f"old checkpoints were not pruned this time: {exc}"))
+        return accepted
     except Stopped:
         report.losses = _downsample(report.losses)
         return end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
