@@ -34,7 +34,7 @@ from pathlib import Path
 from companion.home import Home
 from companion.settings import Settings
 from companion.store import Store, StoreError
-from model.atomic import atomic_write_bytes
+from model.atomic import atomic_write_bytes, file_sha256
 
 __all__ = ["BackupError", "BackupInfo", "FORMAT", "MANIFEST", "make_backup", "verify_backup", "list_backups",
            "last_backup", "due", "folder_size", "backup_line"]
@@ -63,27 +63,19 @@ class BackupInfo:
         return sum(int(f.get("bytes", 0)) for f in self.files.values())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
 def _copy_verified(src: Path, dest: Path) -> dict:
     """Copy a file, fsync it, re-read it: its checksum must equal the source's."""
-    before = _sha256(src)
+    before = file_sha256(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as fin, open(dest, "wb") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
         fout.flush()
         os.fsync(fout.fileno())
-    after = _sha256(dest)
+    after = file_sha256(dest)
     if after != before:
         raise BackupError(f"{dest}: the copy does not match {src} (checksum {after[:12]} != {before[:12]})")
     return {"sha256": after, "bytes": dest.stat().st_size}
@@ -150,7 +142,7 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
         db = partial / "companion.db"
         store.backup_to(db)
         _check_sqlite(db)
-        files["companion.db"] = {"sha256": _sha256(db), "bytes": db.stat().st_size}
+        files["companion.db"] = {"sha256": file_sha256(db), "bytes": db.stat().st_size}
         verified = datetime.now(timezone.utc)
         manifest = {
             "format": FORMAT, "companion": home.name, "made_at": now.isoformat(),
@@ -198,7 +190,7 @@ def verify_backup(folder: str | os.PathLike[str]) -> BackupInfo:
         if not path.is_file():
             problems.append(f"{rel} is missing")
             continue
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != entry.get("sha256"):
             problems.append(f"{rel} does not match its checksum (expected {str(entry.get('sha256'))[:12]}, "
                             f"found {actual[:12]})")

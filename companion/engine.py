@@ -7,7 +7,7 @@ weights at once.
 The day's context only grows, so the engine keeps the key/value cache of the last prompt it read
 (one row) and, for the next prompt, reads only the tokens past the longest prefix they share.
 A new turn therefore costs its own tokens, not the whole day again; "more candidates" for the
-same prompt costs nothing to read. Candidates are sampled the same way `model.sampling` does
+same prompt costs nothing to read. Candidates are sampled by `model.sampling`'s one loop
 (one seeded generator per slot), so a batch is reproducible and a later round uses new slots.
 
 This module imports torch; the app imports it lazily, in a thread worker, after the first screen
@@ -26,7 +26,7 @@ from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
 from companion.weights import Loaded, Weights
-from model.sampling import SamplingSettings, _generators, apply_repetition_penalty, filter_logits
+from model.sampling import SamplingSettings, sample_from_cache
 from model.tokenizer import Tokenizer
 from model.transformer import KVCache, Transformer
 
@@ -187,41 +187,19 @@ class Engine:
         if len(slots) != k:
             raise EngineError(f"{k} candidates but {len(slots)} slots")
         stop_ids = self.stop_ids()
-        protected = stop_ids | set(self.tokenizer.special_ids)
         with self.lock:
             self.model.eval()
             base, last = self._read(prompt)
-            cache = base.expand(k)  # a copy: the day's own cache stays as read
-            logits = last.expand(k, -1)
-            gens = _generators(settings.seed, slots, self.device)
-            window = set(prompt[-settings.repetition_window:]) if settings.repetition_window else set()
-            seen = [set(window) for _ in range(k)]
-            tokens: list[list[int]] = [[] for _ in range(k)]
-            finish = [""] * k
-            steps = min(settings.max_new_tokens, room)
-            for step in range(steps):
-                if should_stop is not None and should_stop():
-                    finish = [f or "stopped" for f in finish]
-                    break
-                scores = apply_repetition_penalty(logits.float(), seen, settings.repetition_penalty, protected)
-                scores = filter_logits(scores / max(settings.temperature, 1e-5), settings.top_k, settings.top_p)
-                probs = torch.softmax(scores, dim=-1)
-                next_ids = [int(torch.multinomial(probs[r], 1, generator=gens[r]).item()) for r in range(k)]
-                for r, tok in enumerate(next_ids):
-                    if finish[r]:
-                        continue
-                    if tok in stop_ids:
-                        finish[r] = "end"
-                        continue
-                    tokens[r].append(tok)
-                    seen[r].add(tok)
-                    if on_text is not None:
-                        on_text(r, self.tokenizer.decode(tokens[r]))
-                if all(finish) or step == steps - 1:
-                    break
-                out, _ = self.model(torch.tensor(next_ids, device=self.device)[:, None], cache=cache)
-                logits = out[:, -1, :]
-        return [Generated(self.tokenizer.decode(t), f or "length", t) for t, f in zip(tokens, finish)]
+            rows: list[list[int]] = [[] for _ in range(k)]
+
+            def on_token(row: int, token: int) -> None:
+                rows[row].append(token)
+                if on_text is not None:
+                    on_text(row, self.tokenizer.decode(rows[row]))
+
+            results = sample_from_cache(self.model, base, last, prompt, k, settings, stop_ids,
+                                        self.tokenizer.special_ids, slots, on_token, should_stop)
+        return [Generated(self.tokenizer.decode(r.tokens), r.finish, r.tokens) for r in results]
 
     @torch.no_grad()
     def next_speaker(self, context_ids: Sequence[int]) -> str:

@@ -7,6 +7,7 @@ folder is fsynced, so a crash or a full disk leaves either the old file or the n
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -56,3 +57,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, exclusive: 
             pass
         raise
     fsync_dir(path.parent)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a whole file's bytes, read in chunks (backups are verified with this after copying)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

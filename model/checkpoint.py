@@ -150,12 +150,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
             raise CheckpointError(f"{path}: tensor {name} has shape {tuple(t.shape)}, config needs {tuple(expected[name].shape)}")
     model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True)
     return model.to(device), meta
-
-
-def file_checksum(path: str | Path) -> str:
-    """sha256 of a whole file's bytes (backups are verified with this after copying)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -97,7 +97,7 @@ def sample_candidates(
     on_token: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Generation]:
-    """Sample `k` continuations of `prompt` (token ids) in one batch.
+    """Sample `k` continuations of `prompt` (token ids) in one batch that shares one prefill.
 
     `slots` names each row's seed offset (default 0..k-1; a second round of candidates passes k..2k-1
     so it never repeats the first). `on_token(row, token)` streams tokens as they come; `should_stop()`
@@ -105,16 +105,39 @@ def sample_candidates(
     """
     if not prompt:
         raise ValueError("the prompt is empty: nothing to continue")
-    model.eval()
-    slots = list(range(k)) if slots is None else slots
-    device = next(model.parameters()).device
-    gens = _generators(settings.seed, slots, device)
-    room = model.config.block_size - len(prompt)
-    if room <= 0:
+    if len(prompt) >= model.config.block_size:
         raise ValueError(f"the prompt ({len(prompt)} tokens) fills the block ({model.config.block_size})")
+    model.eval()
     cache, last = prefill(model, prompt)
-    cache = cache.expand(k) if k > 1 else cache
-    logits = last.expand(k, -1)
+    return sample_from_cache(model, cache, last, prompt, k, settings, stop_ids, protected_ids, slots,
+                             on_token, should_stop)
+
+
+@torch.no_grad()
+def sample_from_cache(
+    model: Transformer,
+    cache: KVCache,
+    last_logits: torch.Tensor,
+    prompt: list[int],
+    k: int,
+    settings: SamplingSettings,
+    stop_ids: Collection[int],
+    protected_ids: Collection[int] = (),
+    slots: list[int] | None = None,
+    on_token: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Generation]:
+    """The sampling loop, from a prompt already read into a one-row `cache` whose last position gave
+    `last_logits` (1, vocab). The cache is copied for the `k` rows, so the caller's stays as read
+    (the engine keeps the day's cache between turns)."""
+    slots = list(range(k)) if slots is None else list(slots)
+    if len(slots) != k:
+        raise ValueError(f"{k} candidates but {len(slots)} slots")
+    device = last_logits.device
+    gens = _generators(settings.seed, slots, device)
+    room = model.config.block_size - cache.length
+    cache = cache.expand(k)
+    logits = last_logits.expand(k, -1)
     window = set(prompt[-settings.repetition_window :]) if settings.repetition_window else set()
     seen = [set(window) for _ in range(k)]
     protected = set(protected_ids) | set(stop_ids)

@@ -22,6 +22,16 @@ def tiny_config(**overrides):
     return preset("seedling", **base)
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine they lose a lot
+    to them (a night's thread and the test's would fight over both cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_texts() -> list[str]:
     """A few hundred starter conversations' lines: enough for a 512-token BPE."""

@@ -21,14 +21,7 @@ def home(tiny_home):
     return tiny_home
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 async def live_a_day_and_say_good_night(pilot):

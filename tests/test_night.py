@@ -13,15 +13,7 @@ from model.checkpoint import load_tensors, tensors_checksum
 PROBE = 8  # starter probe windows: enough to measure, quick to score
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared machine they lose a lot to them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def night_settings(home, **values):

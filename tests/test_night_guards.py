@@ -14,8 +14,9 @@ from companion.store import Store
 from companion.training import lr_at, save_optimizer_state
 from companion.transcript import encode_documents
 from companion.weights import Weights
-from tests.test_night import one_torch_thread  # noqa: F401 (an autouse fixture)
 from tests.test_night import PROBE, file_checksum, night_settings, script_day
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_rolled_back(home, store, report, pre):

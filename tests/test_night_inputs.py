@@ -16,8 +16,9 @@ from companion.store import Store
 from companion.teacher import TeacherError, parse_dream, teacher_dream
 from companion.transcript import Turn
 from companion.weights import Weights
-from tests.test_night import one_torch_thread  # noqa: F401 (an autouse fixture)
 from tests.test_night import PROBE, night_settings, script_day
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def queue(store, path, text):

@@ -13,8 +13,9 @@ from companion.preferences import collect_preferences, dpo_loss, kto_loss, set_r
 from companion.store import Store
 from companion.transcript import Turn
 from companion.weights import Weights
-from tests.test_night import one_torch_thread  # noqa: F401 (an autouse fixture)
 from tests.test_night import night_settings, script_day
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_choices_become_pairs_and_ratings_and_tags_unpaired_examples(tiny_home, tokenizer):

@@ -3,6 +3,8 @@ owner annotate the dream in the morning."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import time
 
@@ -11,11 +13,12 @@ from textual.app import App
 from companion.screens.night import MorningReport, NightScreen
 from companion.store import Store
 from companion.trainer import TrainerThread
-from tests.test_night import one_torch_thread  # noqa: F401 (an autouse fixture)
 from tests.test_night import PROBE, night_settings, script_day
 from widgets.inner import AnnotationEditor
 from widgets.night import NightProgress
 from widgets.transcript import TranscriptView
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class NightApp(App):

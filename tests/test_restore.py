@@ -12,7 +12,7 @@ from companion.restore import RestoreError, plan_restore, restore
 from companion.screens.checkpoints import CheckpointsScreen
 from companion.store import Store
 from companion.weights import Weights
-from model.checkpoint import file_checksum
+from model.atomic import file_sha256 as file_checksum
 from tests.test_history import live_day
 from widgets.lists import CheckpointList
 from widgets.text_prompt import ConfirmScreen
