@@ -26,14 +26,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from companion.home import Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
+from companion.home import SEEDLING_DIR, Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
 from companion.messages import DayClosed, EngineFailed, EngineReady, NightFinished, WeightsReloaded
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
 __all__ = ["CompanionApp", "run_app"]
-
-SEEDLING_DIR = Path(__file__).with_name("seedling")
 
 
 class CompanionApp(App):
@@ -147,9 +145,13 @@ class CompanionApp(App):
         """Scan the books folder (hashing files is I/O: off the UI thread), then watch it."""
         from companion.books import BooksFolder
 
-        def changed(books) -> None:
-            refused = [b for b in books if b.status == "refused"]
-            queued = [b for b in books if b.status == "queued"]
+        told: set[tuple[str, str, str]] = set()
+
+        def changed(books) -> None:  # the watcher may report a file several times: tell each once
+            fresh = [b for b in books if (b.path, b.sha256, b.status) not in told]
+            told.update((b.path, b.sha256, b.status) for b in fresh)
+            refused = [b for b in fresh if b.status == "refused"]
+            queued = [b for b in fresh if b.status == "queued"]
             if queued:
                 self.call_from_thread(self.notify, f"{len(queued)} book(s) queued for the night.", title="Books")
             for book in refused:
@@ -161,13 +163,13 @@ class CompanionApp(App):
     @work(thread=True, exclusive=True, group="backup")
     def backup_if_due(self) -> None:
         """The weekly backup (weights, tokenizer, settings, store), verified; the owner is told if it fails."""
-        from companion.backup import BackupError, due, make_backup
+        from companion.backup import due, make_backup
 
         try:
             if not due(self.home, self.settings):
                 return
             make_backup(self.home, self.store, settings=self.settings)
-        except (BackupError, OSError) as error:
+        except Exception as error:  # BackupError, OSError, a store or settings error: told, never a crash
             self.call_from_thread(self.notify, f"The backup failed: {error}", title="Backup", severity="error", timeout=20)
             return
         self.call_from_thread(self.notify, "Backup made and verified.", title="Backup")
@@ -286,6 +288,20 @@ class CompanionApp(App):
         self.push_screen(screen)
         self.trainer.start()
 
+    def resume_night(self) -> None:
+        """Start again the night the owner stopped (from the untouched pre-night weights)."""
+        from companion.night import pending_night
+
+        if self.night_running:
+            return
+        pending = pending_night(self.store)
+        if pending is None:
+            self.notify("There is no night to resume.", severity="information")
+            return
+        if self.night_screen is not None and self.screen is self.night_screen:
+            self.pop_screen()
+        self.start_night(pending.id)
+
     def stop_night(self) -> None:
         """Ask the night to stop at the next step boundary (the weights stay as they were)."""
         if self.trainer is not None:
@@ -303,7 +319,9 @@ class CompanionApp(App):
             self._morning_pending = True
             self.reload_weights()
         elif message.event.kind == "done" and report is not None and report.status == "interrupted":
-            return  # the app is quitting, or the owner stopped it: it resumes at the next start
+            # The app is quitting, or the owner stopped it: it resumes at the next start, or now on `r`.
+            self.notify("The night was stopped; the weights are as they were. Press r to resume it now; "
+                        "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()
 

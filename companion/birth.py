@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from companion.corpus import CorpusError, read_owner_texts, starter_documents
-from companion.home import Home, HomeError, validate_name
+from companion.home import SEEDLING_DIR, Home, HomeError, validate_name
 from companion.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
 from companion.settings import Settings
 from companion.store import Store
@@ -29,7 +29,6 @@ from model.sampling import SamplingSettings, sample_candidates
 from model.tokenizer import DEFAULT_VOCAB, Tokenizer, train_tokenizer
 from model.transformer import Transformer
 
-SEEDLING_DIR = Path(__file__).with_name("seedling")
 NURSERY_STATE = "nursery-optimizer.safetensors"
 OWNER_CORPUS_DIR = "corpus"  # the owner's birth texts, copied into the home so the nursery can resume
 BOOK_FILE = "personality-book.jsonl"  # a book to be born from, copied into the home likewise
@@ -124,7 +123,7 @@ def sample_line(tokenizer: Tokenizer, settings: Settings, seed: int = 0) -> Call
         Turn("inner", greeting_text(settings.day.greeting, name, owner)),
         Turn("owner", "Hi! How are you today?"),
     ]).ids
-    stops = {tokenizer.end_id, *tokenizer.role_ids.values()}
+    stops = tokenizer.stop_ids
 
     def sample(model: Transformer) -> str:
         [gen] = sample_candidates(model, reply_prompt(tokenizer, context), 1,
@@ -200,13 +199,20 @@ def run_birth_nursery(
     return NurseryOutcome(result, record.id, notes)
 
 
+def check_seedling(seedling_dir: Path = SEEDLING_DIR) -> tuple[Path, Path]:
+    """The bundled seedling's tokenizer and weights files; checked before a home is made for it."""
+    tokenizer_src, weights_src = seedling_dir / "tokenizer.json", seedling_dir / "seedling.safetensors"
+    if not tokenizer_src.is_file() or not weights_src.is_file():
+        raise BirthError(f"{seedling_dir}: the bundled seedling is missing from this installation; "
+                         "birth one from scratch instead")
+    return tokenizer_src, weights_src
+
+
 def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) -> int:
     """Give a new companion the bundled seedling's tokenizer and weights (seconds, not hours)."""
     from model.checkpoint import load_checkpoint
 
-    tokenizer_src, weights_src = seedling_dir / "tokenizer.json", seedling_dir / "seedling.safetensors"
-    if not tokenizer_src.exists() or not weights_src.exists():
-        raise BirthError(f"{seedling_dir}: the bundled seedling is missing from this installation")
+    tokenizer_src, weights_src = check_seedling(seedling_dir)
     Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it
     model, meta = load_checkpoint(weights_src)
     shutil.copyfile(tokenizer_src, home.tokenizer_path)

@@ -83,11 +83,13 @@ def _train(home, plan, label: str) -> int:
 
 
 def cmd_birth(args) -> int:
-    from companion.birth import BirthError, adopt_seedling, create_home
+    from companion.birth import BirthError, adopt_seedling, check_seedling, create_home
     from companion.store import Store
 
     root = resolve_root(args.home)
     try:
+        if args.from_seedling:
+            check_seedling()  # before any folder is made: bad input changes nothing
         home, notes = create_home(root, args.name, args.owner, args.preset, args.corpus or [], args.from_book)
     except (BirthError, HomeError) as exc:
         print(f"companion birth: {exc}", file=sys.stderr)

@@ -58,7 +58,7 @@ def dream_with_model(model: Transformer, tokenizer: Tokenizer, context: list[int
     """Sample the dream line by line until the block is full (or `should_stop`)."""
     block = model.config.block_size
     budget = block - len(context)
-    stops = {tokenizer.end_id, *tokenizer.role_ids.values()}
+    stops = tokenizer.stop_ids
     ids = list(context)
     turns: list[Turn] = []
     voice = 0

@@ -1,8 +1,9 @@
 """The engine: the companion's tokenizer and loaded weights on a device, and the one door to them.
 
 Everything that runs the model during the day goes through `Engine.generate`, which holds
-`Engine.lock` while it works, so the app and a night (which takes the same lock) never use the
-weights at once.
+`Engine.lock` while it works, so two generations never share the day's cache at once. A night never
+touches the engine: the trainer thread trains its own copy of the weights, and the app reloads the
+engine in the morning.
 
 The day's context only grows, so the engine keeps the key/value cache of the last prompt it read
 (one row) and, for the next prompt, reads only the tokens past the longest prefix they share.
@@ -120,7 +121,7 @@ class Engine:
 
     def stop_ids(self) -> set[int]:
         """Tokens that end a turn: the end mark, or any role token (a new turn beginning)."""
-        return {self.tokenizer.end_id, *self.tokenizer.role_ids.values()}
+        return set(self.tokenizer.stop_ids)
 
     # -- the day's cache --------------------------------------------------------------------------
 

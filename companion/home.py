@@ -71,6 +71,9 @@ BACKUPS_DIR = "backups"
 SUBFOLDERS = (CHECKPOINTS_DIR, BOOKS_DIR, BACKUPS_DIR)
 
 
+#: The bundled, ready-trained seedling a new companion can adopt (tokenizer and fp16 weights).
+SEEDLING_DIR = Path(__file__).with_name("seedling")
+
 class HomeError(Exception):
     """A companion's home (or the root of homes) cannot be used as asked."""
 

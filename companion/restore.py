@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 from companion.home import Home
 from companion.store import Checkpoint, Day, Store
-from companion.weights import Weights
-from model.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["RestoreError", "RestorePlan", "RestoreResult", "plan_restore", "restore", "describe_plan"]
 
@@ -93,6 +91,8 @@ def _check_target(home: Home, store: Store, checkpoint_id: int) -> Checkpoint:
 def plan_restore(home: Home, store: Store, checkpoint_id: int) -> RestorePlan:
     """Check that the restore can happen and say what it would change (nothing is written)."""
     target = _check_target(home, store, checkpoint_id)
+    from companion.weights import Weights  # torch: only when a restore is planned
+
     current = Weights(home, store).current()
     if current is not None and current.id == target.id:
         raise RestoreError(f"checkpoint {checkpoint_id} is already the one the companion lives on")
@@ -135,6 +135,9 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
     the target, mark the days the target never learned. The caller reloads the model afterwards."""
     plan = plan_restore(home, store, checkpoint_id)
     target = plan.target
+    from companion.weights import Weights
+    from model.checkpoint import CheckpointError, load_checkpoint
+
     weights = Weights(home, store)
     try:  # a damaged target is refused before the current weights are touched
         load_checkpoint(weights.path_of(target))

@@ -14,11 +14,16 @@ from pathlib import Path
 
 
 def fsync_dir(folder: Path) -> None:
-    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+    """Make a rename in `folder` durable. Not every platform can fsync a folder (Windows cannot open
+    one); the rename is still atomic there, so that is no error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 

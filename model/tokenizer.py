@@ -38,6 +38,8 @@ class Tokenizer:
         self.role_ids: dict[str, int] = dict(zip(ROLES, ids[2:]))
         self.special_ids: frozenset[int] = frozenset(ids)
         self.id_roles: dict[int, str] = {i: r for r, i in self.role_ids.items()}
+        # A turn ends at its end token, or where the model opens another turn (any role token).
+        self.stop_ids: frozenset[int] = frozenset({self.end_id, *self.role_ids.values()})
 
     @property
     def vocab_size(self) -> int:

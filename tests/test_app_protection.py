@@ -33,3 +33,21 @@ async def test_the_first_open_makes_a_verified_backup(tiny_home):
         await until(pilot, lambda: last_backup(tiny_home) is not None, timeout=30)
     info = last_backup(tiny_home)
     assert info.verified_at is not None and info.folder.is_dir()
+
+
+async def test_closing_the_app_mid_stream_keeps_the_cards_shown_and_the_rating_given(tiny_home):
+    quick(tiny_home, **{"sampling.max_reply_tokens": "60", "sampling.temperature": "2.0"})
+    app = app_for(tiny_home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        chat = await ready(pilot)
+        chat.throttle_s = 0.05
+        chat.message_input.value = "Tell me a long story"
+        await pilot.press("enter")
+        await until(pilot, lambda: any(c.text for c in chat.deck.cards))
+        await pilot.press("r", "3")
+        assert chat.generating
+    with Store.open(tiny_home.store_path) as store:
+        day = store.current_day()
+        candidates = store.candidates(day_id=day.id)
+        assert len(candidates) == 3 and all(c.finish == "stopped" for c in candidates)
+        assert store.ratings(day_id=day.id) == {candidates[0].id: 3}

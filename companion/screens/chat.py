@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from companion.day import MAX_MESSAGE_CHARS, DayError, MessageRefused
+from companion.store import StoreError
 from companion.messages import DayClosed, GenerationDone, GenerationFailed, GenerationStreamed
 from widgets import (
     AnnotationEditor,
@@ -276,7 +277,7 @@ class ChatScreen(Screen):
         except MessageRefused as refused:
             self._refused(refused)
             return
-        except DayError as error:
+        except (DayError, StoreError) as error:
             self.notify(str(error), severity="warning")
             return
         self.message_input.clear()
@@ -389,18 +390,16 @@ class ChatScreen(Screen):
         self.generating = None
         self.query_one("#inner-stream", Static).remove_class("-active")
         if kind in ("reply", "more"):
-            texts = [t for t, _ in message.results]
-            finishes = [f for _, f in message.results]
-            candidates = session.record_candidates(texts, finishes, max_tokens=message.max_tokens)
-            for card, cand, finish in zip(self._round_cards, candidates, finishes):
-                card.candidate_id = cand.id
-                card.set_text(cand.text)
-                card.finish(stopped=finish == "stopped")
-                if card.number in self._pending_ratings:
-                    session.rate(cand.id, self._pending_ratings.pop(card.number))
+            if not self._record_round([t for t, _ in message.results], [f for _, f in message.results],
+                                      message.max_tokens):
+                self._after_generation = []
         elif message.results:
             text, finish = message.results[0]
-            turn = session.add_model_inner(text, finish)
+            try:
+                turn = session.add_model_inner(text, finish)
+            except (DayError, StoreError) as error:
+                self.notify(f"The inner line could not be saved: {error}", title="Not saved", severity="error")
+                turn = None
             if turn is not None:
                 self._add_turn(turn)
             elif kind == "inner":
@@ -413,9 +412,41 @@ class ChatScreen(Screen):
         for action in queued:
             action()
 
+    def _record_round(self, texts: list[str], finishes: list[str], max_tokens: int) -> bool:
+        """Record the round's candidates (everything shown is recorded) and the ratings given while they
+        streamed. Every way a round ends comes here: done, failed, or the app closing mid-stream."""
+        session = self.session
+        try:
+            candidates = session.record_candidates(texts, finishes, max_tokens=max_tokens)
+            for card, cand, finish in zip(self._round_cards, candidates, finishes):
+                card.candidate_id = cand.id
+                card.set_text(cand.text)
+                card.finish(stopped=finish != "end" and finish != "length")
+                if card.number in self._pending_ratings:
+                    session.rate(cand.id, self._pending_ratings.pop(card.number))
+        except (DayError, StoreError) as error:
+            self.notify(f"The candidates could not be saved: {error}", title="Not saved", severity="error", timeout=20)
+            return False
+        return True
+
+    def _partial_round(self) -> tuple[list[str], list[str]]:
+        with self._buffer_lock:
+            texts = [self._buffer.get(row, "") for row in range(len(self._round_cards))]
+        return texts, ["stopped"] * len(texts)
+
+    def on_unmount(self) -> None:
+        """Closing mid-stream: keep what was shown, and the ratings already given."""
+        if self.generating in ("reply", "more") and self.session is not None and self.session.is_open:
+            self._stop.set()
+            self._generation += 1  # the worker's late result is ignored
+            self._record_round(*self._partial_round(), self.session.reply_tokens())
+            self.generating = None
+
     def on_generation_failed(self, message: GenerationFailed) -> None:
         if message.generation_id != self._generation:
             return
+        if message.kind in ("reply", "more") and self.session is not None and self.session.is_open:
+            self._record_round(*self._partial_round(), self.session.reply_tokens())
         self.generating = None
         self._after_generation = []
         self.query_one("#inner-stream", Static).remove_class("-active")
@@ -489,7 +520,7 @@ class ChatScreen(Screen):
         card = cards[number - 1]
         try:
             reply = self.session.pick(card.candidate_id)
-        except DayError as error:
+        except (DayError, StoreError) as error:
             self.notify(str(error), severity="warning")
             return
         self._replied(reply, card, "chosen")
@@ -504,11 +535,15 @@ class ChatScreen(Screen):
         self.set_status(f"Rate card {card.number}: press 1-4 for stars, 0 to clear, Esc to cancel.", busy=True)
 
     def rate_card(self, card: CandidateCard, stars: int | None) -> None:
-        card.set_rating(stars)
-        if card.candidate_id is None:  # still streaming: recorded with its round
+        if card.candidate_id is None:  # still streaming: recorded with its round, however it ends
             self._pending_ratings[card.number] = stars
         else:
-            self.session.rate(card.candidate_id, stars)
+            try:
+                self.session.rate(card.candidate_id, stars)
+            except StoreError as error:
+                self.notify(f"The rating could not be saved: {error}", title="Not saved", severity="error")
+                return
+        card.set_rating(stars)
         self.notify(f"Card {card.number}: " + (f"{stars} of 4 stars" if stars else "rating cleared"))
 
     def action_edit(self) -> None:
@@ -526,7 +561,7 @@ class ChatScreen(Screen):
                 return
             try:
                 reply = self.session.correct(card.candidate_id, text)
-            except (MessageRefused, DayError) as error:
+            except (MessageRefused, DayError, StoreError) as error:
                 self.notify(str(error), title="Refused", severity="error")
                 return
             self._replied(reply, card, "corrected")
@@ -545,7 +580,7 @@ class ChatScreen(Screen):
                 return
             try:
                 reply = self.session.write_reply(text)
-            except (MessageRefused, DayError) as error:
+            except (MessageRefused, DayError, StoreError) as error:
                 self.notify(str(error), title="Refused", severity="error")
                 return
             self._replied(reply, None, None)
@@ -597,7 +632,7 @@ class ChatScreen(Screen):
                 return
             try:
                 turn = self.session.write_inner(text)
-            except (MessageRefused, DayError) as error:
+            except (MessageRefused, DayError, StoreError) as error:
                 self.notify(str(error), title="Refused", severity="error")
                 return
             self._add_turn(turn)
@@ -631,7 +666,11 @@ class ChatScreen(Screen):
             if result is None:
                 return
             tags, note = result
-            self.session.annotate(line.turn_id, tags, note)
+            try:
+                self.session.annotate(line.turn_id, tags, note)
+            except (DayError, StoreError) as error:
+                self.notify(f"The annotation could not be saved: {error}", title="Not saved", severity="error")
+                return
             self.transcript.set_annotation(line.turn_id, tags, note)
             self.notify("Annotation saved.")
 
@@ -663,13 +702,20 @@ class ChatScreen(Screen):
             return
         if self.session is None or not self.session.is_open:
             return
-        self.session.good_night(reason)
+        try:
+            self.session.good_night(reason)
+        except (DayError, StoreError) as error:
+            self.notify(f"The day could not be closed: {error}", title="Not saved", severity="error")
+            return
         self._day_closed()
 
     def _day_closed(self) -> None:
         """Show the good-night line and the day-over state, and tell the app (its night may begin)."""
         session = self.session
-        self._add_turn(session.turns[-1])
+        shown = {line.turn_id for line in self.transcript.lines}
+        for turn in session.turns:  # good night may first inject indicators still due
+            if turn.id not in shown:
+                self._add_turn(turn)
         self.update_gauge()
         self.day_over = True
         why = "the day is full" if session.day.close_reason == "full" else "good night"

@@ -113,9 +113,12 @@ class MorningReport(Widget):
             if result is None:
                 return
             tags, note = result
+            try:  # one small commit: written first, shown after, like every owner action
+                self.store.annotate(dream_id=dream_id, line_index=index, tags=tags, note=note or None)
+            except Exception as error:
+                self.notify(f"The annotation could not be saved: {error}", title="Not saved", severity="error")
+                return
             line.set_annotation(tags, note)
-            self.run_worker(lambda: self.store.annotate(dream_id=dream_id, line_index=index, tags=tags,
-                                                        note=note or None), thread=True)
 
         self.app.push_screen(AnnotationEditor(line.text, line.tags, line.note, title="Annotate dream line"), save)
 
@@ -134,6 +137,7 @@ class NightScreen(Screen):
 
     BINDINGS = [
         Binding("s", "stop_night", "Stop the night"),
+        Binding("r", "resume_night", "Resume the night"),
         Binding("escape", "leave", "Back"),
     ]
 
@@ -215,6 +219,15 @@ class NightScreen(Screen):
         if self.on_stop is not None:
             self.on_stop()
         self._note("Stopping at the next step; the weights stay as they were, and the night resumes next time.")
+
+    def action_resume_night(self) -> None:
+        """A night the owner stopped starts again from the untouched pre-night weights."""
+        if not self.finished or self.report is None or self.report.status != "interrupted":
+            self.notify("Only a stopped night can be resumed.", severity="information")
+            return
+        resume = getattr(self.app, "resume_night", None)
+        if resume is not None:
+            resume()
 
     def action_leave(self) -> None:
         if len(self.app.screen_stack) > 1:

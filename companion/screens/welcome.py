@@ -101,16 +101,14 @@ class WelcomeScreen(Screen):
     def action_adopt(self) -> None:
         if self.busy or self.resume_home is not None:
             return
-        from companion.birth import BirthError, check_birth_input
+        from companion.birth import BirthError, check_birth_input, check_seedling
         from companion.home import HomeError
 
         name, owner = self._names()
         seedling = Path(self.app.seedling_dir)
         try:
             check_birth_input(self.app.root, name, owner, "seedling", [])
-            if not (seedling / "tokenizer.json").is_file() or not (seedling / "seedling.safetensors").is_file():
-                raise BirthError(f"{seedling}: the bundled seedling is missing from this installation; "
-                                 "choose a birth from scratch")
+            check_seedling(seedling)
         except (BirthError, HomeError) as error:
             self.status(str(error), error=True)
             return
@@ -123,12 +121,15 @@ class WelcomeScreen(Screen):
         from companion.birth import adopt_seedling, create_home
         from companion.store import Store
 
+        lock = None
         try:
             home, notes = create_home(self.app.root, name, owner, "seedling", [])
             lock = home.lock()
             with Store.open(home.store_path) as store:
                 adopt_seedling(home, store, seedling)
         except Exception as error:
+            if lock is not None:
+                lock.release()
             self.post_message(BirthFailed(str(error)))
             return
         self._lock = lock
