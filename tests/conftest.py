@@ -22,6 +22,15 @@ def tiny_config(**overrides):
     return preset("seedling", **base)
 
 
+@pytest.fixture(autouse=True)
+def private_folders(tmp_path_factory, monkeypatch):
+    """No test touches the real data or config folders: COMPANION_HOME and COMPANION_CONFIG point
+    into a fresh temporary folder unless a test sets them itself."""
+    base = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("COMPANION_HOME", str(base / "data"))
+    monkeypatch.setenv("COMPANION_CONFIG", str(base / "config"))
+
+
 @pytest.fixture()
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine they lose a lot
