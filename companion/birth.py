@@ -216,4 +216,6 @@ def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) 
     Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it
     model, meta = load_checkpoint(weights_src)
     shutil.copyfile(tokenizer_src, home.tokenizer_path)
-    return Weights(home, store).save(model, "seedling", step=meta.step).id
+    heldout = meta.probe.get("heldout_loss")
+    ppl = math.exp(heldout) if heldout is not None else None
+    return Weights(home, store).save(model, "seedling", step=meta.step, probe_ppl=ppl).id

@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = getattr(args, "func", cmd_app)
         return func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except LockedError as exc:
         print(f"companion: {exc}", file=sys.stderr)
         return 3
