@@ -95,15 +95,16 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], header: dict[str,
     atomic_write_bytes(Path(path), st_save(cpu, metadata=header))
 
 
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read every tensor and the header; any damage is a `CheckpointError` naming the file."""
+def load_tensors(path: Path, with_tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read the header and (unless told not to, for menus) every tensor; any damage is a
+    `CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file is missing")
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if with_tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: unreadable or truncated ({exc})") from exc
     return tensors, header
@@ -121,14 +122,7 @@ def save_checkpoint(path: str | Path, model: Transformer, meta: CheckpointMeta, 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
     """The story of a checkpoint without loading its tensors (for menus)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file is missing")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: unreadable or truncated ({exc})") from exc
+    _, header = load_tensors(Path(path), with_tensors=False)
     return CheckpointMeta.from_header(header, str(path))
 
 
