@@ -80,14 +80,23 @@ class Weights:
 
     def current(self) -> Checkpoint | None:
         """The checkpoint the companion lives on (the newest recorded one if the pointer is lost)."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[Checkpoint | None, str | None]:
+        """The current checkpoint, and what was wrong with the CURRENT pointer if it had to be guessed."""
+        pointer = self.home.checkpoints_dir / CURRENT_FILE
         try:
-            data = json.loads((self.home.checkpoints_dir / CURRENT_FILE).read_text())
+            data = json.loads(pointer.read_text())
             found = self.store.get_checkpoint(int(data["id"]))
             if found is not None:
-                return found
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return self.store.latest_checkpoint()
+                return found, None
+            problem = f"{pointer} names checkpoint {data['id']}, which is not recorded"
+        except FileNotFoundError:
+            problem = f"{pointer} is missing"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"{pointer} is unreadable ({exc})"
+        newest = self.store.latest_checkpoint()
+        return newest, (problem if newest is not None else None)
 
     def load(self, checkpoint: Checkpoint, device: str | torch.device = "cpu") -> Loaded:
         model, meta = load_checkpoint(self.path_of(checkpoint), device=device)
@@ -95,10 +104,12 @@ class Weights:
 
     def load_current(self, device: str | torch.device = "cpu") -> Loaded:
         """The current weights, or the newest older checkpoint that loads, with a note saying why."""
-        current = self.current()
+        current, problem = self._current()
         if current is None:
             raise CheckpointError(f"{self.home.checkpoints_dir}: no checkpoint yet (the companion is not born)")
         notes: list[str] = []
+        if problem is not None:
+            notes.append(f"{problem}; using the newest checkpoint, {current.id} ({current.reason}, {current.created_at})")
         candidates = [current] + [c for c in reversed(self.store.checkpoints()) if c.id < current.id]
         for checkpoint in candidates:
             try:
@@ -109,6 +120,8 @@ class Weights:
             if checkpoint.id != current.id:
                 notes.append(f"fell back to checkpoint {checkpoint.id} ({checkpoint.reason}, {checkpoint.created_at})")
                 self.set_current(checkpoint)
+            elif problem is not None:
+                self.set_current(checkpoint)  # said once; the pointer is whole again
             loaded.notes = notes
             return loaded
         raise CheckpointError("no checkpoint loads: " + "; ".join(notes))

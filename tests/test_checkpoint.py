@@ -73,3 +73,18 @@ def test_fp16_shipping_copy_loads_as_float32(tiny_model, tmp_path):
     model, _ = load_checkpoint(path)
     assert model.embed.weight.dtype == torch.float32
     torch.testing.assert_close(model.embed.weight, tiny_model.embed.weight, atol=1e-3, rtol=1e-3)
+
+
+def test_a_damaged_current_pointer_is_said_and_the_newest_checkpoint_loads(tiny_home):
+    from companion.store import Store
+    from companion.weights import CURRENT_FILE, Weights
+
+    with Store.open(tiny_home.store_path) as store:
+        weights = Weights(tiny_home, store)
+        newest = weights.save(weights.load_current().model, "nursery", step=1, make_current=False)
+        (tiny_home.checkpoints_dir / CURRENT_FILE).write_text("{not json")
+        loaded = weights.load_current()
+    assert loaded.checkpoint.id == newest.id
+    assert any("CURRENT is unreadable" in note for note in loaded.notes)
+    with Store.open(tiny_home.store_path) as store:
+        assert Weights(tiny_home, store).load_current().notes == []  # the pointer was mended
