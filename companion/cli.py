@@ -8,47 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 from companion.home import HomeError, LockedError, resolve_root
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class ProgressBar:
-    """A one-line text progress bar for the nursery (and the night), redrawn in place on a terminal."""
-
-    def __init__(self, stream=sys.stderr, width: int = 24) -> None:
-        self.stream, self.width = stream, width
-        self.tty = stream.isatty()
-        self.last_line = 0.0
-        self.heldout: float | None = None
-
-    def update(self, p) -> None:
-        if p.heldout is not None:
-            self.heldout = p.heldout
-        filled = int(p.fraction * self.width)
-        eta = p.elapsed / p.fraction - p.elapsed if p.fraction > 0 else 0
-        held = f"{self.heldout:.3f}" if self.heldout is not None else "-"
-        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {p.fraction:4.0%} step {p.step}"
-                f" loss {p.loss:.3f} held-out {held} lr {p.lr:.1e} {p.tokens / max(p.elapsed, 1e-9):,.0f} tok/s"
-                f" eta {_format_duration(eta)}")
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line)
-        elif p.heldout is not None or time.monotonic() - self.last_line > 30:
-            self.stream.write(line + "\n")
-            self.last_line = time.monotonic()
-        if p.sample is not None:
-            self.stream.write(("\n" if self.tty else "") + f"  sample: {p.sample!r}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+from companion.progress import ProgressBar, format_duration
 
 
 def _nursery_plan(args) -> "object":
@@ -77,7 +39,7 @@ def _train(home, plan, label: str) -> int:
     r = outcome.result
     for note in outcome.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{label}: {r.steps} steps, {r.tokens:,} tokens in {_format_duration(r.elapsed)}; "
+    print(f"{label}: {r.steps} steps, {r.tokens:,} tokens in {format_duration(r.elapsed)}; "
           f"held-out loss {r.heldout_before:.3f} -> {r.heldout_after:.3f}; checkpoint {outcome.checkpoint_id} saved in {home.path}")
     return 0
 

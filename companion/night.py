@@ -35,6 +35,7 @@ from companion.guards import PROBE_WINDOWS, LossWatch, Stopped, build_probe, pro
 from companion.home import Home
 from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
 from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
+from companion.progress import format_duration
 from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
 from companion.training import best_device, lr_at, make_optimizer, train_step
@@ -138,11 +139,6 @@ def _num(value: Any, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def report_lines(report: NightReport) -> list[str]:
     """The morning report as plain lines: the outcome and why, what the night taught, what it cost,
     how long it took, what it read. The morning screen and `companion sleep` both show these."""
@@ -165,7 +161,7 @@ def report_lines(report: NightReport) -> list[str]:
         lines.append("What it cost: " + cost)
         if before.get("days_ppl") is not None:
             lines.append(f"  on probe days {_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
-    lines.append(f"How long: {_duration(report.duration_s)}, {report.steps} of {report.total_steps} steps"
+    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {report.total_steps} steps"
                  f" at a peak learning rate of {report.learning_rate:.1e}")
     if report.material:
         drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)

@@ -18,7 +18,7 @@ from companion.home import Home, resolve_root
 
 
 def cmd_sleep(args) -> int:
-    from companion.cli import ProgressBar
+    from companion.progress import ProgressBar
     from companion.night import NightError, night_day, report_lines, run_night
     from companion.settings import SettingsError
     from companion.store import Store

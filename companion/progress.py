@@ -1,0 +1,45 @@
+"""Text progress for the headless commands (`companion birth`, `nursery`, `sleep`) and the night's
+report: a one-line bar redrawn in place on a terminal, and durations as h:mm:ss. No torch here."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def format_duration(seconds: float) -> str:
+    """`h:mm:ss`, for progress lines and reports."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressBar:
+    """A one-line text progress bar for the nursery (and the night), redrawn in place on a terminal."""
+
+    def __init__(self, stream=sys.stderr, width: int = 24) -> None:
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.last_line = 0.0
+        self.heldout: float | None = None
+
+    def update(self, p) -> None:
+        if p.heldout is not None:
+            self.heldout = p.heldout
+        filled = int(p.fraction * self.width)
+        eta = p.elapsed / p.fraction - p.elapsed if p.fraction > 0 else 0
+        held = f"{self.heldout:.3f}" if self.heldout is not None else "-"
+        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {p.fraction:4.0%} step {p.step}"
+                f" loss {p.loss:.3f} held-out {held} lr {p.lr:.1e} {p.tokens / max(p.elapsed, 1e-9):,.0f} tok/s"
+                f" eta {format_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        elif p.heldout is not None or time.monotonic() - self.last_line > 30:
+            self.stream.write(line + "\n")
+            self.last_line = time.monotonic()
+        if p.sample is not None:
+            self.stream.write(("\n" if self.tty else "") + f"  sample: {p.sample!r}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
