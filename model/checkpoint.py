@@ -9,6 +9,7 @@ scores) and a checksum of its tensors; a load that finds a truncated, edited or 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -79,13 +80,20 @@ class CheckpointMeta:
             raise CheckpointError(f"{source}: damaged metadata ({exc})") from exc
 
 
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of a CPU tensor in memory order, read through ctypes: numpy is not a dependency
+    (the CPU build of torch does not bring it), and a copy through `tolist()` would be slow."""
+    t = t.detach().cpu().contiguous()
+    return ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()) if t.numel() else b""
+
+
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(tensor_bytes(t))
     return digest.hexdigest()
 
 
