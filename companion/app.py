@@ -26,7 +26,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from companion.home import SEEDLING_DIR, Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
+from companion.home import (SEEDLING_DIR, Home, HomeError, LockedError, list_companions, list_unborn, resolve_root,
+                            themes_dir)
 from companion.messages import DayClosed, EngineFailed, EngineReady, NightFinished, WeightsReloaded
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
@@ -78,23 +79,63 @@ class CompanionApp(App):
         if self.watch_themes:
             self.run_worker(watch_user_themes(themes_dir(), self._on_user_themes, reserved=()),
                             group="themes", exclusive=True, exit_on_error=False)
+        self.show_start()
+
+    def show_start(self) -> None:
+        """The first screen: the named companion, the only one, the picker, or the welcome screen. An
+        unfinished birth is always offered (to continue, adopt the seedling into, or remove)."""
         try:
-            names = list_companions(self.root)
+            unborn = list_unborn(self.root)
+            names = [n for n in list_companions(self.root) if self.root / n not in unborn and
+                     not (self.root.name == n and self.root in unborn)]
         except HomeError as error:
             self.exit(return_code=2, message=str(error))
             return
         if self.companion_name is not None:
-            self.open_companion(self.companion_name, lock=self.lock, exit_on_error=True)
-        elif not names:
+            match = [p for p in unborn if Home(p).name == self.companion_name and Home(p).unborn]
+            if match:
+                self.open_unborn(match[0], exit_on_error=True)
+            else:
+                self.open_companion(self.companion_name, lock=self.lock, exit_on_error=True)
+        elif unborn and not names and len(unborn) == 1:
+            self.open_unborn(unborn[0], exit_on_error=True)
+        elif not names and not unborn:
             from companion.screens.welcome import WelcomeScreen
 
-            self.push_screen(WelcomeScreen())
-        elif len(names) == 1:
+            self._replace_screens(WelcomeScreen())
+        elif len(names) == 1 and not unborn:
             self.open_companion(names[0], lock=self.lock, exit_on_error=True)
         else:
             from companion.screens.picker import PickerScreen
 
-            self.push_screen(PickerScreen(names))
+            self._replace_screens(PickerScreen(names, unborn))
+
+    def open_unborn(self, path: Path, *, exit_on_error: bool = False) -> bool:
+        """Take the lock of an unfinished birth and offer what can be done with it."""
+        from companion.screens.welcome import WelcomeScreen
+
+        home = Home(path)
+        try:
+            lock = home.lock()
+        except (LockedError, HomeError) as error:
+            if exit_on_error:
+                self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
+            else:
+                self.notify(str(error), title="Cannot open", severity="error")
+            return False
+        if self.lock is not None and self.lock is not lock:
+            self.lock.release()
+        self.lock = lock
+        self._replace_screens(WelcomeScreen(resume_home=home))
+        return True
+
+    def forget_unborn(self) -> None:
+        """An unfinished birth was removed: let go of its lock and show the first screen again."""
+        if self.lock is not None:
+            self.lock.release()
+        self.lock = None
+        self.companion_name = None
+        self.show_start()
 
     def open_companion(self, name: str, *, lock=None, exit_on_error: bool = False, force: bool = False) -> bool:
         """Open the companion `name`: take its lock, open its store and settings, show its day."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from companion.home import Home, resolve_root
+from companion.progress import plural
 
 __all__ = ["cmd_days", "cmd_checkpoints", "cmd_restore", "cmd_backup", "cmd_book_export"]
 
@@ -156,6 +157,6 @@ def cmd_book_export(args) -> int:
             result = export_book(store, args.path, overwrite=args.overwrite)
         except BookError as exc:
             return _fail("book export", exc)
-    print(f"wrote {result.entries} replies from {result.days} days ({result.corrections} corrections) to "
-          f"{result.path}, and the transcripts to {result.text_path}")
+    print(f"wrote {plural(result.entries, 'reply')} from {plural(result.days, 'day')} "
+          f"({plural(result.corrections, 'correction')}) to {result.path}, and the transcripts to {result.text_path}")
     return 0

@@ -52,6 +52,9 @@ __all__ = [
     "themes_dir",
     "validate_name",
     "list_companions",
+    "list_unborn",
+    "unborn_path",
+    "is_born",
     "is_home",
     "ensure_writable",
 ]
@@ -70,6 +73,11 @@ BOOKS_DIR = "books"
 BACKUPS_DIR = "backups"
 SUBFOLDERS = (CHECKPOINTS_DIR, BOOKS_DIR, BACKUPS_DIR)
 
+
+#: A birth is built in a hidden folder beside the companions, ``.<name>.unborn``, and renamed to
+#: ``<name>`` only when it is whole (settings, tokenizer, a current checkpoint): a birth that fails or
+#: is killed never leaves a half companion under the companion's own name.
+UNBORN_SUFFIX = ".unborn"
 
 #: The bundled, ready-trained seedling a new companion can adopt (tokenizer and fp16 weights).
 SEEDLING_DIR = Path(__file__).with_name("seedling")
@@ -175,6 +183,40 @@ def list_companions(root: str | os.PathLike[str]) -> list[str]:
     return sorted(p.name for p in entries if not p.name.startswith(".") and is_home(p))
 
 
+def unborn_path(root: str | os.PathLike[str], name: str) -> Path:
+    """Where the birth of ``name`` is built until it is whole."""
+    return _absolute(root) / f".{name}{UNBORN_SUFFIX}"
+
+
+def is_born(path: str | os.PathLike[str]) -> bool:
+    """Whether a home is whole: settings, a tokenizer, and a CURRENT pointer or a checkpoint file.
+
+    Reads the folder only (no store, no torch): the app asks this at start for every companion."""
+    path = Path(path)
+    checkpoints = path / CHECKPOINTS_DIR
+    if not (is_home(path) and (path / TOKENIZER_FILE).is_file() and checkpoints.is_dir()):
+        return False
+    try:
+        return (checkpoints / "CURRENT").is_file() or any(checkpoints.glob("*.safetensors"))
+    except OSError:
+        return False
+
+
+def list_unborn(root: str | os.PathLike[str]) -> list[Path]:
+    """Births that did not finish, sorted by name: ``.<name>.unborn`` folders holding settings, and
+    homes under a companion's own name that an older version left without a tokenizer or weights."""
+    root = _absolute(root)
+    if is_home(root) or not root.is_dir():
+        return []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    aside = [p for p in entries if p.name.startswith(".") and p.name.endswith(UNBORN_SUFFIX) and is_home(p)]
+    legacy = [p for p in entries if not p.name.startswith(".") and is_home(p) and not is_born(p)]
+    return aside + legacy
+
+
 def ensure_writable(folder: str | os.PathLike[str]) -> None:
     """Raise :class:`HomeError` naming ``folder`` unless a file can really be created in
     it (permissions alone do not tell: read-only mounts, full disks, ACLs...)."""
@@ -223,8 +265,16 @@ class Home:
 
     @property
     def name(self) -> str:
-        """The companion's name: the name of its folder."""
-        return self.path.name
+        """The companion's name: the name of its folder (``.<name>.unborn`` while it is being born)."""
+        folder = self.path.name
+        if folder.startswith(".") and folder.endswith(UNBORN_SUFFIX):
+            return folder[1 : -len(UNBORN_SUFFIX)]
+        return folder
+
+    @property
+    def unborn(self) -> bool:
+        """Whether this home is a birth still being built aside."""
+        return self.path.name.startswith(".") and self.path.name.endswith(UNBORN_SUFFIX)
 
     @property
     def root(self) -> Path:
@@ -297,11 +347,15 @@ class Home:
         owner: str | None = None,
         preset: str | None = None,
         settings: "Settings | None" = None,
+        aside: bool = False,
     ) -> "Home":
         """Make a new companion's home ``<root>/<name>/`` with its sub-folders and a
         ``companion.toml``: ``settings`` if given (its ``companion.name`` must be
         ``name``), else default settings for ``owner`` (default ``"Owner"``) and
         ``preset``.  The root is created if needed.
+
+        With ``aside`` the home is made in ``.<name>.unborn`` (see :func:`unborn_path`), for a
+        birth that is renamed into place only once it is whole.
 
         Never overwrites: an existing companion of that name, or any non-empty folder
         in the way, is refused with :class:`HomeError` and left untouched."""
@@ -323,9 +377,9 @@ class Home:
                 f"the settings name the companion {settings.companion.name!r}, "
                 f"not {name!r}"
             )
-        path = root / name
+        path = unborn_path(root, name) if aside else root / name
         exists_msg = f"a companion named {name} already exists in {root}; never overwriting"
-        if is_home(path) or (path.exists() and not path.is_dir()):
+        if is_home(root / name) or (path.exists() and not path.is_dir()):
             raise HomeError(exists_msg)
         try:
             path.mkdir()
@@ -395,7 +449,7 @@ class Home:
             elif len(names) > 1:
                 raise HomeError(
                     f"several companions live in {root}: {', '.join(names)}; "
-                    f"say which one to open"
+                    f"say which one with --name NAME"
                 )
             else:
                 home = cls(root / names[0])

@@ -31,11 +31,12 @@ from typing import Any
 import torch
 
 from companion.dream import dream as make_dream
-from companion.guards import PROBE_WINDOWS, LossWatch, Stopped, build_probe, probe_score, probe_verdict
+from companion.guards import (PROBE_WINDOWS, LossWatch, Stopped, build_probe, checkpoint_figure, probe_score,
+                              probe_set_name, probe_verdict)
 from companion.home import Home
 from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
 from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
-from companion.progress import format_duration
+from companion.progress import format_duration, plural
 from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
 from companion.training import best_device, lr_at, make_optimizer, train_step
@@ -127,7 +128,9 @@ class NightReport:
         if taught and taught.get("after") is not None:
             parts.append(f"taught: log-prob {taught['before']:.2f} -> {taught['after']:.2f}")
         if self.probe_before and self.probe_after:
-            parts.append(f"probe ppl {self.probe_before['ppl']:.2f} -> {self.probe_after['ppl']:.2f}")
+            b = self.probe_before.get("starter_ppl") or self.probe_before["ppl"]
+            a = self.probe_after.get("starter_ppl") or self.probe_after["ppl"]
+            parts.append(f"probe ppl {b:.2f} -> {a:.2f}")
         return "; ".join(parts)
 
 
@@ -137,6 +140,26 @@ OUTCOMES = {"accepted": "accepted", "rolled_back": "rolled back", "interrupted":
 
 def _num(value: Any, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
+
+
+def _change(before: float | None, after: float | None) -> str:
+    return f" ({after / before - 1:+.1%})" if before and after else ""
+
+
+def _cost_lines(before: dict[str, Any], after: dict[str, Any], bound: float) -> list[str]:
+    """The probe's figures: the starter probe first (the number every checkpoint is listed with), then,
+    when there are probe days, the whole probe the verdict is on and the days alone."""
+    starter_b, starter_a = before.get("starter_ppl"), after.get("starter_ppl")
+    if starter_b is None:  # no starter windows: the whole probe is the checkpoint's figure
+        starter_b, starter_a = before.get("ppl"), after.get("ppl")
+    lines = [f"What it cost: probe perplexity {_num(starter_b)} -> {_num(starter_a)}{_change(starter_b, starter_a)}"
+             f" on the starter probe (the figure in the checkpoints list)"]
+    if before.get("days_ppl") is not None:
+        lines.append(f"  with probe days {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
+                     f"{_change(before.get('ppl'), after.get('ppl'))}; probe days alone "
+                     f"{_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
+    lines.append(f"  bound: {bound:.0%} worse at most, on the whole probe")
+    return lines
 
 
 def report_lines(report: NightReport) -> list[str]:
@@ -152,16 +175,11 @@ def report_lines(report: NightReport) -> list[str]:
             row = report.taught.get(key)
             if row:
                 lines.append(f"  {label:<20} {_num(row.get('before')):>9} -> {_num(row.get('after')):>9}"
-                             f"   ({row.get('n', 0)} replies, {row.get('tokens', 0)} tokens)")
+                             f"   ({plural(row.get('n', 0), 'reply')}, {plural(row.get('tokens', 0), 'token')})")
     before, after = report.probe_before or {}, report.probe_after or {}
     if before:
-        cost = f"probe perplexity {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
-        if before.get("ppl") and after.get("ppl"):
-            cost += f" ({after['ppl'] / before['ppl'] - 1:+.1%}; bound {report.probe_bound:.0%})"
-        lines.append("What it cost: " + cost)
-        if before.get("days_ppl") is not None:
-            lines.append(f"  on probe days {_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
-    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {report.total_steps} steps"
+        lines += _cost_lines(before, after, report.probe_bound)
+    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {plural(report.total_steps, 'step')}"
                  f" at a peak learning rate of {report.learning_rate:.1e}")
     if report.material:
         drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)
@@ -424,7 +442,8 @@ def run_night(
         # 6. Accept: save the night's checkpoint, make it current, then record the night.
         phase("saving")
         post = weights.save(model, "night", step=pre.step + report.steps, day_id=day.id, day_number=day.number,
-                            parent_id=pre.id, probe_ppl=after.ppl, make_current=True)
+                            parent_id=pre.id, probe_ppl=checkpoint_figure(after),
+                            probe_set=probe_set_name(block, probe_windows), make_current=True)
         report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
         for book, tokens in material.books:
             store.mark_book_read(book.id, night_id=night.id, tokens=tokens)

@@ -121,7 +121,8 @@ def describe_plan(plan: RestorePlan) -> str:
         lines.append(f"The weights it lives on now (checkpoint {plan.current.id}) are saved first as a "
                      "pre-restore checkpoint, so this can be undone.")
     if plan.days_leaving:
-        lines.append(f"{_span(plan.days_leaving).capitalize()} stay in the history but will be marked as not "
+        verb = "stays" if len(plan.days_leaving) == 1 else "stay"
+        lines.append(f"{_span(plan.days_leaving).capitalize()} {verb} in the history but will be marked as not "
                      "in the weights.")
     if plan.days_returning:
         lines.append(f"{_span(plan.days_returning).capitalize()} will be in the weights again.")

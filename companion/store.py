@@ -273,6 +273,7 @@ class Checkpoint:
     probe_ppl: float | None
     size_bytes: int
     deleted_at: str | None
+    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.PROBE_SET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,6 +543,8 @@ END;
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
                  "nights, checkpoints, books, full-text search", _V1),
+    Migration(2, "checkpoints.probe_set: which probe measured a checkpoint's perplexity",
+              "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -1339,9 +1342,11 @@ class Store:
 
     def add_checkpoint(self, path: str | os.PathLike[str], reason: str, *, checksum: str, size_bytes: int,
                        step: int = 0, day_id: int | None = None, parent_id: int | None = None,
-                       probe_ppl: float | None = None) -> Checkpoint:
+                       probe_ppl: float | None = None, probe_set: str | None = None) -> Checkpoint:
         """Record a saved weights file and its story. ``path`` is relative to the companion home, so
-        the home can move. ``parent_id``: the weights these came from (restores rely on it)."""
+        the home can move. ``parent_id``: the weights these came from (restores rely on it).
+        ``probe_set`` names the probe that measured ``probe_ppl``, so figures are only ever compared
+        with figures of the same probe."""
         path_str = os.fspath(path)
         _check_text("checkpoint path", path_str)
         if not path_str or Path(path_str).is_absolute():
@@ -1359,17 +1364,19 @@ class Store:
                 raise StoreError(f"a checkpoint at {path_str!r} is already recorded")
             cur = conn.execute(
                 "INSERT INTO checkpoints (path, reason, day_id, step, parent_id, created_at, checksum, probe_ppl,"
-                " size_bytes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path_str, reason, day_id, step, parent_id, self._stamp(), checksum, probe_ppl, size_bytes))
+                " size_bytes, probe_set)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path_str, reason, day_id, step, parent_id, self._stamp(), checksum, probe_ppl, size_bytes,
+                 probe_set if probe_ppl is not None else None))
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (cur.lastrowid,)).fetchone())
 
-    def set_checkpoint_probe(self, checkpoint_id: int, probe_ppl: float) -> Checkpoint:
-        """Record the probe perplexity once it has been measured."""
+    def set_checkpoint_probe(self, checkpoint_id: int, probe_ppl: float, probe_set: str | None = None) -> Checkpoint:
+        """Record the probe perplexity once it has been measured, and which probe measured it."""
         with self._write() as conn:
             self._require(conn, "checkpoints", checkpoint_id)
-            conn.execute("UPDATE checkpoints SET probe_ppl = ? WHERE id = ?", (float(probe_ppl), checkpoint_id))
+            conn.execute("UPDATE checkpoints SET probe_ppl = ?, probe_set = ? WHERE id = ?",
+                         (float(probe_ppl), probe_set, checkpoint_id))
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (checkpoint_id,)).fetchone())
 

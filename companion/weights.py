@@ -50,6 +50,7 @@ class Weights:
         day_number: int | None = None,
         parent_id: int | None = None,
         probe_ppl: float | None = None,
+        probe_set: str | None = None,
         make_current: bool = True,
         dtype: torch.dtype | None = None,
     ) -> Checkpoint:
@@ -63,12 +64,15 @@ class Weights:
             name = f"{stamp}-{reason}-{n}.safetensors"
         parent = self.store.get_checkpoint(parent_id) if parent_id is not None else None
         probe = {"ppl": probe_ppl} if probe_ppl is not None and math.isfinite(probe_ppl) else {}
+        if probe and probe_set:
+            probe["set"] = probe_set
         meta = CheckpointMeta(model.config, reason=reason, step=step, day=day_number,
                               parent=parent.path if parent else None, probe=probe)
         save_checkpoint(folder / name, model, meta, dtype=dtype)
         record = self.store.add_checkpoint(
             Path(folder.name) / name, reason, checksum=meta.checksum, size_bytes=(folder / name).stat().st_size,
             step=step, day_id=day_id, parent_id=parent_id, probe_ppl=probe.get("ppl"),
+            probe_set=probe.get("set"),
         )
         if make_current:
             self.set_current(record)

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+# COMPANION_BIN: the installed console script, run outside the checkout (what CI launches); without it,
+# the checkout's own `python -m companion`.
+if [ -n "${COMPANION_BIN:-}" ]; then APP=$COMPANION_BIN; else APP="$PY -m companion"; fi
 WORK=$(mktemp -d)
 SESSION="companion-smoke-$$"
 trap 'tmux kill-session -t "$SESSION" 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -13,7 +16,7 @@ command -v tmux >/dev/null || { echo "tmux is not installed"; exit 2; }
 export COMPANION_CONFIG="$WORK/config"
 
 tmux new-session -d -s "$SESSION" -x 120 -y 40 \
-  "cd '$PWD' && $PY -m companion --home '$WORK/companions'; echo EXITED \$? > '$WORK/exit'; sleep 30"
+  "cd '$( [ -n "${COMPANION_BIN:-}" ] && echo "$WORK" || echo "$PWD")' && $APP --home '$WORK/companions'; echo EXITED \$? > '$WORK/exit'; sleep 30"
 
 pane() { tmux capture-pane -p -t "$SESSION" -J; }
 wait_for() {  # wait_for DESCRIPTION COMMAND...
