@@ -26,9 +26,18 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from companion.home import (SEEDLING_DIR, Home, HomeError, LockedError, list_companions, list_unborn, resolve_root,
-                            themes_dir)
+from companion.home import (
+    SEEDLING_DIR,
+    Home,
+    HomeError,
+    LockedError,
+    list_companions,
+    list_unborn,
+    resolve_root,
+    themes_dir,
+)
 from companion.messages import DayClosed, EngineFailed, EngineReady, NightFinished, WeightsReloaded
+from companion.progress import plural
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
@@ -238,7 +247,7 @@ class CompanionApp(App):
         except (BookError, OSError) as error:
             self.call_from_thread(self.notify, str(error), title="Personality book", severity="error", timeout=15)
             return
-        self.call_from_thread(self.notify, f"{result.entries} turns written to {result.path} (and {result.text_path})",
+        self.call_from_thread(self.notify, f"{plural(result.entries, 'turn')} written to {result.path} (and {result.text_path})",
                               title="Personality book")
 
     def _replace_screens(self, screen: Screen) -> None:

@@ -78,8 +78,7 @@ def cmd_days(args) -> int:
 
 
 def cmd_checkpoints(args) -> int:
-    from companion.backup import due, last_backup
-    from companion.backup import backup_line, folder_size
+    from companion.backup import backup_line, due, folder_size, last_backup
     from companion.weights import Weights
 
     home, store = _open(args)
@@ -144,7 +143,7 @@ def cmd_backup(args) -> int:
             info = make_backup(home, store)
         except BackupError as exc:
             return _fail("backup", exc)
-    print(f"backed up {len(info.files)} files ({format_bytes(info.size_bytes)}) to {info.folder}; verified")
+    print(f"backed up {plural(len(info.files), 'file')} ({format_bytes(info.size_bytes)}) to {info.folder}; verified")
     return 0
 
 

@@ -396,7 +396,7 @@ def run_night(
         taught_before = [references[id(r)] for r in prefs.taught]
 
         # 4. Training: a fresh optimizer, the night's own schedule, every loss guarded.
-        phase("training", f"{len(steps)} steps")
+        phase("training", plural(len(steps), "step"))
         lr_peak = report.learning_rate
         optimizer = make_optimizer(model, lr_peak)
         watch = LossWatch(settings.night.spike_factor)

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Static
 
 from companion.backup import BackupError, backup_line, due, folder_size, last_backup, make_backup
 from companion.home import Home
+from companion.progress import plural
 from companion.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
 from companion.store import Checkpoint, Store
 from widgets.lists import CheckpointList, CheckpointRow, format_bytes
@@ -116,7 +117,7 @@ class CheckpointsScreen(Screen):
         used = folder_size(self.home.checkpoints_dir)
         settings = self.home.load_settings()
         backups = self.home.backup_dir(settings)
-        status = (f"{len(checkpoints)} checkpoints · {format_bytes(used)} on disk · backups "
+        status = (f"{plural(len(checkpoints), 'checkpoint')} · {format_bytes(used)} on disk · backups "
                   f"{format_bytes(folder_size(backups))} in {backups}\n"
                   + backup_line(last_backup(self.home, settings), due(self.home, settings)))
         self.post_message(self._Listed(_Listing(checkpoints, rows, day_numbers, status)))

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from companion.home import Home
+from companion.progress import plural
 from companion.store import DaySummary, Hit, Store, StoreError
 from companion.transcript import parse_text
 from widgets.lists import DayList, DaySummaryRow
@@ -127,7 +128,7 @@ def day_entries(store: Store, day_id: int, *, owner: str = "", companion: str = 
                                        source="indicator"))
     status = "open" if day.closed_at is None else f"closed ({day.close_reason})"
     weights = "" if day.in_weights else " · not in the weights"
-    title = f"Day {day.number} · {day.opened_at[:10]} · {len(turns)} turns · {status}{weights}"
+    title = f"Day {day.number} · {day.opened_at[:10]} · {plural(len(turns), 'turn')} · {status}{weights}"
     return DayView(title, entries, index)
 
 
@@ -291,7 +292,7 @@ class DaysScreen(Screen):
     def _preview(self, day: DaySummary) -> None:
         row = summary_row(day)
         lines = [f"Day {day.number} · {day.opened_at[:16].replace('T', ' ')}",
-                 f"{day.turns} turns · {day.tokens:,} of {day.budget_tokens:,} tokens ({row.fullness:.0%} full)",
+                 f"{plural(day.turns, 'turn')} · {day.tokens:,} of {day.budget_tokens:,} tokens ({row.fullness:.0%} full)",
                  f"{day.ratings} rated · {day.corrections} corrected · night: {row.night or 'open'}"]
         if not day.in_weights:
             lines.append("Not in the weights: a restore went back to before this day.")
