@@ -441,6 +441,9 @@ class Home:
             names = list_companions(root)
             if name is not None:
                 if name not in names:
+                    if unborn_path(root, name).is_dir():
+                        raise HomeError(f"{name}'s birth did not finish (kept in {unborn_path(root, name)}); run "
+                                        f"the same `companion birth` again to continue it, or open the app")
                     others = f"; companions there: {', '.join(names)}" if names else ""
                     raise HomeError(f"no companion named {name} in {root}{others}")
                 home = cls(root / name)
