@@ -48,6 +48,7 @@ class WelcomeScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel birth", id="welcome_cancel"),
+        Binding("enter", "next_field", "Next", id="welcome_next", priority=True, show=False),
         Binding("ctrl+o", "adopt", "Adopt seedling", id="welcome_adopt", priority=True),
         Binding("ctrl+b", "birth", "Birth from scratch", id="welcome_birth", priority=True),
         Binding("ctrl+r", "remove", "Remove this birth", id="welcome_remove", priority=True),
@@ -125,14 +126,17 @@ class WelcomeScreen(Screen):
     def _names(self) -> tuple[str, str]:
         return self.query_one("#name", Input).value.strip(), self.query_one("#owner", Input).value.strip()
 
-    @on(Input.Submitted)
-    def _next_field(self, event: Input.Submitted) -> None:
-        """Enter moves to the next field shown; on the last one it starts the chosen way in."""
-        fields = [i for i in self.query(Input) if not i.disabled and i.display and
-                  (self.scratch or not i.has_class("scratch-only"))]
-        event.stop()
-        if event.input in fields and event.input is not fields[-1]:
-            fields[fields.index(event.input) + 1].focus()
+    def action_next_field(self) -> None:
+        """Enter moves to the next field shown; on the last one it starts the chosen way in; on a button
+        it presses it. A priority binding, so focus moves before the next key is read: a fast typist's
+        (or a terminal's pasted) next characters land in the next field, not this one."""
+        focused = self.focused
+        if isinstance(focused, Button):
+            focused.press()
+            return
+        fields = [i for i in self.query(Input) if not i.disabled and (self.scratch or not i.has_class("scratch-only"))]
+        if focused in fields and focused is not fields[-1]:
+            self.set_focus(fields[fields.index(focused) + 1])
         elif self.scratch:
             self.action_birth()
         else:
@@ -213,7 +217,7 @@ class WelcomeScreen(Screen):
         if not self.scratch:  # first press: show the nursery's fields; the next press (or Enter) starts
             self.scratch = True
             self.add_class("-scratch")
-            self.query_one("#corpus", Input).focus()
+            self.set_focus(self.query_one("#corpus", Input))
             self.status("Your own texts (optional) and the minutes, then Enter or ctrl+b to begin.")
             return
         from companion.birth import BirthError, check_birth_input
