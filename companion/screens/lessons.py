@@ -32,7 +32,7 @@ SOURCES = {"correction": "a correction", "written": "a reply you wrote", "rememb
 
 def lesson_row(lesson: Lesson) -> LessonRow:
     """The list row of a lesson: recall per night, None for nights whose weights were not kept."""
-    rates = tuple(n.rate if n.accepted else None for n in lesson.history)
+    rates = tuple(n.rate if n.counts else None for n in lesson.history)
     return LessonRow(id=lesson.id, day=lesson.day_number, status=lesson.status, question=lesson.question,
                      answer=lesson.answer, rates=rates, phrasings=len(lesson.phrasings),
                      in_weights=lesson.in_weights, retired=lesson.retired)
@@ -47,10 +47,12 @@ def describe_lesson(lesson: Lesson) -> str:
     lines += [f"  also: {p.text}" for p in lesson.phrasings]
     lines.append(f"Taught: {lesson.answer}")
     if lesson.history:
-        marks = sparkline([n.rate if n.accepted else None for n in lesson.history])
+        marks = sparkline([n.rate if n.counts else None for n in lesson.history])
         said = ", ".join(f"day {n.day_number}: {n.hits}/{n.samples}"
                          + (f" ({n.crosstalk} cross-talk)" if n.crosstalk else "")
-                         + ("" if n.accepted else " rolled back") for n in lesson.history[-5:])
+                         + ("" if n.accepted else " rolled back")
+                         + (" undone by a restore" if n.accepted and not n.in_weights else "")
+                         for n in lesson.history[-5:])
         lines.append(f"Recall: {marks}  {said}")
     else:
         lines.append("Recall: not tested by a night yet")
