@@ -713,6 +713,16 @@ CREATE TABLE lesson_schedule (
 );
 CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
 
+-- A store lived before lessons existed: its corrections and written replies (of the companion, to an
+-- owner's message) were lessons all along.
+INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)
+SELECT r.day_id, p.id, r.id, ch.kind, p.text, r.text, ch.created_at
+  FROM choices ch JOIN turns r ON r.id = ch.turn_id JOIN turns p ON p.id = ch.prompt_turn_id
+ WHERE ch.kind IN ('correction', 'written') AND r.role = 'companion' AND p.role = 'owner'
+   AND trim(p.text) <> '' AND trim(r.text) <> ''
+   AND ch.id = (SELECT MAX(c2.id) FROM choices c2 WHERE c2.turn_id = ch.turn_id)
+ ORDER BY ch.id;
+
 CREATE TRIGGER lessons_append_only_u BEFORE UPDATE ON lessons
 BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
 CREATE TRIGGER lessons_append_only_d BEFORE DELETE ON lessons
