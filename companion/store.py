@@ -1949,8 +1949,9 @@ class Store:
         """, params).fetchall()
         if not rows:
             return []
-        found = [row["id"] for row in rows]
-        marks = ",".join("?" * len(found))
+        # All lessons: no id list (SQLite caps the number of bound values; a lifetime may pass it).
+        found = [row["id"] for row in rows] if ids is not None else []
+        marks = ",".join("?" * len(found)) if ids is not None else "SELECT id FROM lessons"
         retired = {row["lesson_id"]: row["kind"] == "retire" for row in conn.execute(f"""
             SELECT e.lesson_id, e.kind FROM lesson_events e
              WHERE e.id = (SELECT MAX(e2.id) FROM lesson_events e2 WHERE e2.lesson_id = e.lesson_id
