@@ -44,6 +44,7 @@ async def test_the_lessons_screen_shows_status_and_recall_and_accepts_a_phrasing
         await pilot.press("f5")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen))
         screen = app.screen
+        await until(pilot, lambda: lines_of(screen) != [])
         [row] = lines_of(screen)
         assert "day 1" in row and "learned" in row and "What is my dog called?" in row and "Biscuit" in row
         assert sparkline([0.95]) in row and "95%" in row
@@ -52,9 +53,9 @@ async def test_the_lessons_screen_shows_status_and_recall_and_accepts_a_phrasing
         app.screen.query_one("TextArea").text = "Who is my dog?"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen))
+        await until(pilot, lambda: "+1" in lines_of(screen)[0])
         detail = str(screen.query_one("#lesson-detail").render())
         assert "also: Who is my dog?" in detail
-        assert "+1" in lines_of(screen)[0]
         await pilot.press("x")
         await until(pilot, lambda: "retired" in lines_of(screen)[0])
     with Store.open(tiny_home.store_path) as store:
@@ -73,7 +74,7 @@ async def test_a_refused_phrasing_is_said_and_changes_nothing(tiny_home):
         await pilot.press(*"Lessons")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, LessonsScreen))
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen) and lines_of(app.screen) != [])
         app.screen.add_phrasing(lesson_id, "what is my DOG called?")
         await pilot.pause()
         message = str(app.screen.query_one("#lessons-message").render())

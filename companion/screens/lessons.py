@@ -9,11 +9,12 @@ running night keeps the lesson it read at its start, and the change counts from 
 
 from __future__ import annotations
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -96,13 +97,26 @@ class LessonsScreen(Screen):
         self.query_one(LessonList).focus()
         self.refresh_list()
 
+    class _Read(Message):
+        def __init__(self, lessons: list[Lesson] | None, error: str | None = None) -> None:
+            super().__init__()
+            self.lessons, self.error = lessons, error
+
+    @work(thread=True, exclusive=True, group="lessons")
     def refresh_list(self) -> None:
-        """Read the lessons again (a few queries, whatever their number) and redraw."""
+        """Read the lessons again, off the UI thread (a few queries whatever their number, but a
+        lifetime of lessons and nights takes a moment), and redraw."""
         try:
-            self.lessons = self.store.lessons(history=24)
+            self.post_message(self._Read(self.store.lessons(history=24)))
         except StoreError as error:
-            self.say(f"The lessons could not be read: {error}", error=True)
+            self.post_message(self._Read(None, str(error)))
+
+    @on(_Read)
+    def _fill(self, message: _Read) -> None:
+        if message.lessons is None:
+            self.say(f"The lessons could not be read: {message.error}", error=True)
             return
+        self.lessons = message.lessons
         lesson_list = self.query_one(LessonList)
         lesson_list.set_rows([lesson_row(lesson) for lesson in self.lessons])
         counts: dict[str, int] = {}
