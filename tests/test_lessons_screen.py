@@ -106,3 +106,20 @@ def test_the_lessons_screen_needs_no_torch():
     code = ("import sys; import companion.screens.lessons, widgets.lessons; "
             "assert 'torch' not in sys.modules, 'torch imported by the lessons screen'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+async def test_markup_and_escapes_in_a_phrasing_are_shown_as_typed(tiny_home):
+    quick(tiny_home)
+    lesson_id = teach_and_test(tiny_home)
+    app = app_for(tiny_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen) and lines_of(app.screen) != [])
+        typed = "[bold]my dog[/] \x1b[31m?"
+        app.screen.add_phrasing(lesson_id, typed)
+        await until(pilot, lambda: "+1" in lines_of(app.screen)[0])
+        detail = str(app.screen.query_one("#lesson-detail").render())
+        assert "also: [bold]my dog[/] ^[[31m?" in detail
+    with Store.open(tiny_home.store_path) as store:
+        assert [p.text for p in store.phrasings(lesson_id)] == [typed]  # stored exactly as typed

@@ -695,9 +695,11 @@ class ChatScreen(Screen):
         try:
             lesson = self.session.remember(turn_id)
         except (DayError, StoreError) as error:
-            self.notify(f"Not remembered: {error}", title="Remember this", severity="warning")
+            self.notify(display_safe(f"Not remembered: {error}"), title="Remember this", severity="warning",
+                        markup=False)
             return
-        self.notify(f"Lesson {lesson.id}: {lesson.question!r} → {lesson.answer!r}", title="Remembered")
+        self.notify(display_safe(f"Lesson {lesson.id}: {lesson.question!r} → {lesson.answer!r}"), title="Remembered",
+                    markup=False)
 
     # -- the end of the day -----------------------------------------------------------------------
 

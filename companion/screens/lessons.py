@@ -150,7 +150,7 @@ class LessonsScreen(Screen):
         message = self.query_one("#lessons-message", Static)
         message.update(Content(display_safe(text)))
         message.set_class(error, "-error")
-        self.notify(text, severity="error" if error else "information")
+        self.notify(display_safe(text), severity="error" if error else "information", markup=False)
 
     # -- actions ------------------------------------------------------------------------------------
 
