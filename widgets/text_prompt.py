@@ -15,6 +15,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
+from widgets.editor import EditorArea
 from widgets.safe_text import display_safe
 
 __all__ = ["ConfirmScreen", "TextEditScreen"]
@@ -90,7 +91,9 @@ class TextEditScreen(ModalScreen[str | None]):
     """Edit a text in a TextArea: ctrl+s dismisses with the text, escape with None.
 
     ``max_chars`` refuses oversized text with a message (nothing is returned until it fits);
-    ``allow_empty=False`` refuses blank text the same way.
+    ``allow_empty=False`` refuses blank text the same way. ``original``, when given, is shown beside
+    the edit (what the candidate said), so an amendment is made knowing what it replaces.
+    ``ctrl+a`` selects all, so a replacement can be typed over the whole text.
     """
 
     BINDINGS = [
@@ -109,7 +112,12 @@ class TextEditScreen(ModalScreen[str | None]):
         background: $surface;
         padding: 0 1;
     }
-    TextEditScreen #text-edit-area { height: 12; }
+    TextEditScreen #text-edit-area { height: 12; width: 1fr; }
+    TextEditScreen #text-edit-panes { height: auto; }
+    TextEditScreen #text-edit-original {
+        width: 1fr; height: 12; padding: 0 1; color: $text-muted; border: round $panel;
+        overflow-y: auto;
+    }
     TextEditScreen #text-edit-status { color: $text-muted; }
     TextEditScreen #text-edit-status.-error { color: $error; }
     """
@@ -121,6 +129,7 @@ class TextEditScreen(ModalScreen[str | None]):
         title: str = "",
         max_chars: int | None = None,
         allow_empty: bool = False,
+        original: str | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -130,12 +139,20 @@ class TextEditScreen(ModalScreen[str | None]):
         self.title_text = title
         self.max_chars = max_chars
         self.allow_empty = allow_empty
+        self.original = original
 
     def compose(self) -> ComposeResult:
         with Vertical(id="text-edit-dialog"):
             if self.title_text:
                 yield Label(Content(display_safe(self.title_text)), id="text-edit-title")
-            yield TextArea(self.initial_text, id="text-edit-area", tab_behavior="focus")
+            with Horizontal(id="text-edit-panes"):
+                if self.original is not None:
+                    original = Static(Content(display_safe(self.original)), id="text-edit-original")
+                    original.border_title = "original"
+                    yield original
+                area = EditorArea(self.initial_text, id="text-edit-area", max_chars=self.max_chars)
+                area.border_title = "edit" if self.original is not None else None
+                yield area
             yield Static(id="text-edit-status")
 
     def on_mount(self) -> None:
