@@ -315,6 +315,7 @@ class CompanionApp(App):
         """The morning: load the night's weights if it was accepted, then begin the next day."""
         self.trainer = None
         report = message.event.report
+        self._show_morning()
         if message.event.kind == "done" and report is not None and report.status == "accepted":
             self._morning_pending = True
             self.reload_weights()
@@ -324,6 +325,43 @@ class CompanionApp(App):
                         "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()
+
+    def _show_morning(self) -> None:
+        """The morning report opens when the night ends, even if the owner had left the night screen."""
+        screen = self.night_screen
+        if screen is not None and screen not in self.screen_stack:
+            self.push_screen(screen)
+
+    def action_show_night(self) -> None:
+        """Back to the night screen (while a night runs, or its morning report after); when this run
+        of the app has seen no night, the last night's morning report from the store."""
+        screen = self.night_screen
+        if screen is not None:
+            if screen in self.screen_stack:
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+            else:
+                self.push_screen(screen)
+            return
+        self.open_morning_report()
+
+    def open_morning_report(self, day_id: int | None = None, night_id: int | None = None) -> bool:
+        """Show a past night's morning report: the night `night_id`, or the last night of `day_id`,
+        or the last night of all. Says so when there is none."""
+        if self.store is None:
+            return False
+        nights = [n for n in self.store.nights(day_id) if n.report]
+        if night_id is not None:
+            nights = [n for n in nights if n.id == night_id]
+        if not nights:
+            self.notify("There is no morning report yet: no night has finished." if day_id is None
+                        else "This day has no finished night yet.", severity="information")
+            return False
+        from companion.night import NightReport
+        from companion.screens.night import MorningReportScreen
+
+        self.push_screen(MorningReportScreen(NightReport.from_dict(nights[-1].report), self.store))
+        return True
 
     def begin_next_day(self) -> None:
         if self.engine is not None:
@@ -425,6 +463,8 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
+            yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",
+                                self.action_show_night)
             yield SystemCommand("Export the personality book", "Every chosen reply and correction, as JSON lines",
                                 self.action_export_book)
 

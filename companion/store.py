@@ -1031,6 +1031,11 @@ class Store:
             return _records(Turn, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
                                                (day_id,)).fetchall())
 
+    def recorded_turn(self, turn_id: int) -> Turn | None:
+        """A turn exactly as first recorded, before any amendment."""
+        with self._read() as conn:
+            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+
     def get_turn(self, turn_id: int) -> Turn | None:
         with self._read() as conn:
             return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
