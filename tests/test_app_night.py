@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 async def live_a_day_and_say_good_night(pilot):
     chat = await ready(pilot)
     await send(pilot, chat, "What is my name?")
-    await pilot.press("1")
+    await pilot.press("escape", "1")
     await until(pilot, lambda: any(line.source == "chosen" for line in chat.transcript.lines))
     await pilot.press("ctrl+n")
     await until(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")

@@ -193,6 +193,8 @@ class NightScreen(Screen):
             progress.update_progress(event.phase, 0, 0)
         elif event.kind == "step":
             progress.update_progress(event.phase or "training", event.step, event.total, event.loss, event.eta_s)
+        elif event.kind == "progress":  # the dream, the probes: real progress and time left too
+            progress.update_progress(event.phase, event.step, event.total, None, event.eta_s)
         elif event.kind == "note":
             self._note(event.text)
         elif event.kind == "done" and event.report is not None:
