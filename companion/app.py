@@ -69,6 +69,20 @@ class CompanionApp(App):
         self.trainer = None  # the trainer thread while a night runs
         self.night_screen = None
         self._morning_pending = False  # begin the next day once the night's weights are loaded
+        self._told: dict[tuple[str, str], float] = {}  # (title, message) -> shown until (monotonic)
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """One toast per event: the same message already on screen is not stacked again."""
+        import time
+
+        now = time.monotonic()
+        key = (title, message)
+        if self._told.get(key, 0.0) > now:
+            return
+        self._told = {k: until for k, until in self._told.items() if until > now}
+        self._told[key] = now + (timeout if timeout is not None else self.NOTIFICATION_TIMEOUT)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up ---------------------------------------------------------------------------------
 

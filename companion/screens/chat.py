@@ -85,6 +85,7 @@ class ChatScreen(Screen):
     ChatScreen #transcript { height: 1fr; }
     ChatScreen #deck { height: auto; max-height: 50%; }
     ChatScreen #deck.-empty { display: none; }
+    ChatScreen #deck.-answered { max-height: 25%; }
     ChatScreen #inner-stream { height: auto; padding: 0 4; color: $text-muted; text-style: italic; display: none; }
     ChatScreen #inner-stream.-active { display: block; }
     ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; }
@@ -389,6 +390,7 @@ class ChatScreen(Screen):
             slots = session.next_slots(k)
             max_tokens = session.reply_tokens()
             self._round_cards = self.deck.start_round(k)
+            self.deck.remove_class("-answered")
             self._pending_ratings = {}
             self._update_deck_class()
             role = "companion"
@@ -544,7 +546,7 @@ class ChatScreen(Screen):
 
     def _need_prompt(self) -> bool:
         if self.session is None or not self.session.is_open:
-            self.notify("The day is over.", severity="information")
+            self._amend_refused()
             return False
         if self.session.pending_prompt is None:
             self.notify("This turn is already answered: write your next message.", severity="information")
@@ -582,7 +584,7 @@ class ChatScreen(Screen):
     def _amend_refused(self) -> None:
         session = self.session
         if session is None or not session.is_open:
-            self.notify("The night has taken this day: its replies can no longer be amended.",
+            self.notify("The day is over and the night has it: its replies can no longer be picked or amended.",
                         title="Too late to amend", severity="warning")
         else:
             self.notify("This turn is already answered and a message has followed it: only the last reply "
@@ -755,6 +757,7 @@ class ChatScreen(Screen):
                 other.set_marks(chosen=mark == "chosen", corrected=mark == "corrected")
             else:
                 other.set_marks(passed_over=True)
+        self.deck.add_class("-answered")  # the answered cards give the room back to the transcript
         self._add_turn(reply.turn)
         self.update_gauge()
         self.message_input.focus()
