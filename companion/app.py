@@ -69,6 +69,7 @@ class CompanionApp(App):
         self.trainer = None  # the trainer thread while a night runs
         self.night_screen = None
         self._morning_pending = False  # begin the next day once the night's weights are loaded
+        self._nights_shown = 0
         self._told: dict[tuple[str, str], float] = {}  # (title, message) -> shown until (monotonic)
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
@@ -298,6 +299,12 @@ class CompanionApp(App):
                 self.post_message(NightFinished(day_id, event))
 
         self.trainer = TrainerThread(self.home, day_id, on_event=on_event, store=self.store, device=self.device)
+        # Installed, so that leaving it (escape) keeps it alive and following the night: F5 comes back.
+        old = self.night_screen
+        if old is not None and old not in self.screen_stack and self.is_screen_installed(old):
+            self.uninstall_screen(old)
+        self._nights_shown += 1
+        self.install_screen(screen, f"night-{self._nights_shown}")
         self.night_screen = screen
         self.push_screen(screen)
         self.trainer.start()
