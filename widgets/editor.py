@@ -66,7 +66,8 @@ class MessageEditor(EditorArea):
     (``shift+enter`` where the terminal reports it) starts a new line."""
 
     BINDINGS = [
-        Binding("ctrl+j,alt+enter,shift+enter", "newline", "New line", show=False),
+        Binding("enter", "send", "Send"),  # handled in _on_key (before TextArea inserts a newline); shown here
+        Binding("ctrl+j,alt+enter,shift+enter", "newline", "New line"),
     ]
 
     class Submitted(Message):
@@ -88,6 +89,9 @@ class MessageEditor(EditorArea):
             self.post_message(self.Submitted(self, self.text))
             return
         await super()._on_key(event)
+
+    def action_send(self) -> None:
+        self.post_message(self.Submitted(self, self.text))
 
     def action_newline(self) -> None:
         start, end = self.selection

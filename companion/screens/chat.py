@@ -111,10 +111,10 @@ class ChatScreen(Screen):
         Binding("I", "write_inner", "Write inner", id="write_inner"),
         Binding("a", "annotate", "Annotate", id="annotate"),
         Binding("ctrl+n", "good_night", "Good night", id="good_night"),
-        Binding("ctrl+s,comma", "settings", "Settings", id="settings"),
+        Binding("ctrl+s,comma", "settings", "Settings", id="settings", show=False),
         Binding("f2", "app.open_days", "Days", id="days"),
-        Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints"),
-        Binding("f4", "app.open_books", "Books", id="books"),
+        Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints", show=False),
+        Binding("f4", "app.open_books", "Books", id="books", show=False),
         Binding("f5", "app.show_night", "Night", id="night"),
     ]
 
