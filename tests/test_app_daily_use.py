@@ -246,3 +246,17 @@ async def test_notifications_stack_away_from_the_message_editor(home):
         assert len([n for n in app._notifications if n.title == "Books"]) == 1 and len(toasts) >= 2
         assert all(not toast.region.overlaps(chat.message_input.region) for toast in toasts)
         assert all(not toast.region.overlaps(chat.deck.region) for toast in toasts)
+
+
+async def test_answered_cards_leave_the_transcript_room_at_80x24(home):
+    """Finding 10: at 80x24 the answered cards gave the transcript four lines."""
+    app = app_for(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await ready(pilot)
+        await send(pilot, chat, "Hello")
+        await to_cards(pilot, chat)
+        await pilot.press("1")
+        await until(pilot, lambda: any(l.source == "chosen" for l in chat.transcript.lines))
+        await pilot.pause(0.2)
+        assert chat.transcript.region.height >= 8
+        assert chat.message_input.region.height >= 3

@@ -92,12 +92,14 @@ def test_stop_on_the_screen_interrupts_the_night_within_a_step(tiny_home, tokeni
                 await pilot.press("s")  # one key never stops a night: it asks first
                 await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")
                 assert "weights stay exactly" in str(pilot.app.screen.query_one("#confirm-message").render())
-                await pilot.press("n")  # no: the night goes on
+                await pilot.press("y", "e", "s")  # typing by mistake: no letter says yes
+                assert type(pilot.app.screen).__name__ == "ConfirmScreen" and not trainer.stopping
+                await pilot.press("escape")  # no: the night goes on
                 await wait_for(pilot, lambda: pilot.app.screen is screen)
                 assert not trainer.stopping and not screen.finished
                 await pilot.press("s")
                 await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")
-                await pilot.press("y")
+                await pilot.press("shift+tab", "enter")  # on purpose: the Yes button
                 await wait_for(pilot, lambda: screen.finished, timeout=20)
                 assert screen.report.status == "interrupted"
             trainer.join(10)

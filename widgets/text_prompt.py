@@ -22,11 +22,14 @@ __all__ = ["ConfirmScreen", "TextEditScreen"]
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Ask a yes/no question: ``y`` (or Yes) dismisses True; ``n``, escape (or No) False."""
+    """Ask a yes/no question: ``y`` (or Yes) dismisses True; ``n``, escape (or No) False.
+
+    ``letter_keys=False`` for a question a stray letter must never answer yes to (stopping a night
+    while the owner may be typing): then only the Yes button confirms (shift+tab to it, enter)."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n", "answer(False)", "No"),
+        Binding("y", "letter(True)", "Yes"),
+        Binding("n", "letter(False)", "No"),
         Binding("escape", "answer(False)", "Cancel"),
     ]
 
@@ -51,11 +54,13 @@ class ConfirmScreen(ModalScreen[bool]):
         yes_label: str = "Yes",
         no_label: str = "No",
         focus_yes: bool = False,
+        letter_keys: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.letter_keys = letter_keys
         self.message = message
         self.title_text = title
         self.yes_label = yes_label
@@ -68,12 +73,19 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Label(Content(display_safe(self.title_text)), id="confirm-title")
             yield Static(Content(display_safe(self.message)), id="confirm-message")
             with Horizontal(id="confirm-buttons"):
-                yield Button(Content(f"{self.yes_label} (y)"), variant="warning", id="confirm-yes")
-                yield Button(Content(f"{self.no_label} (n)"), id="confirm-no")
+                keys = ("(y)", "(n)") if self.letter_keys else ("(shift+tab, enter)", "(esc)")
+                yield Button(Content(f"{self.yes_label} {keys[0]}"), variant="warning", id="confirm-yes")
+                yield Button(Content(f"{self.no_label} {keys[1]}"), id="confirm-no")
 
     def on_mount(self) -> None:
         # "No" is focused by default: a stray enter never confirms a destructive action.
         self.query_one("#confirm-yes" if self.focus_yes else "#confirm-no", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.letter_keys if action == "letter" else True
+
+    def action_letter(self, answer: bool) -> None:
+        self.dismiss(answer)
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)

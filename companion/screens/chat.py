@@ -281,7 +281,8 @@ class ChatScreen(Screen):
                 return (f"Enter replies and takes card {card.number} · Esc to the cards to pick, rate, correct")
             if amendable:
                 return "Write your next message, enter sends · Esc to the cards to amend the reply"
-            return "Write a message, enter sends (ctrl+j new line) · ctrl+n good night · ctrl+p all commands"
+            return ("Write a message, enter sends (ctrl+j new line) · Tab to the transcript to annotate · "
+                    "ctrl+n good night · ctrl+p all commands")
         if self.focused is self.deck and waiting:
             return "Cards: 1-K pick · ←/→ move · r rate · e correct · w write · m more · Esc back to your message"
         if self.focused is self.deck and amendable:

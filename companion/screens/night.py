@@ -230,7 +230,7 @@ class NightScreen(Screen):
 
         self.app.push_screen(ConfirmScreen(
             "Stop the night now? The weights stay exactly as they were; the night resumes at the next "
-            "start, or at once with r.", title="Stop the night?", yes_label="Stop it"), answered)
+            "start, or at once with r.", title="Stop the night?", yes_label="Stop it", letter_keys=False), answered)
 
     def stop_now(self) -> None:
         if self.on_stop is not None:
