@@ -260,3 +260,24 @@ async def test_answered_cards_leave_the_transcript_room_at_80x24(home):
         await pilot.pause(0.2)
         assert chat.transcript.region.height >= 8
         assert chat.message_input.region.height >= 3
+
+
+async def test_after_a_restart_the_last_reply_can_still_be_amended(home):
+    app = app_for(home)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        await send(pilot, chat, "Hi")
+        await to_cards(pilot, chat)
+        await pilot.press("1")
+        await until(pilot, lambda: any(l.source == "chosen" for l in chat.transcript.lines) and not chat.generating)
+    again = app_for(home)
+    async with again.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        assert len(chat.deck.cards) == 3 and chat.deck.cards[0].chosen and chat.deck.cards[1].passed_over
+        await to_cards(pilot, chat)
+        await pilot.press("2")
+        await until(pilot, lambda: chat.deck.cards[1].chosen)
+        second = chat.deck.cards[1].candidate_id
+    with Store.open(home.store_path) as store:
+        [choice] = store.choices(store.current_day().id)
+        assert choice.supersedes is not None and choice.candidate_id == second

@@ -254,11 +254,30 @@ class ChatScreen(Screen):
                     card.finish(stopped=True)
             if self.deck.cards:
                 self.deck.highlight(0)
+        elif session.amendable_reply is not None:
+            self._show_answered_cards(session)
         self._update_deck_class()
         self.update_gauge()
         self.set_status(self._idle_hint())
         if prompt is not None and not self.deck.cards:
             self.start_generation("reply")  # the app stopped before the candidates were recorded
+
+    def _show_answered_cards(self, session) -> None:
+        """After a restart, the cards of the last reply come back with their marks: it can still be amended."""
+        reply = session.amendable_reply
+        choice = session.store.latest_choice(reply.id)
+        if choice is None or choice.prompt_turn_id is None:
+            return
+        ratings = session.ratings()
+        for cand in session.candidates_for(choice.prompt_turn_id):
+            card = self.deck.add_card(cand.text, round_no=cand.round + 1, candidate_id=cand.id, finished=True,
+                                      rating=ratings.get(cand.id))
+            mine = cand.id == choice.candidate_id
+            card.set_marks(chosen=mine and choice.kind == "pick", corrected=mine and choice.kind == "correction",
+                           passed_over=not mine)
+        if self.deck.cards:
+            self.deck.highlight(0)
+            self.deck.add_class("-answered")
 
     def update_gauge(self) -> None:
         if self.session is not None:
