@@ -95,6 +95,17 @@ async def test_the_night_can_be_left_and_found_again_and_its_morning_report_stay
         await until(pilot, lambda: type(app.screen).__name__ == "MorningReportScreen")
         summary = str(app.screen.query_one("#morning-summary").render())
         assert "Night of day 1" in summary
+        # And from its checkpoint: the night started from the birth weights (first row).
+        while app.screen is not chat:
+            app.pop_screen()
+            await pilot.pause()
+        await pilot.press("f3")
+        await until(pilot, lambda: type(app.screen).__name__ == "CheckpointsScreen"
+                    and app.screen.query_one("CheckpointList").rows)
+        app.screen.query_one("CheckpointList").highlighted = 0
+        await pilot.press("m")
+        await until(pilot, lambda: type(app.screen).__name__ == "MorningReportScreen")
+        assert "Night of day 1" in str(app.screen.query_one("#morning-summary").render())
     with Store.open(home.store_path) as store:
         [choice] = store.choices(store.days()[0].id, history=True)  # nothing was amended
         assert choice.supersedes is None
