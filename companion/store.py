@@ -9,7 +9,9 @@ and it is the only thing from which a lost model could be taught again. Hence:
   ``synchronous=FULL`` makes each commit durable, not just visible.
 * **Append-only where it matters.** Turns, candidates, choices, ratings, corrections and annotations are
   never updated or deleted (triggers refuse it). Re-rating or re-annotating adds a row; the latest row
-  counts. Asking for more candidates adds rows; earlier ones stay.
+  counts. Asking for more candidates adds rows; earlier ones stay. Mending a reply adds a choice that
+  supersedes the last one (``amend_reply``); ``turns()`` shows each reply as its latest version, and
+  ``recorded_turn`` / ``amendments`` give what was first recorded and every version.
 * **One connection, one lock.** The Textual UI thread, thread workers and the trainer thread share one
   ``Store``; a ``threading.RLock`` serialises use of the connection (``check_same_thread=False``).
 * **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``MIGRATIONS`` is the ordered
