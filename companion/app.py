@@ -79,6 +79,21 @@ class CompanionApp(App):
         self.trainer = None  # the trainer thread while a night runs
         self.night_screen = None
         self._morning_pending = False  # begin the next day once the night's weights are loaded
+        self._nights_shown = 0
+        self._told: dict[tuple[str, str], float] = {}  # (title, message) -> shown until (monotonic)
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """One toast per event: the same message already on screen is not stacked again."""
+        import time
+
+        now = time.monotonic()
+        key = (title, message)
+        if self._told.get(key, 0.0) > now:
+            return
+        self._told = {k: until for k, until in self._told.items() if until > now}
+        self._told[key] = now + (timeout if timeout is not None else self.NOTIFICATION_TIMEOUT)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -334,6 +349,12 @@ class CompanionApp(App):
                 self.post_message(NightFinished(day_id, event))
 
         self.trainer = TrainerThread(self.home, day_id, on_event=on_event, store=self.store, device=self.device)
+        # Installed, so that leaving it (escape) keeps it alive and following the night: F5 comes back.
+        old = self.night_screen
+        if old is not None and old not in self.screen_stack and self.is_screen_installed(old):
+            self.uninstall_screen(old)
+        self._nights_shown += 1
+        self.install_screen(screen, f"night-{self._nights_shown}")
         self.night_screen = screen
         self.push_screen(screen)
         self.trainer.start()
@@ -365,6 +386,7 @@ class CompanionApp(App):
         """The morning: load the night's weights if it was accepted, then begin the next day."""
         self.trainer = None
         report = message.event.report
+        self._show_morning()
         if message.event.kind == "done" and report is not None and report.status == "accepted":
             self._morning_pending = True
             self.reload_weights()
@@ -374,6 +396,43 @@ class CompanionApp(App):
                         "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()
+
+    def _show_morning(self) -> None:
+        """The morning report opens when the night ends, even if the owner had left the night screen."""
+        screen = self.night_screen
+        if screen is not None and screen not in self.screen_stack:
+            self.push_screen(screen)
+
+    def action_show_night(self) -> None:
+        """Back to the night screen (while a night runs, or its morning report after); when this run
+        of the app has seen no night, the last night's morning report from the store."""
+        screen = self.night_screen
+        if screen is not None:
+            if screen in self.screen_stack:
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+            else:
+                self.push_screen(screen)
+            return
+        self.open_morning_report()
+
+    def open_morning_report(self, day_id: int | None = None, night_id: int | None = None) -> bool:
+        """Show a past night's morning report: the night `night_id`, or the last night of `day_id`,
+        or the last night of all. Says so when there is none."""
+        if self.store is None:
+            return False
+        nights = [n for n in self.store.nights(day_id) if n.report]
+        if night_id is not None:
+            nights = [n for n in nights if n.id == night_id]
+        if not nights:
+            self.notify("There is no morning report yet: no night has finished." if day_id is None
+                        else "This day has no finished night yet.", severity="information")
+            return False
+        from companion.night import NightReport
+        from companion.screens.night import MorningReportScreen
+
+        self.push_screen(MorningReportScreen(NightReport.from_dict(nights[-1].report), self.store))
+        return True
 
     def begin_next_day(self) -> None:
         if self.engine is not None:
@@ -478,8 +537,10 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
-            yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire",
+            yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire (F6)",
                                 self.action_open_lessons)
+            yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",
+                                self.action_show_night)
             yield SystemCommand("Export the personality book", "Every chosen reply and correction, as JSON lines",
                                 self.action_export_book)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from companion.dream import day_context
 from companion.dream import dream as make_dream
 from companion.guards import (PROBE_WINDOWS, LossWatch, Stopped, build_probe, checkpoint_figure, probe_score,
                               probe_set_name, probe_verdict)
@@ -59,6 +60,7 @@ class NightEvent:
 
     * "phase": a new phase began (`phase`; `text` says what);
     * "step": a training step ended (`step` of `total`, `loss`, `lr`, `eta_s`, `tokens` trained so far);
+    * "progress": how far a phase without training steps has got (`phase`, `step` of `total`, `eta_s`);
     * "note": something the owner should know (`text`), e.g. the teacher fell back;
     * "done": the night ended (`report`: its NightReport, whatever the status);
     * "error": the night failed with an exception (`text`; the weights are untouched).
@@ -272,6 +274,44 @@ def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
 # ---------------------------------------------------------------------------------------------------
 # The pipeline.
 
+PROGRESS_EVERY_S = 0.25
+"""The most often a phase's progress is reported (the UI needs no more)."""
+
+
+class PhaseMeter:
+    """Real progress and time left for the phases that are not training steps.
+
+    The night already checks `should_stop` once per sampled token while dreaming and once per batch
+    while scoring the probe; the meter counts those checks against the phase's known total (the
+    dream's token budget, the probe's batches) and reports them as "progress" events, at most every
+    `every_s` seconds, so the bar and the time left move in every phase."""
+
+    def __init__(self, emit: Callable[[NightEvent], None], t0: float, every_s: float | None = None) -> None:
+        self.emit, self.t0 = emit, t0
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.phase, self.total, self.done, self.started, self.last = "", 0, 0, 0.0, 0.0
+
+    def begin(self, phase: str, total: int) -> None:
+        self.phase, self.total, self.done = phase, max(1, int(total)), 0
+        self.started = self.last = time.monotonic()
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last < self.every_s or not self.phase:
+            return
+        self.last = now
+        done = min(self.done, self.total)
+        spent = now - self.started
+        eta = spent / done * (self.total - done) if done else None
+        self.emit(NightEvent("progress", phase=self.phase, step=done, total=self.total, eta_s=eta,
+                             elapsed_s=now - self.t0))
+
+
+def _batches(count: int, size: int = 8) -> int:
+    return -(-count // size)
+
+
 def run_night(
     home: Home,
     store: Store,
@@ -319,6 +359,12 @@ def run_night(
             raise Stopped()
         emit(NightEvent("phase", phase=name, text=text, elapsed_s=time.monotonic() - t0))
 
+    meter = PhaseMeter(emit, t0)
+
+    def metered_stop() -> bool:
+        meter.tick()
+        return stop()
+
     def note(text: str) -> None:
         report.notes.append(text)
         emit(NightEvent("note", text=text, elapsed_s=time.monotonic() - t0))
@@ -358,9 +404,11 @@ def run_night(
             report.dream_id, report.dream_source, report.dream_text = kept.id, kept.source, kept.text
             note("the day's dream from an earlier night is kept")
         else:
+            day_turns = [Turn(t.role, t.text) for t in turns]
+            goodnight = turns[-1].text if turns[-1].source == "goodnight" else settings.goodnight_line()
+            meter.begin("dreaming", block - len(day_context(tokenizer, day_turns, goodnight, block)))
             with autocast:
-                dreamt = make_dream(model, tokenizer, [Turn(t.role, t.text) for t in turns], settings, seed=seed,
-                                    should_stop=stop,
+                dreamt = make_dream(model, tokenizer, day_turns, settings, seed=seed, should_stop=metered_stop,
                                     goodnight=turns[-1].text if turns[-1].source == "goodnight" else None)
             for text in dreamt.notes:
                 note(text)
@@ -375,8 +423,10 @@ def run_night(
         # 2. The probe, before.
         phase("probing")
         probe = build_probe(tokenizer, store, settings.day.greeting, settings.day.goodnight, block, probe_windows)
+        probe_batches = _batches(len(probe.starter)) + _batches(len(probe.days))
+        meter.begin("probing", probe_batches)
         with autocast:
-            before = probe_score(model, probe, stop)
+            before = probe_score(model, probe, metered_stop)
         report.probe_before = before.to_dict()
 
         # 3. The material, with the reference log-probabilities of the pre-night weights.
@@ -384,8 +434,9 @@ def run_night(
         recent = store.dreams(last=settings.night.dreams_kept) if settings.night.dreams_kept else []
         verdicts = dream_verdicts(store, [d.id for d in recent])
         prefs = collect_preferences(tokenizer, store, day.id, block, [d.id for d in recent])
+        meter.begin("preparing", _batches(len(prefs.taught) + 2 * len(prefs.pairs) + len(prefs.unpaired)))
         with autocast:
-            references = set_references(model, prefs, stop)
+            references = set_references(model, prefs, metered_stop)
         material = gather(home, store, tokenizer, day, settings, block, prefs,
                           [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], seed)
         for text in material.notes:
@@ -431,9 +482,10 @@ def run_night(
 
         # 5. The probe, after, and what the night taught.
         phase("checking")
+        meter.begin("checking", probe_batches + _batches(len(prefs.taught)))
         with autocast:
-            after = probe_score(model, probe, stop)
-            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=stop))
+            after = probe_score(model, probe, metered_stop)
+            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=metered_stop))
         report.probe_after = after.to_dict()
         why = probe_verdict(before, after, settings.night.probe_bound)
         if why is not None:

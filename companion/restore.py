@@ -2,7 +2,9 @@
 
 A restore must never lose weights, so the weights the companion lives on now are saved first as a
 ``pre-restore`` checkpoint (whose parent is the checkpoint they were loaded from): restoring that
-checkpoint undoes the restore exactly. The days lived after the restored checkpoint stay in the store;
+checkpoint undoes the restore exactly. When a live checkpoint already holds exactly those weights
+(same checksum: the usual case, and always when undoing a restore) it is referred to instead, so a
+restore and its undo never leave two files of one set of weights. The days lived after the restored checkpoint stay in the store;
 they are only marked as not in the weights, and marked back when a later restore brings them back.
 Lessons follow their day: those taught on a day that leaves are not in the weights (and are due again
 at the next night), and the recall measured by nights that leave no longer counts for their status.
@@ -128,8 +130,8 @@ def describe_plan(plan: RestorePlan) -> str:
     day = f", day {plan.target_day_number}" if plan.target_day_number is not None else ""
     lines = [f"Restore checkpoint {t.id} ({t.reason}{day}, {t.created_at[:16].replace('T', ' ')})."]
     if plan.current is not None:
-        lines.append(f"The weights it lives on now (checkpoint {plan.current.id}) are saved first as a "
-                     "pre-restore checkpoint, so this can be undone.")
+        lines.append(f"The weights it lives on now (checkpoint {plan.current.id}) are kept (saved first as a "
+                     "pre-restore checkpoint unless a checkpoint already holds them), so this can be undone.")
     if plan.days_leaving:
         verb = "stays" if len(plan.days_leaving) == 1 else "stay"
         lines.append(f"{_span(plan.days_leaving).capitalize()} {verb} in the history but will be marked as not "
@@ -172,9 +174,11 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
         else:
             notes += loaded.notes
             source = loaded.checkpoint
-            saved = weights.save(loaded.model, "pre-restore", step=loaded.meta.step, day_id=source.day_id,
-                                 day_number=loaded.meta.day, parent_id=source.id, probe_ppl=source.probe_ppl,
-                                 make_current=False)
+            saved = weights.identical(loaded.model)  # restore then undo: never two files of one set of weights
+            if saved is None:
+                saved = weights.save(loaded.model, "pre-restore", step=loaded.meta.step, day_id=source.day_id,
+                                     day_number=loaded.meta.day, parent_id=source.id, probe_ppl=source.probe_ppl,
+                                     make_current=False)
     weights.set_current(target)
     marked = store.mark_days_not_in_weights(after_checkpoint_id=target.id)
     # Lessons follow their day (``Lesson.in_weights``): nothing more to write, only to say.

@@ -545,6 +545,11 @@ class DaySettings:
     goodnight: str = _setting(
         DEFAULT_GOODNIGHT, _Template(("companion",)), "the line that closes each day"
     )
+    reply_takes_highlighted: bool = _setting(
+        True,
+        _Bool(),
+        "replying while candidates wait takes the highlighted one as the reply (an implicit pick)",
+    )
 
 
 _WEIGHT = _Float(0.0, 10.0)

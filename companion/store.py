@@ -9,7 +9,9 @@ and it is the only thing from which a lost model could be taught again. Hence:
   ``synchronous=FULL`` makes each commit durable, not just visible.
 * **Append-only where it matters.** Turns, candidates, choices, ratings, corrections and annotations are
   never updated or deleted (triggers refuse it). Re-rating or re-annotating adds a row; the latest row
-  counts. Asking for more candidates adds rows; earlier ones stay.
+  counts. Asking for more candidates adds rows; earlier ones stay. Mending a reply adds a choice that
+  supersedes the last one (``amend_reply``); ``turns()`` shows each reply as its latest version, and
+  ``recorded_turn`` / ``amendments`` give what was first recorded and every version.
 * **One connection, one lock.** The Textual UI thread, thread workers and the trainer thread share one
   ``Store``; a ``threading.RLock`` serialises use of the connection (``check_same_thread=False``).
 * **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``MIGRATIONS`` is the ordered
@@ -167,6 +169,9 @@ class Turn:
     candidate_id: int | None
     tokens: int | None
     created_at: str
+    amended: bool = False
+    """The owner mended this reply: ``text``, ``source``, ``candidate_id`` and ``tokens`` are the
+    latest amendment's (the original stays in the turns table, untouched)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +208,21 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
+    """Which reply the owner let into the day. ``implicit``: the owner replied without picking and the
+    highlighted card was taken (a weaker signal). An amendment is a later choice for the same
+    ``turn_id``: it names the choice it ``supersedes`` and carries the reply's ``text`` from then on
+    (``text`` is None on an original choice: the turn's own text)."""
     id: int
     prompt_turn_id: int | None
     candidate_id: int | None
     kind: str
     turn_id: int
     created_at: str
+    implicit: bool = False
+    supersedes: int | None = None
+    text: str | None = None
+    correction_id: int | None = None
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,6 +760,20 @@ CREATE TRIGGER lesson_schedule_append_only_d BEFORE DELETE ON lesson_schedule
 BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
 """
 
+# Version 4: implicit picks and amendments (self-contained: renumber freely at a merge).
+# An amendment never rewrites a row: it is a new choice for the same reply turn, naming the choice it
+# supersedes and carrying the reply's text (and token count) from then on. The latest choice of a turn
+# is the one the night, the personality book and the day's context use.
+_AMENDMENTS = """
+ALTER TABLE choices ADD COLUMN implicit INTEGER NOT NULL DEFAULT 0 CHECK (implicit IN (0, 1));
+ALTER TABLE choices ADD COLUMN supersedes INTEGER REFERENCES choices(id);
+ALTER TABLE choices ADD COLUMN text TEXT;
+ALTER TABLE choices ADD COLUMN correction_id INTEGER REFERENCES corrections(id);
+ALTER TABLE choices ADD COLUMN tokens INTEGER CHECK (tokens IS NULL OR tokens >= 0);
+CREATE INDEX choices_supersedes ON choices(supersedes);
+CREATE INDEX choices_correction ON choices(correction_id);
+"""
+
 #: The schema's history, oldest first. Append only; the version of the last one is the current one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
@@ -753,6 +781,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "checkpoints.probe_set: which probe measured a checkpoint's perplexity",
               "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
     Migration(3, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
+    Migration(4, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -868,9 +897,14 @@ _T = TypeVar("_T")
 def _record(cls: type[_T], row: sqlite3.Row | None) -> _T | None:
     if row is None:
         return None
-    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    keys = row.keys()
+    values = {f.name: row[f.name] for f in fields(cls) if f.name in keys}  # type: ignore[arg-type]
     if "in_weights" in values:
         values["in_weights"] = bool(values["in_weights"])
+    if "implicit" in values:
+        values["implicit"] = bool(values["implicit"])
+    if "amended" in values:
+        values["amended"] = bool(values["amended"])
     if cls is Annotation:
         values["tags"] = tuple(json.loads(values["tags"]))
     if cls is Night and values["report"] is not None:
@@ -887,6 +921,24 @@ _TABLE_WHAT = {
     "nights": "night", "checkpoints": "checkpoint", "books": "book",
     "lessons": "lesson", "lesson_phrasings": "phrasing",
 }
+
+
+#: A turn as the day holds it now: the latest amendment of a reply replaces its text, source,
+#: candidate and token count. Everything that reads a day (the context, the night, the personality
+#: book, past days) reads turns through this.
+_TURNS = """
+SELECT t.id, t.day_id, t.seq, t.role, COALESCE(a.text, t.text) AS text,
+       CASE a.kind WHEN 'pick' THEN 'chosen' WHEN 'correction' THEN 'correction'
+                   WHEN 'written' THEN 'written' ELSE t.source END AS source,
+       CASE WHEN a.id IS NULL THEN t.candidate_id ELSE a.candidate_id END AS candidate_id,
+       CASE WHEN a.id IS NULL THEN t.tokens ELSE a.tokens END AS tokens,
+       t.created_at, a.id IS NOT NULL AS amended
+  FROM turns t
+  LEFT JOIN choices a ON a.id = (SELECT MAX(c.id) FROM choices c WHERE c.turn_id = t.id AND c.supersedes IS NOT NULL)
+"""
+
+#: Choices that a later amendment superseded.
+_SUPERSEDED = "SELECT supersedes FROM choices WHERE supersedes IS NOT NULL"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1114,23 +1166,25 @@ class Store:
         sql = """
             SELECT d.id, d.number, d.opened_at, d.closed_at, d.close_reason, d.budget_tokens, d.in_weights,
                    (SELECT COUNT(*) FROM turns t WHERE t.day_id = d.id) AS turns,
-                   (SELECT COALESCE(SUM(t.tokens), 0) FROM turns t WHERE t.day_id = d.id) AS tokens,
+                   (SELECT COALESCE(SUM(t.tokens), 0) FROM ({_TURNS}) t WHERE t.day_id = d.id) AS tokens,
                    (SELECT COUNT(*) FROM candidates c WHERE c.day_id = d.id
                       AND (SELECT r.stars FROM ratings r WHERE r.candidate_id = c.id
                            ORDER BY r.id DESC LIMIT 1) IS NOT NULL) AS ratings,
                    (SELECT COUNT(*) FROM corrections k JOIN candidates c ON c.id = k.candidate_id
-                     WHERE c.day_id = d.id) AS corrections,
+                     WHERE c.day_id = d.id AND k.id NOT IN (
+                       SELECT correction_id FROM choices WHERE correction_id IS NOT NULL
+                          AND id IN ({_SUPERSEDED}))) AS corrections,
                    (SELECT n.status FROM nights n WHERE n.day_id = d.id
                      ORDER BY n.id DESC LIMIT 1) AS night_status
               FROM days d ORDER BY d.number
-        """
+        """.replace("{_TURNS}", _TURNS).replace("{_SUPERSEDED}", _SUPERSEDED)
         with self._read() as conn:
             return _records(DaySummary, conn.execute(sql).fetchall())
 
     def tokens_used(self, day_id: int) -> int:
         """Sum of the day's turn token counts (turns without a count add nothing): the gauge."""
         with self._read() as conn:
-            return conn.execute("SELECT COALESCE(SUM(tokens), 0) FROM turns WHERE day_id = ?",
+            return conn.execute(f"SELECT COALESCE(SUM(tokens), 0) FROM ({_TURNS}) WHERE day_id = ?",
                                 (day_id,)).fetchone()[0]
 
     def mark_days_not_in_weights(self, *, after_checkpoint_id: int | None = None,
@@ -1189,7 +1243,7 @@ class Store:
             "INSERT INTO turns (day_id, seq, role, text, source, candidate_id, tokens, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (day_id, seq, role, text, source, candidate_id, tokens, self._stamp()))
-        return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (cur.lastrowid,)).fetchone())
+        return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
 
     def add_turn(self, day_id: int, role: str, text: str, source: str, candidate_id: int | None = None,
                  tokens: int | None = None) -> Turn:
@@ -1198,14 +1252,19 @@ class Store:
             return self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
 
     def turns(self, day_id: int) -> list[Turn]:
-        """The day's transcript, in order."""
+        """The day's transcript, in order, as it stands now (amended replies carry their latest text)."""
         with self._read() as conn:
-            return _records(Turn, conn.execute("SELECT * FROM turns WHERE day_id = ? ORDER BY seq",
+            return _records(Turn, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
                                                (day_id,)).fetchall())
+
+    def recorded_turn(self, turn_id: int) -> Turn | None:
+        """A turn exactly as first recorded, before any amendment."""
+        with self._read() as conn:
+            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
 
     def get_turn(self, turn_id: int) -> Turn | None:
         with self._read() as conn:
-            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+            return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
 
     # -- candidates ---------------------------------------------------------------------------------
 
@@ -1295,7 +1354,9 @@ class Store:
     # -- choices, ratings, corrections --------------------------------------------------------------
 
     def _insert_choice(self, conn: sqlite3.Connection, prompt_turn_id: int | None, kind: str, turn_id: int,
-                       candidate_id: int | None) -> Choice:
+                       candidate_id: int | None, *, implicit: bool = False, supersedes: int | None = None,
+                       text: str | None = None, correction_id: int | None = None,
+                       tokens: int | None = None) -> Choice:
         _check_enum("choice kind", kind, CHOICE_KINDS)
         if kind != "written" and candidate_id is None:
             raise StoreError(f"a {kind!r} choice needs the candidate it came from")
@@ -1303,8 +1364,10 @@ class Store:
         self._require(conn, "turns", turn_id)
         self._require(conn, "candidates", candidate_id, optional=True)
         cur = conn.execute(
-            "INSERT INTO choices (prompt_turn_id, candidate_id, kind, turn_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            (prompt_turn_id, candidate_id, kind, turn_id, self._stamp()))
+            "INSERT INTO choices (prompt_turn_id, candidate_id, kind, turn_id, created_at, implicit, supersedes,"
+            " text, correction_id, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (prompt_turn_id, candidate_id, kind, turn_id, self._stamp(), int(bool(implicit)), supersedes,
+             text, correction_id, tokens))
         return _record(Choice, conn.execute("SELECT * FROM choices WHERE id = ?", (cur.lastrowid,)).fetchone())
 
     def _insert_correction(self, conn: sqlite3.Connection, candidate_id: int, text: str) -> Correction:
@@ -1324,15 +1387,18 @@ class Store:
 
     def record_reply(self, day_id: int, prompt_turn_id: int | None, kind: str, text: str | None = None, *,
                      candidate_id: int | None = None, tokens: int | None = None,
-                     role: str | None = None) -> Reply:
+                     role: str | None = None, implicit: bool = False) -> Reply:
         """The usual way a reply enters the day, all in one transaction (a kill never leaves a turn
         without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
         be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
         becomes a 'correction' turn; for ``'written'`` ``text`` becomes a 'written' turn. The turn's
-        ``role`` defaults to the candidate's role ('companion' for a written reply).
+        ``role`` defaults to the candidate's role ('companion' for a written reply). ``implicit``: a pick
+        the owner made by replying without picking (the highlighted card was taken).
 
         A correction or written reply of the companion to an owner's message is a lesson: it is
         recorded in the same transaction (``Reply.lesson``), with the message as its question."""
+        if implicit and kind != "pick":
+            raise StoreError(f"only a pick can be implicit, not a {kind!r} choice")
         _check_enum("choice kind", kind, CHOICE_KINDS)
         with self._write() as conn:
             correction = None
@@ -1356,7 +1422,8 @@ class Store:
                     raise StoreError("a 'written' reply needs its text")
                 source = "written"
             turn = self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
-            choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id)
+            choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id, implicit=implicit,
+                                         correction_id=correction.id if correction else None)
             lesson = None
             if kind != "pick" and role == "companion" and prompt_turn_id is not None:
                 prompt = conn.execute("SELECT role, text FROM turns WHERE id = ?", (prompt_turn_id,)).fetchone()
@@ -1367,16 +1434,91 @@ class Store:
                     lesson = self._lessons(conn, ids=[lesson_id])[0]
             return Reply(turn, choice, correction, lesson)
 
-    def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> list[Choice]:
-        """Choices of a day (by the turn they produced), or for one prompt, oldest first."""
+    def amend_reply(self, turn_id: int, kind: str, text: str | None = None, *, candidate_id: int | None = None,
+                    tokens: int | None = None) -> Reply:
+        """Mend a reply already in the day: another pick, a new correction, or a new written reply.
+
+        Nothing is rewritten: a new choice for the same turn supersedes the latest one and carries the
+        reply's text from now on (a correction also adds its correction row). Refused once the day is
+        closed: its night has it. ``latest_choice(turn_id)`` finds the version in force."""
+        _check_enum("choice kind", kind, CHOICE_KINDS)
+        _check_int("tokens", tokens, minimum=0, optional=True)
+        with self._write() as conn:
+            turn = self._require(conn, "turns", turn_id)
+            day = self._require(conn, "days", turn["day_id"])
+            if day["closed_at"] is not None:
+                raise StoreError(f"day {day['number']} is closed and its night has it; its replies can no "
+                                 f"longer be amended")
+            last = conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                (turn_id,)).fetchone()
+            if last is None:
+                raise StoreError(f"turn {turn_id} is not a reply the owner chose; there is nothing to amend")
+            correction = None
+            if kind == "pick":
+                candidate = self._require(conn, "candidates", candidate_id)
+                text = candidate["text"]
+            elif kind == "correction":
+                if candidate_id is None or text is None:
+                    raise StoreError("an amended correction needs the candidate it corrects and its text")
+                correction = self._insert_correction(conn, candidate_id, text)
+            else:
+                if text is None:
+                    raise StoreError("an amended written reply needs its text")
+                _check_text("reply text", text)
+                candidate_id = None
+            if candidate_id is not None:
+                candidate = self._require(conn, "candidates", candidate_id)
+                if candidate["prompt_turn_id"] != last["prompt_turn_id"]:
+                    raise StoreError(f"candidate {candidate_id} does not answer the message this reply answers")
+            choice = self._insert_choice(conn, last["prompt_turn_id"], kind, turn_id, candidate_id,
+                                         supersedes=last["id"], text=text,
+                                         correction_id=correction.id if correction else None, tokens=tokens)
+            new_turn = _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            # A pick mended into a correction or a written reply becomes a lesson; a lesson already held
+            # by this reply follows the amendment (its answer is read from the latest choice).
+            lesson = None
+            held = conn.execute("SELECT id FROM lessons WHERE reply_turn_id = ?", (turn_id,)).fetchone()
+            if held is None and kind != "pick" and last["prompt_turn_id"] is not None and turn["role"] == "companion":
+                prompt = conn.execute("SELECT role, text FROM turns WHERE id = ?", (last["prompt_turn_id"],)).fetchone()
+                if prompt["role"] == "owner" and prompt["text"].strip() and text.strip():
+                    held_id = self._insert_lesson(conn, "correction" if kind == "correction" else "written",
+                                                  prompt["text"], text, day_id=turn["day_id"],
+                                                  prompt_turn_id=last["prompt_turn_id"], reply_turn_id=turn_id,
+                                                  answer_tokens=tokens, budget_tokens=None)
+                    lesson = self._lessons(conn, ids=[held_id])[0]
+            elif held is not None:
+                lesson = self._lessons(conn, ids=[held["id"]])[0]
+            return Reply(new_turn, choice, correction, lesson)
+
+    def latest_choice(self, turn_id: int) -> Choice | None:
+        """The version of a reply in force: the latest choice for this turn (an amendment, or the
+        original choice when it was never amended). None if the turn is not a chosen reply."""
+        with self._read() as conn:
+            return _record(Choice, conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                                (turn_id,)).fetchone())
+
+    def amendments(self, turn_id: int) -> list[Choice]:
+        """Every version of a reply, oldest first: the original choice, then each amendment."""
+        with self._read() as conn:
+            return _records(Choice, conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id",
+                                                 (turn_id,)).fetchall())
+
+    def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None,
+                history: bool = False) -> list[Choice]:
+        """Choices in force of a day (by the turn they produced), or for one prompt, in the order their
+        replies were first chosen. An amended reply is listed once, by its latest choice; ``history``
+        lists every version instead, oldest first."""
         if (day_id is None) == (prompt_turn_id is None):
             raise StoreError("choices needs exactly one of day_id or prompt_turn_id")
+        current = "" if history else f" AND ch.id NOT IN ({_SUPERSEDED})"
+        order = "ch.id" if history else "ch.turn_id, ch.id"
         with self._read() as conn:
             if day_id is not None:
                 rows = conn.execute("SELECT ch.* FROM choices ch JOIN turns t ON t.id = ch.turn_id"
-                                    " WHERE t.day_id = ? ORDER BY ch.id", (day_id,))
+                                    f" WHERE t.day_id = ?{current} ORDER BY {order}", (day_id,))
             else:
-                rows = conn.execute("SELECT * FROM choices WHERE prompt_turn_id = ? ORDER BY id", (prompt_turn_id,))
+                rows = conn.execute(f"SELECT ch.* FROM choices ch WHERE ch.prompt_turn_id = ?{current}"
+                                    f" ORDER BY {order}", (prompt_turn_id,))
             return _records(Choice, rows.fetchall())
 
     def rate(self, candidate_id: int, stars: int | None) -> Rating:
@@ -1421,11 +1563,14 @@ class Store:
         if (day_id is None) == (candidate_id is None):
             raise StoreError("corrections needs exactly one of day_id or candidate_id")
         with self._read() as conn:
+            superseded = (f" AND k.id NOT IN (SELECT correction_id FROM choices WHERE correction_id IS NOT NULL"
+                          f" AND id IN ({_SUPERSEDED}))")
             if day_id is not None:
                 rows = conn.execute("SELECT k.* FROM corrections k JOIN candidates c ON c.id = k.candidate_id"
-                                    " WHERE c.day_id = ? ORDER BY k.id", (day_id,))
+                                    f" WHERE c.day_id = ?{superseded} ORDER BY k.id", (day_id,))
             else:
-                rows = conn.execute("SELECT * FROM corrections WHERE candidate_id = ? ORDER BY id", (candidate_id,))
+                rows = conn.execute(f"SELECT k.* FROM corrections k WHERE k.candidate_id = ?{superseded}"
+                                    " ORDER BY k.id", (candidate_id,))
             return _records(Correction, rows.fetchall())
 
     # -- annotations --------------------------------------------------------------------------------
@@ -1950,8 +2095,11 @@ class Store:
             where, params = f"WHERE l.id IN ({marks})", list(ids)
         else:
             where, params = "", []
+        # The answer in force: an amended reply's latest text (the lesson row keeps what was first taught).
         rows = conn.execute(f"""
-            SELECT l.*, d.number AS day_number, d.in_weights AS day_in_weights
+            SELECT l.*, d.number AS day_number, d.in_weights AS day_in_weights,
+                   (SELECT c.text FROM choices c WHERE c.turn_id = l.reply_turn_id AND c.text IS NOT NULL
+                     ORDER BY c.id DESC LIMIT 1) AS amended_answer
               FROM lessons l LEFT JOIN days d ON d.id = l.day_id {where} ORDER BY l.id
         """, params).fetchall()
         if not rows:
@@ -1993,7 +2141,8 @@ class Store:
             lessons.append(Lesson(
                 id=lesson_id, day_id=row["day_id"], day_number=row["day_number"],
                 prompt_turn_id=row["prompt_turn_id"], reply_turn_id=row["reply_turn_id"], source=row["source"],
-                question=row["question"], answer=row["answer"], created_at=row["created_at"], retired=is_retired,
+                question=row["question"], answer=row["amended_answer"] or row["answer"], created_at=row["created_at"],
+                retired=is_retired,
                 in_weights=bool(row["day_in_weights"]) if row["day_id"] is not None else True,
                 phrasings=tuple(phrasings.get(lesson_id, ())), history=tuple(shown),
                 schedule=schedules.get(lesson_id), status=lesson_status(full, retired=is_retired)))

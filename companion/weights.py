@@ -78,6 +78,18 @@ class Weights:
             self.set_current(record)
         return record
 
+    def identical(self, model: Transformer) -> Checkpoint | None:
+        """A live checkpoint whose file holds exactly these weights (same checksum as `save` would
+        write), so a second copy need not be written; None if there is none."""
+        from model.checkpoint import tensors_checksum
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        checksum = tensors_checksum(tensors)
+        for checkpoint in reversed(self.store.checkpoints()):
+            if checkpoint.checksum == checksum and self.path_of(checkpoint).is_file():
+                return checkpoint
+        return None
+
     def set_current(self, checkpoint: Checkpoint) -> None:
         data = json.dumps({"id": checkpoint.id, "path": checkpoint.path}).encode()
         atomic_write_bytes(self.home.checkpoints_dir / CURRENT_FILE, data)

@@ -41,7 +41,7 @@ async def test_the_lessons_screen_shows_status_and_recall_and_accepts_a_phrasing
     app = app_for(tiny_home)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
+        await pilot.press("f6")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen))
         screen = app.screen
         await until(pilot, lambda: lines_of(screen) != [])
@@ -114,7 +114,7 @@ async def test_markup_and_escapes_in_a_phrasing_are_shown_as_typed(tiny_home):
     app = app_for(tiny_home)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
+        await pilot.press("f6")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen) and lines_of(app.screen) != [])
         typed = "[bold]my dog[/] \x1b[31m?"
         app.screen.add_phrasing(lesson_id, typed)

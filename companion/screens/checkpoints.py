@@ -47,6 +47,7 @@ class CheckpointsScreen(Screen):
         Binding("escape,q", "app.pop_screen", "Back"),
         Binding("r", "restore", "Restore"),
         Binding("b", "backup", "Back up now"),
+        Binding("m", "morning", "Morning report"),
     ]
     DEFAULT_CSS = """
     CheckpointsScreen #checkpoints-list { height: 1fr; }
@@ -95,6 +96,18 @@ class CheckpointsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(CheckpointList).focus()
         self.refresh_list()
+
+    def action_morning(self) -> None:
+        """The morning report of the night that made (or started from) the highlighted checkpoint."""
+        row = self.query_one(CheckpointList).highlighted_row
+        if row is None:
+            return
+        nights = [n for n in self.store.nights() if row.id in (n.post_checkpoint_id, n.pre_checkpoint_id) and n.report]
+        opener = getattr(self.app, "open_morning_report", None)
+        if not nights:
+            self.notify(f"Checkpoint {row.id} has no night's report.", severity="information")
+        elif opener is not None:
+            opener(night_id=nights[-1].id)
 
     # -- listing ------------------------------------------------------------------------------------
 
@@ -206,7 +219,7 @@ class CheckpointsScreen(Screen):
     @on(_RestoreDone)
     def _restored(self, message: _RestoreDone) -> None:
         r = message.result
-        undo = f" To undo, restore checkpoint {r.saved.id} (pre-restore)." if r.saved else ""
+        undo = f" To undo, restore checkpoint {r.saved.id} ({r.saved.reason})." if r.saved else ""
         days = f" {r.days_marked} day(s) marked as not in the weights." if r.days_marked else ""
         if r.lessons_marked:
             days += f" {r.lessons_marked} lesson(s) too: the nights will teach them again."
