@@ -91,6 +91,7 @@ def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: lis
         folder.mkdir(exist_ok=True)
         for i, (path, text) in enumerate(texts.texts):
             (folder / f"{i:04d}-{Path(path).name}").write_text(text, encoding="utf-8")
+    home.make_private()  # the copies are the owner's words: 0600 whatever the umask
     return home, notes
 
 
@@ -216,6 +217,7 @@ def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) 
     Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it
     model, meta = load_checkpoint(weights_src)
     shutil.copyfile(tokenizer_src, home.tokenizer_path)
+    home.make_private()
     heldout = meta.probe.get("heldout_loss")
     ppl = math.exp(heldout) if heldout is not None else None
     return Weights(home, store).save(model, "seedling", step=meta.step, probe_ppl=ppl).id
