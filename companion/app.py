@@ -375,7 +375,8 @@ class CompanionApp(App):
             self.reload_weights()
         elif message.event.kind == "done" and report is not None and report.status == "interrupted":
             # The app is quitting, or the owner stopped it: it resumes at the next start, or now on `r`.
-            self.notify("The night was stopped; the weights are as they were. Press r to resume it now; "
+            why = report.reason if report.reason.startswith("not enough room") else "The night was stopped"
+            self.notify(f"{why}; the weights are as they were. Press r to resume it now; "
                         "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()

@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parents[2]
 BLOCK = 256
 NAME = "Scout"
 PHASES = ("dreaming", "probing", "preparing", "training", "checking", "saving")
-QUICK_NIGHT = {"night.batch_tokens": 768, "night.learning_rate": 2e-3, "night.replay.tokens": 800,
-               "night.day.tokens": 1500, "night.preferences.tokens": 2500, "night.warmup_fraction": 0.1,
+QUICK_NIGHT = {"night.batch_tokens": 512, "night.learning_rate": 2e-3, "night.replay.tokens": 400,
+               "night.day.tokens": 800, "night.preferences.tokens": 1200, "night.warmup_fraction": 0.1,
                "night.probe_bound": 1.0}
+PROBE_WINDOWS = 2  # the quick child's probe: enough to exercise every phase, quick to score
 MESSAGES = ["Hi there, how are you today?", "What is my name?", "Tell me about the sea.",
             "Do you remember the lighthouse?", "I made soup tonight.", "Good to see you."]
 
@@ -222,10 +223,36 @@ def check_day(home: Path, acks: list[dict]) -> tuple[int, bool]:
 
 # ------------------------------------------------------------------------------------------ the night
 
-def run_night_child(home: Path, *, kill_phase: str | None, delay: float, timeout: float = 600) -> tuple[str, dict, int]:
-    """Run `companion sleep`; kill it `delay` seconds after `kill_phase` begins (never, with None).
-    Returns (the phase it was in when killed, or "finished"), the phase start times, and the exit code."""
-    proc = subprocess.Popen([sys.executable, "-m", "companion", "--home", str(home), "sleep"],
+def night_child(home_path: str) -> int:
+    """`companion sleep` with a 2-window probe (the CLI's is larger): the same start-up tidying, the same
+    `run_night`, the phases said on stderr the same way."""
+    from companion.home import Home
+    from companion.night import night_day, run_night
+    from companion.safety.start import tidy_at_start
+    from companion.store import Store
+
+    home = Home.open(home_path)
+    with home.lock(), Store.open(home.store_path) as store:
+        tidy_at_start(home, store)
+        day = night_day(store)
+
+        def on_event(event) -> None:
+            if event.kind == "phase":
+                print(event.phase, file=sys.stderr, flush=True)
+
+        report = run_night(home, store, day.id, on_event=on_event, probe_windows=PROBE_WINDOWS)
+    print(report.status)
+    return 0 if report.status in ("accepted", "nothing") else 1
+
+
+def run_night_child(home: Path, *, kill_phase: str | None, delay: float, timeout: float = 600,
+                    cli: bool = False) -> tuple[str, dict, int]:
+    """Run a night in a child (`companion sleep` itself with `cli`, else the quick `night_child`); kill it
+    `delay` seconds after `kill_phase` begins (never, with None). Returns (the phase it was in when
+    killed, or "finished"), the phase start times, and the exit code."""
+    command = (["-m", "companion", "--home", str(home), "sleep"] if cli
+               else ["-m", "tests.faults.harness", "night", str(home)])
+    proc = subprocess.Popen([sys.executable, *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=REPO)
     t0 = time.monotonic()
     starts: dict[str, float] = {}
@@ -314,20 +341,20 @@ def night_baseline(template: Path) -> tuple[int, str, int]:
         return pre.id, pre.checksum, len(store.turns(store.days()[0].id))
 
 
-def run_night_trial(template: Path, dest: Path, phase: str, delay: float) -> Trial:
+def run_night_trial(template: Path, dest: Path, phase: str, delay: float, cli: bool = False) -> Trial:
     home = copy_home(template, dest)
     pre_id, pre_checksum, turns = night_baseline(template)
-    where, _, code = run_night_child(home, kill_phase=phase, delay=delay)
+    where, _, code = run_night_child(home, kill_phase=phase, delay=delay, cli=cli)
     trial = check_night(home, pre_id, pre_checksum, turns)
     trial.kind = where
     return trial
 
 
-def calibrate_night(template: Path, dest: Path) -> dict[str, float]:
+def calibrate_night(template: Path, dest: Path, cli: bool = False) -> dict[str, float]:
     """One night to the end: how long each phase lasts (kills are spread over these)."""
     home = copy_home(template, dest)
     t0 = time.monotonic()
-    _, starts, code = run_night_child(home, kill_phase=None, delay=0)
+    _, starts, code = run_night_child(home, kill_phase=None, delay=0, cli=cli)
     total = time.monotonic() - t0
     if code != 0:
         raise RuntimeError(f"the calibration night ended with exit code {code}")
@@ -371,5 +398,7 @@ def table(trials: list[Trial]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "day":
         day_child(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "night":
+        sys.exit(night_child(sys.argv[2]))
     else:
-        sys.exit("usage: python -m tests.faults.harness day HOME SEED")
+        sys.exit("usage: python -m tests.faults.harness day HOME SEED | night HOME")
