@@ -337,12 +337,12 @@ def run_night(
         return report
 
     try:
-        room = _room_problem(home, weights, pre)
-        if room is not None:
-            return end("interrupted", room)
         turns = store.turns(day.id)
         if not any(t.role == "owner" for t in turns):
             return end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
+        room = _room_problem(home, weights, pre)  # before the night's hours, not found out at their end
+        if room is not None:
+            return end("interrupted", room)
         tokenizer = Tokenizer.load(home.tokenizer_path)
         model = weights.load(pre, device).model
         if _model_checksum(model) != pre.checksum:
