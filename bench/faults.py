@@ -388,7 +388,10 @@ def main() -> int:
         print(f"{len(trials)} day kills done; {args.night_kills} night kills to go", flush=True)
         for i in range(args.night_kills):
             phase = PHASES[i % len(PHASES)]
-            delay = rng.uniform(0, spans.get(phase, 0.1) * (1.3 if phase == "saving" else 1.0))
+            span = spans.get(phase, 0.1)
+            # The save itself is the first fraction of a second of "saving" (the rest is the report and
+            # the exit): kills there are drawn where the crash windows are.
+            delay = rng.uniform(0, min(span, 0.6) if phase == "saving" else span)
             trial = run_night_trial(template, base / f"night{i}", phase, delay, cli=not args.quick_night)
             trials.append(trial)
             shutil.rmtree(base / f"night{i}", ignore_errors=True)

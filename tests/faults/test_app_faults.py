@@ -1,4 +1,4 @@
-"""The app and a damaged store or a crash window: named, offered the newest verified backup, told at start."""
+"""The app and a damaged store, a crash window, or text that is not valid Unicode: named, offered a way back, told at start."""
 
 from __future__ import annotations
 
@@ -59,3 +59,17 @@ async def test_the_app_tells_the_owner_when_it_sets_current_back_from_an_unaccep
         assert app.engine.checkpoint_id == pre.id
         assert any(f"checkpoint {orphan.id}" in m and "never recorded as accepted" in m for m in said), said
         assert any("removed checkpoints/." in m and "interrupted save" in m for m in said), said
+
+
+async def test_a_message_with_a_lone_surrogate_is_refused_in_the_chat_with_a_message(tiny_home):
+    from tests.test_app import stored_turns
+
+    app = app_for(tiny_home)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        before = len(stored_turns(tiny_home))
+        chat.message_input.focus()
+        chat.message_input.value = "bad \udc80 text"
+        await pilot.press("enter")
+        await until(pilot, lambda: any("not valid Unicode" in n.message for n in app._notifications))
+        assert len(stored_turns(tiny_home)) == before
