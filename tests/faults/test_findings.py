@@ -339,3 +339,23 @@ def test_sleep_names_the_day_whose_night_never_ran(tiny_home, tokenizer):
     assert "(none)" not in message
     assert "day 1" in message and "no night" in message and "day 2 was opened" in message
     assert "companion sleep --day 1" in message
+
+
+def test_a_version_1_store_is_upgraded_with_room_to_mark_damaged_checkpoints(tmp_path):
+    import sqlite3
+
+    from companion.store import MIGRATIONS, _statements
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _statements(MIGRATIONS[0].apply):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO checkpoints (path, reason, step, created_at, checksum, size_bytes)"
+                 " VALUES ('checkpoints/a.safetensors', 'birth', 0, '2026-01-01T00:00:00+00:00', 'c', 1)")
+    conn.close()
+    with Store.open(path) as store:
+        assert store.schema_version >= 2
+        [old] = store.checkpoints()
+        assert old.damaged is None
+        assert store.mark_checkpoint_damaged(old.id, "checksum mismatch").damaged == "checksum mismatch"

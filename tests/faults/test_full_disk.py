@@ -135,3 +135,15 @@ def test_a_backup_on_a_full_disk_ends_in_a_sentence_and_leaves_no_partial(small_
     err = capsys.readouterr().err
     assert code == 2 and "is full" in err and "Traceback" not in err
     assert not any((small_disk / "backups").glob(".*.partial")) if (small_disk / "backups").exists() else True
+
+
+def test_a_store_that_cannot_open_on_a_full_disk_says_the_disk_is_full(small_disk, tiny_home, capsys):
+    home = home_on(small_disk, tiny_home)
+    with Store.open(home.store_path) as store:  # a clean close: no -wal or -shm left for the next open
+        store.open_day(100)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{home.store_path}{suffix}").unlink(missing_ok=True)
+    fill(small_disk, 0)
+    code = main(["--home", str(home.path), "days"])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "is full" in err and "Traceback" not in err, err
