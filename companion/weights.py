@@ -116,7 +116,9 @@ class Weights:
             problem = f"{pointer} is unreadable ({exc})"
         if found is None:
             found = next((c for c in reversed(self.store.checkpoints()) if self.accepted(c)), None)
-            return found, (problem if found is not None else None)
+            if found is None:
+                return None, None
+            return found, f"{problem}; using the newest checkpoint, {found.id} ({found.reason}, {found.created_at})"
         if not self.accepted(found):
             back = self._last_accepted(found)
             if back is not None:
@@ -173,8 +175,7 @@ class Weights:
             raise CheckpointError(f"{self.home.checkpoints_dir}: no checkpoint yet (the companion is not born)")
         notes: list[str] = []
         if problem is not None:
-            notes.append(problem if "accepted" in problem else
-                         f"{problem}; using the newest checkpoint, {current.id} ({current.reason}, {current.created_at})")
+            notes.append(problem)
         candidates = [current] + [c for c in reversed(self.store.checkpoints()) if c.id < current.id and self.accepted(c)]
         for checkpoint in candidates:
             try:
