@@ -9,6 +9,12 @@ process that holds the companion's lock, so no one is still writing them, and ea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from companion.home import Home
+    from companion.store import Store
+
 import os
 import re
 import shutil
@@ -27,7 +33,7 @@ def is_temporary(name: str) -> bool:
     return bool(_TMP.match(name))
 
 
-def _folders(home) -> list[Path]:
+def _folders(home: "Home") -> list[Path]:
     folders = [home.path, home.checkpoints_dir, home.backups_dir]
     try:
         other = home.backup_dir()
@@ -38,7 +44,7 @@ def _folders(home) -> list[Path]:
     return folders
 
 
-def find_leftovers(home) -> list[Path]:
+def find_leftovers(home: "Home") -> list[Path]:
     """The app's temporary files and partial backup folders in the home, its checkpoints and backups."""
     found: list[Path] = []
     for folder in _folders(home):
@@ -64,7 +70,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def remove_leftovers(home) -> list[str]:
+def remove_leftovers(home: "Home") -> list[str]:
     """Remove the leftovers (call with the companion's lock held); one note per file removed."""
     from companion.history_cli import format_bytes
 

@@ -9,6 +9,12 @@ and the damaged file stays for an expert to salvage.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from companion.backup import BackupInfo
+    from companion.home import Home
+
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -39,7 +45,7 @@ def _sound(db: Path) -> bool:
         return False
 
 
-def newest_verified_backup(home):
+def newest_verified_backup(home: "Home") -> "BackupInfo | None":
     """The newest backup whose every file matches its manifest and whose store is sound, or None
     (the configured backup folder; the home's own `backups/` when the settings cannot be read)."""
     from companion.backup import BackupError, list_backups, verify_backup
@@ -59,7 +65,7 @@ def newest_verified_backup(home):
     return None
 
 
-def recover_store(home, now: datetime | None = None) -> StoreRecovery:
+def recover_store(home: "Home", now: datetime | None = None) -> StoreRecovery:
     """Set the damaged store aside and copy in the newest verified backup's (call with the lock held).
     Raises StoreError, changing nothing, when there is no verified backup to restore from."""
     from companion.store import StoreError
