@@ -9,17 +9,15 @@ process that holds the companion's lock, so no one is still writing them, and ea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from companion.home import Home
-    from companion.store import Store
-
 import os
 import re
 import shutil
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from companion.home import Home
 
 __all__ = ["is_temporary", "find_leftovers", "remove_leftovers", "checkpoint_bytes"]
 

@@ -9,20 +9,19 @@ and the damaged file stays for an expert to salvage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from companion.backup import BackupInfo
-    from companion.home import Home
-
 import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from companion.safety.private import create_private_file, make_private
 from model.atomic import fsync_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from companion.backup import BackupInfo
+    from companion.home import Home
 
 __all__ = ["StoreRecovery", "newest_verified_backup", "recover_store"]
 
