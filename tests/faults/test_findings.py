@@ -359,3 +359,11 @@ def test_a_version_1_store_is_upgraded_with_room_to_mark_damaged_checkpoints(tmp
         [old] = store.checkpoints()
         assert old.damaged is None
         assert store.mark_checkpoint_damaged(old.id, "checksum mismatch").damaged == "checksum mismatch"
+
+
+def test_the_checkpoints_screen_row_marks_damaged_and_never_accepted_checkpoints():
+    from widgets.lists import CheckpointRow
+
+    plain = CheckpointRow(id=7, reason="night", damaged="checksum mismatch", unaccepted=True).prompt().plain
+    assert "damaged" in plain and "never accepted" in plain
+    assert "damaged" not in CheckpointRow(id=8, reason="night").prompt().plain
