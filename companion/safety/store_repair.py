@@ -34,14 +34,14 @@ class StoreRecovery:
 
 
 def _sound(db: Path) -> bool:
+    """The backup's store copy passes SQLite's full integrity check (the same check a backup ends with)."""
+    from companion.backup import BackupError, _check_sqlite
+
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            return [r[0] for r in conn.execute("PRAGMA integrity_check")] == ["ok"]
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        _check_sqlite(db)
+    except BackupError:
         return False
+    return True
 
 
 def newest_verified_backup(home: "Home") -> "BackupInfo | None":

@@ -3,15 +3,15 @@
 Python strings may hold lone surrogates (U+D800..U+DFFF), e.g. bytes smuggled in through a terminal
 or a file name decoded with `surrogateescape`. They cannot be encoded to UTF-8, so the store, the
 tokenizer and every file writer would fail on them later, far from where they came in. Text from the
-owner is refused with a message that names the position; text the app only reads (a book, a corpus
-line) may be repaired, each surrogate becoming U+FFFD.
+owner is refused with a message that names the position. (The tokenizer, below the app, repairs any
+that reach it some other way, each becoming U+FFFD: `model.tokenizer`.)
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["first_surrogate", "surrogate_problem", "repair_surrogates"]
+__all__ = ["first_surrogate", "surrogate_problem"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -30,7 +30,3 @@ def surrogate_problem(text: str, what: str = "the text") -> str | None:
     return (f"{what} holds a character that is not valid Unicode (a lone surrogate U+{ord(text[at]):04X} "
             f"at position {at + 1}); it was not taken: type it again or paste it from another place")
 
-
-def repair_surrogates(text: str) -> tuple[str, int]:
-    """`text` with every lone surrogate replaced by U+FFFD, and how many were replaced."""
-    return _SURROGATE.subn("\ufffd", text)
