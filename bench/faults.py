@@ -1,13 +1,13 @@
 """The fault suite, long: many real kills, a real full disk, and every corruption the fault hunt found.
 
     python bench/faults.py                              # 60 day kills, 60 night kills, full disk, corruptions
-    python bench/faults.py --day-kills 10 --night-kills 12 --no-disk
+    python bench/faults.py --day-kills 10 --night-kills 12 --save-kills 5 --no-disk
 
 Day kills: a real `DaySession` in a child process acknowledges every owner action once it returns,
 and is SIGKILLed at a random moment; every acknowledged action must be in the store. Night kills:
 `companion sleep` in a child, killed at a random moment of a phase (round robin over dreaming,
 probing, preparing, training, checking and saving, the moment drawn within the phase's measured
-length); the next start must leave no temporary file, and the weights must load with a verified
+length), and kills inside the write of a night-sized checkpoint; the next start must leave no temporary file, and the weights must load with a verified
 checksum and be either the untouched pre-night weights or an accepted night's. Full disk: a small
 tmpfs (root only; otherwise those rows say skipped). Corruptions: each applied to a fresh copy of a
 companion, then a command is run; it must end in a sentence (no traceback) and change nothing it
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.faults.harness import (  # noqa: E402
-    NAME, PHASES, REPO, calibrate_night, child_env, copy_home, make_template, run_day_trial, run_night_trial, table,
+    NAME, PHASES, REPO, calibrate_night, child_env, copy_home, make_template, run_day_trial, run_night_trial,
+    run_save_trial, table,
 )
 
 
@@ -364,6 +365,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--day-kills", type=int, default=60)
     parser.add_argument("--night-kills", type=int, default=60)
+    parser.add_argument("--save-kills", type=int, default=20,
+                        help="kills inside the write of a night-sized checkpoint (a wide model)")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--no-disk", action="store_true")
     parser.add_argument("--no-corruption", action="store_true")
@@ -398,6 +401,9 @@ def main() -> int:
             for note in trial.notes:
                 if "removed" not in note:
                     print(f"  night {i} ({trial.kind}): {note}")
+    for i in range(args.save_kills):
+        trials.append(run_save_trial(template, base / f"save{i}", rng))
+        shutil.rmtree(base / f"save{i}", ignore_errors=True)
     print("\nKills (SIGKILL at a random moment; the night's phase is where the kill landed)")
     print(table(trials))
     if not args.no_disk:

@@ -9,7 +9,10 @@ random moment; then every acknowledged action must be in the store. A *night tri
 must find no leftover temporaries, weights that load with a verified checksum, and those weights must
 be the pre-night ones (their file unchanged) or an accepted night's.
 
-Run a child by hand: `python -m tests.faults.harness day HOME SEED`.
+A *save trial* kills a child in the middle of writing a night-sized checkpoint (its temporary file on
+disk): the next start must remove the temporary and name it.
+
+Run a child by hand: `python -m tests.faults.harness day HOME SEED` (or `night HOME`, `save HOME`).
 """
 
 from __future__ import annotations
@@ -366,6 +369,53 @@ def calibrate_night(template: Path, dest: Path, cli: bool = False) -> dict[str, 
     return spans
 
 
+# ------------------------------------------------------------------------------------------ inside a save
+
+def save_child(home_path: str) -> None:
+    """Save a night-sized checkpoint again and again, as the night's last phase does (a wide model, so
+    that each write lasts long enough to be killed in the middle of)."""
+    import torch
+
+    from companion.home import Home
+    from companion.store import Store
+    from companion.weights import Weights
+    from model.transformer import Transformer
+    from tests.conftest import tiny_config
+
+    home = Home.open(home_path)
+    with home.lock(), Store.open(home.store_path) as store:
+        weights = Weights(home, store)
+        pre = weights.current()
+        torch.manual_seed(0)
+        model = Transformer(tiny_config(vocab_size=512, n_layer=4, n_embd=512, head_dim=64, block_size=BLOCK))
+        print("READY", flush=True)
+        while True:
+            weights.save(model, "night", parent_id=pre.id, make_current=False)
+
+
+def run_save_trial(template: Path, dest: Path, rng: random.Random) -> Trial:
+    """SIGKILL a child in the middle of writing a checkpoint (as soon as its temporary file appears, plus
+    a random moment), then make the next start and check what it finds."""
+    home = copy_home(template, dest)
+    pre_id, pre_checksum, turns = night_baseline(template)
+    folder = home / "checkpoints"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.faults.harness", "save", str(home)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=REPO)
+    proc.stdout.readline()  # READY
+    delay = rng.uniform(0, 0.05)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and proc.poll() is None:
+        if any(p.name.endswith(".tmp") for p in folder.iterdir()):
+            time.sleep(delay)
+            break
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    trial = check_night(home, pre_id, pre_checksum, turns)
+    trial.kind = "inside a save"
+    return trial
+
+
 def table(trials: list[Trial]) -> str:
     """Trials per kind: acknowledged actions, losses, unloadable or wrong weights, leftovers."""
     rows = {}
@@ -382,7 +432,7 @@ def table(trials: list[Trial]) -> str:
     head = (f"{'killed during':<14} {'trials':>6} {'acked':>7} {'lost':>5} {'unloadable':>10} {'wrong wts':>9} "
             f"{'tmp left':>8} {'tmp after start':>15} {'store bad':>9}")
     lines = [head, "-" * len(head)]
-    order = ["day", *PHASES, "finished", "timeout"]
+    order = ["day", *PHASES, "inside a save", "finished", "timeout"]
     for kind in sorted(rows, key=lambda k: order.index(k) if k in order else 99):
         r = rows[kind]
         lines.append(f"{kind:<14} {r['trials']:>6} {r['acked']:>7} {r['lost']:>5} {r['unloadable']:>10} {r['wrong']:>9} "
@@ -400,5 +450,7 @@ if __name__ == "__main__":
         day_child(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) == 3 and sys.argv[1] == "night":
         sys.exit(night_child(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "save":
+        save_child(sys.argv[2])
     else:
         sys.exit("usage: python -m tests.faults.harness day HOME SEED | night HOME")

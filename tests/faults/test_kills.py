@@ -9,7 +9,9 @@ import random
 
 import pytest
 
-from tests.faults.harness import PHASES, copy_home, make_template, run_day_trial, run_night_trial, table
+from tests.faults.harness import (
+    PHASES, copy_home, make_template, run_day_trial, run_night_trial, run_save_trial, table,
+)
 
 # Seconds after the phase begins: the short phases are hit near their start, training in its middle.
 DELAYS = {"dreaming": 0.05, "probing": 0.02, "preparing": 0.02, "training": 0.3, "checking": 0.02, "saving": 0.0}
@@ -32,3 +34,10 @@ def test_a_kill_in_each_phase_of_a_night_leaves_verified_weights_and_no_leftover
     trial = run_night_trial(template, tmp_path / "night", phase, DELAYS[phase])
     assert trial.unloadable == 0 and trial.wrong_weights == 0, (trial.kind, trial.notes)
     assert trial.leftovers_after == 0 and trial.lost == 0 and trial.store_ok, (trial.kind, trial.notes)
+
+
+def test_a_kill_inside_a_checkpoint_write_leaves_a_temporary_that_the_next_start_removes(template, tmp_path):
+    trial = run_save_trial(template, tmp_path / "save", random.Random(1))
+    assert trial.leftovers_before == 1, trial.notes  # the kill landed inside the write
+    assert trial.leftovers_after == 0 and any("removed checkpoints/." in n for n in trial.notes)
+    assert trial.unloadable == 0 and trial.wrong_weights == 0 and trial.store_ok
