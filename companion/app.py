@@ -173,11 +173,14 @@ class CompanionApp(App):
             else:
                 self.notify(str(error), title="Cannot open", severity="error")
             return False
-        from companion.store import Store
+        from companion.store import Store, StoreDamaged
 
         try:
             settings = home.load_settings()
             store = Store.open(home.store_path)
+        except StoreDamaged as error:
+            self._offer_store_recovery(name, home, lock, error, exit_on_error)
+            return False
         except Exception as error:
             lock.release()
             if exit_on_error:
@@ -190,6 +193,7 @@ class CompanionApp(App):
         self.home, self.store, self.settings, self.lock = home, store, settings, lock
         if lock.note:
             self.notify(lock.note, title="Note")
+        self._tidy(home, store)
         self._apply_saved_theme()
         self.set_keymap(dict(settings.ui.bindings))
         if store.latest_checkpoint() is None and not force:
@@ -204,6 +208,57 @@ class CompanionApp(App):
         self.watch_books()
         self.backup_if_due()
         return True
+
+    def _tidy(self, home: Home, store) -> None:
+        """Leftovers of a kill removed and named, files made private (the pointer is settled by the
+        engine's load, off this thread: no torch here)."""
+        from companion.safety.start import tidy_at_start
+
+        try:
+            notes = tidy_at_start(home, store, settle=False)
+        except OSError as error:
+            notes = [f"the home could not be tidied: {error}"]
+        for note in notes:
+            self.notify(note, title="Tidied", timeout=10)
+
+    def _offer_store_recovery(self, name: str, home: Home, lock, error, exit_on_error: bool) -> None:
+        """A damaged store is named, and the owner is offered the newest verified backup's (the damaged
+        file kept aside); saying no changes nothing."""
+        from companion.safety.store_repair import newest_verified_backup
+
+        def give_up(message: str) -> None:
+            lock.release()
+            if exit_on_error:
+                self.exit(return_code=2, message=f"companion: {message}")
+            else:
+                self.notify(message, title="Cannot open", severity="error", timeout=30)
+
+        info = newest_verified_backup(home)
+        if info is None:
+            give_up(f"{error} There is no verified backup to restore it from.")
+            return
+        from widgets.text_prompt import ConfirmScreen
+
+        question = (f"{error.path} is damaged: {'; '.join(error.problems[:2])}.\n\nRestore it from the backup made "
+                    f"{info.made_at.astimezone():%Y-%m-%d %H:%M}? What was written after that backup is not in it; "
+                    f"the damaged file is kept aside, never deleted.")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                give_up(str(error))
+                return
+            from companion.safety.store_repair import recover_store
+
+            try:
+                result = recover_store(home)
+            except Exception as failure:
+                give_up(str(failure))
+                return
+            self.notify(f"The store was restored from {result.backup.name}; the damaged file is kept as "
+                        f"{result.damaged.name}.", title="Store recovered", timeout=20)
+            self.open_companion(name, lock=lock, exit_on_error=exit_on_error)
+
+        self.push_screen(ConfirmScreen(question, title="The store is damaged"), answered)
 
     @work(thread=True, exclusive=True, group="books")
     def watch_books(self) -> None:
@@ -392,7 +447,8 @@ class CompanionApp(App):
             self.reload_weights()
         elif message.event.kind == "done" and report is not None and report.status == "interrupted":
             # The app is quitting, or the owner stopped it: it resumes at the next start, or now on `r`.
-            self.notify("The night was stopped; the weights are as they were. Press r to resume it now; "
+            why = report.reason if report.reason.startswith("not enough room") else "The night was stopped"
+            self.notify(f"{why}; the weights are as they were. Press r to resume it now; "
                         "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()

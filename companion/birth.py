@@ -123,6 +123,7 @@ def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: lis
         folder.mkdir(exist_ok=True)
         for i, (path, text) in enumerate(texts.texts):
             (folder / f"{i:04d}-{Path(path).name}").write_text(text, encoding="utf-8")
+    home.make_private()  # the copies are the owner's words: 0600 whatever the umask
     return home, notes
 
 
@@ -288,6 +289,7 @@ def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) 
     tokenizer = Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it
     model, meta = load_checkpoint(weights_src)
     shutil.copyfile(tokenizer_src, home.tokenizer_path)
+    home.make_private()
     ppl, probe_set = measure_probe(model, tokenizer, home.load_settings())
     return Weights(home, store).save(model, "seedling", step=meta.step, probe_ppl=ppl, probe_set=probe_set).id
 

@@ -7,10 +7,12 @@ without waiting for torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from companion.home import HomeError, LockedError, resolve_root
+from companion.home import HomeError, resolve_root
 from companion.progress import ProgressBar, format_duration, plural
+from companion.safety.private import private_umask
 
 
 def _nursery_plan(args) -> "object":
@@ -30,6 +32,10 @@ def _train(home, plan, label: str) -> int:
 
     bar = ProgressBar()
     with Store.open(home.store_path) as store:
+        from companion.safety.start import tidy_at_start
+
+        for note in tidy_at_start(home, store):
+            print(f"note: {note}", file=sys.stderr)
         try:
             outcome = run_birth_nursery(home, store, plan, on_progress=bar.update, log=lambda m: print(m, file=sys.stderr))
         finally:
@@ -192,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     restore.set_defaults(func=_lazy("companion.history_cli", "cmd_restore"))
 
+    recover = sub.add_parser("recover-store", parents=[where],
+                             help="restore a damaged store from the newest verified backup (the damaged file is kept aside)")
+    recover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    recover.set_defaults(func=_lazy("companion.history_cli", "cmd_recover_store"))
+
     backup = sub.add_parser("backup", parents=[where], help="back up weights, tokenizer, settings and store now, verified")
     backup.set_defaults(func=_lazy("companion.history_cli", "cmd_backup"))
 
@@ -221,20 +232,37 @@ def _lazy(module: str, name: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --home/--name may come before or after the subcommand
+    previous = private_umask()  # private by default: whatever the caller's umask, nothing we write is readable by others
     try:
-        func = getattr(args, "func", cmd_app)
+        return run_command(getattr(args, "func", cmd_app), args)
+    finally:
+        os.umask(previous)
+
+
+def run_command(func, args) -> int:
+    """The one place every command ends: its exit code, or one sentence and a code for any home,
+    store, settings, checkpoint, disk or other foreseen error (`companion.safety.errors`)."""
+    from companion.safety.errors import describe
+
+    command = getattr(args, "command", None)
+    label = "companion" + (f" {command}" if command else "")
+    try:
         return func(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except LockedError as exc:
-        print(f"companion: {exc}", file=sys.stderr)
-        return 3
-    except HomeError as exc:
-        print(f"companion: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"\n{label}: interrupted; what was committed is kept", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        said = describe(exc)
+        if said is None:
+            raise
+        message, code = said
+        print(f"{label}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -78,11 +78,22 @@ class DayError(Exception):
 
 
 class MessageRefused(DayError):
-    """A message the day will not take; ``kind`` says why: 'empty', 'too_large', 'no_room', 'closed'."""
+    """A message the day will not take; ``kind`` says why: 'empty', 'too_large', 'no_room', 'closed',
+    'invalid' (not valid Unicode)."""
 
     def __init__(self, kind: str, message: str, *, size: int = 0, needed: int = 0, room: int = 0) -> None:
         super().__init__(message)
         self.kind, self.size, self.needed, self.room = kind, size, needed, room
+
+
+def _refuse_invalid_unicode(text: str, what: str) -> None:
+    """Text that is not valid Unicode (a lone surrogate) is refused at the edge, before the tokenizer
+    or the store could fail on it half-way."""
+    from companion.safety.text import surrogate_problem
+
+    problem = surrogate_problem(text, what)
+    if problem is not None:
+        raise MessageRefused("invalid", problem, size=len(text))
 
 
 @dataclass
@@ -225,6 +236,7 @@ class DaySession:
         to type, and one that no day could hold. Change nothing."""
         if not text.strip():
             raise MessageRefused("empty", "nothing to send")
+        _refuse_invalid_unicode(text, "the message")
         if len(text) > MAX_MESSAGE_CHARS:
             raise MessageRefused(
                 "too_large",
@@ -482,6 +494,7 @@ class DaySession:
             raise MessageRefused("closed", f"day {self.day.number} is closed")
         if not text.strip():
             raise MessageRefused("empty", "nothing written")
+        _refuse_invalid_unicode(text, "the text")
         if len(text) > MAX_MESSAGE_CHARS:
             raise MessageRefused("too_large", f"refused: {len(text):,} characters; the most is {MAX_MESSAGE_CHARS:,}",
                                  size=len(text))

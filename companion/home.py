@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from companion.safety.private import make_private, make_tree_private, private_mkdir
+
 if TYPE_CHECKING:  # pragma: no cover
     from companion.settings import Settings
 
@@ -233,8 +235,9 @@ def ensure_writable(folder: str | os.PathLike[str]) -> None:
 
 
 def _make_dirs(folder: Path) -> None:
+    """Make a folder (0700: private by default, whatever the umask) or raise HomeError naming it."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_mkdir(folder)
     except FileExistsError:
         raise HomeError(f"cannot create the folder {folder}: a file is in the way") from None
     except OSError as e:
@@ -397,6 +400,7 @@ class Home:
         except OSError as e:
             raise HomeError(f"cannot create the folder {path}: {e.strerror or e}") from None
         home = cls(path)
+        make_private(path)
         for sub in SUBFOLDERS:
             _make_dirs(path / sub)
         from companion.settings import save_settings
@@ -460,7 +464,25 @@ class Home:
             ensure_writable(home.path)
             for sub in SUBFOLDERS:
                 _make_dirs(home.path / sub)
+            home.make_private()
         return home
+
+    def make_private(self) -> None:
+        """Folders 0700 and the app's files 0600, whatever umask made them (homes made before this rule,
+        files copied in at birth). The owner's books keep their own modes; their folder is private."""
+        make_private(self.path)
+        make_private(self.books_dir)
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name == BOOKS_DIR:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                make_tree_private(entry.path)
+            else:
+                make_private(entry.path)
 
     # -- the lock -----------------------------------------------------------------------
 
@@ -650,12 +672,13 @@ class HomeLock:
             return self
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(self.path, flags, 0o644)
+            fd = os.open(self.path, flags, 0o600)
         except OSError as e:
             raise HomeError(
                 f"cannot open the lock file {self.path} of companion {self.name}: "
                 f"{e.strerror or e}"
             ) from None
+        make_private(self.path)  # private whatever the umask (and if an older version made it 0644)
         try:
             got = _try_lock(fd)
         except OSError as e:

@@ -250,25 +250,40 @@ def night_day(store: Store, number: int | None = None) -> Day:
     if not closed:
         raise NightError("no day has been closed yet: there is nothing to sleep on")
     last = closed[-1]
-    status = store.nights(last.id)[-1].status if store.nights(last.id) else "none"
+    if not store.nights(last.id):  # a newer day was opened before its night ran
+        opened = store.current_day()
+        after = f"day {opened.number} was opened before it ran" if opened is not None else "it never ran"
+        raise NightError(f"day {last.number}, the last closed day, has had no night ({after}); "
+                         f"run `companion sleep --day {last.number}` to sleep on it now")
+    status = store.nights(last.id)[-1].status
     raise NightError(f"day {last.number}, the last closed day, already had its night ({OUTCOMES.get(status, status)}); "
                      f"name a day (--day N) to sleep on it again")
 
 
 def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
-    """The weights the night starts from: the current checkpoint, unless it is this day's own night
-    checkpoint left by a crash between saving it and recording the night (then its parent)."""
+    """The weights the night starts from: the current checkpoint, once the pointer is settled (a
+    checkpoint a crash left under CURRENT without an accepted night is never started from)."""
+    weights.settle()
     current = weights.current()
     if current is None:
         raise NightError("the companion has no weights yet (it is not born)")
-    if current.reason == "night" and current.day_id == day.id and current.parent_id is not None:
-        accepted = [n for n in store.nights(day.id) if n.status == "accepted" and n.post_checkpoint_id == current.id]
-        if not accepted:
-            parent = store.get_checkpoint(current.parent_id)
-            if parent is not None:
-                weights.set_current(parent)
-                return parent
     return current
+
+
+def _room_problem(home: Home, weights: Weights, pre: Checkpoint) -> str | None:
+    """Whether the disk has room for the night's checkpoint and rows (asked before the night's hours)."""
+    from companion.safety.room import room_problem
+
+    try:
+        size = weights.path_of(pre).stat().st_size
+    except OSError:
+        size = pre.size_bytes
+    return room_problem(home.checkpoints_dir, home.store_path, size)
+
+
+def _commit(weights: Weights, post: Checkpoint) -> None:
+    """The last step of an accepted night, after the store records it: only now is CURRENT moved."""
+    weights.set_current(post)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -380,6 +395,8 @@ def run_night(
                 report.notes.append(f"WARNING: the pre-night weights file {pre.path} no longer matches its checksum")
         store.finish_night(night.id, status, reason=reason or None, report=report.to_dict(),
                            post_checkpoint_id=post.id if post is not None else None)
+        if post is not None:
+            _commit(weights, post)
         emit(NightEvent("done", text=report.summary(), report=report, elapsed_s=report.duration_s))
         return report
 
@@ -387,6 +404,9 @@ def run_night(
         turns = store.turns(day.id)
         if not any(t.role == "owner" for t in turns):
             return end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
+        room = _room_problem(home, weights, pre)  # before the night's hours, not found out at their end
+        if room is not None:
+            return end("interrupted", room)
         tokenizer = Tokenizer.load(home.tokenizer_path)
         model = weights.load(pre, device).model
         if _model_checksum(model) != pre.checksum:
@@ -491,11 +511,12 @@ def run_night(
         if why is not None:
             return end("rolled_back", why)
 
-        # 6. Accept: save the night's checkpoint, make it current, then record the night.
+        # 6. Accept: save the night's checkpoint, record the night accepted, then make it current
+        # (`end` -> `_commit`): a stop anywhere before that leaves CURRENT on the pre-night weights.
         phase("saving")
         post = weights.save(model, "night", step=pre.step + report.steps, day_id=day.id, day_number=day.number,
                             parent_id=pre.id, probe_ppl=checkpoint_figure(after),
-                            probe_set=probe_set_name(block, probe_windows), make_current=True)
+                            probe_set=probe_set_name(block, probe_windows), make_current=False)
         report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
         for book, tokens in material.books:
             store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
@@ -512,6 +533,9 @@ def run_night(
         report.losses = _downsample(report.losses)
         return end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
     except BaseException as exc:
+        if _disk_full(exc) and (store.get_night(night.id) or night).status == "running":
+            report.losses = _downsample(report.losses)  # a full disk ends in a sentence, not a traceback
+            return end("failed", _disk_full_reason(exc, home))
         if (store.get_night(night.id) or night).status == "running":
             report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
             report.duration_s = time.monotonic() - t0
@@ -520,6 +544,18 @@ def run_night(
                     weights.set_current(pre)
                 store.finish_night(night.id, "failed", reason=report.reason[:2000], report=report.to_dict())
         raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    from companion.safety.room import is_disk_full
+
+    return is_disk_full(exc) or is_disk_full(exc.__cause__ or exc)
+
+
+def _disk_full_reason(exc: BaseException, home: Home) -> str:
+    from companion.safety.room import disk_full_sentence
+
+    return disk_full_sentence(getattr(exc, "filename", None) or home.checkpoints_dir)
 
 
 def _model_checksum(model: torch.nn.Module) -> str:

@@ -42,10 +42,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from companion.lessons.status import lesson_status
+from companion.safety.private import create_private_file, make_private
+from companion.safety.room import disk_full_sentence, is_disk_full
+from companion.safety.text import surrogate_problem
 from model.atomic import fsync_dir
 
 __all__ = [
     "StoreError",
+    "StoreDamaged",
     "Store",
     "Migration",
     "MIGRATIONS",
@@ -90,6 +94,17 @@ __all__ = [
 
 class StoreError(Exception):
     """Anything the store refuses: an unreadable or too-new file, an unknown id, an invalid value."""
+
+
+class StoreDamaged(StoreError):
+    """The file fails SQLite's check: it is named, and can be restored from the newest verified backup
+    (`companion recover-store`, or the app's offer), the damaged file kept aside."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path, self.problems = Path(path), list(problems)
+        super().__init__(f"{path} is damaged (SQLite's check: {'; '.join(self.problems[:3])}); nothing was "
+                         f"changed. Restore it from the newest verified backup with `companion recover-store` "
+                         f"(the damaged file is kept aside)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,7 +315,8 @@ class Checkpoint:
     probe_ppl: float | None
     size_bytes: int
     deleted_at: str | None
-    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.PROBE_SET)
+    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.probe_set_name)
+    damaged: str | None = None  # why the file would not load, when a load found it damaged
 
 
 @dataclass(frozen=True, slots=True)
@@ -782,6 +798,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
     Migration(3, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
     Migration(4, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
+    Migration(5, "checkpoints.damaged: why a checkpoint's file would not load, marked in the list",
+              "ALTER TABLE checkpoints ADD COLUMN damaged TEXT;"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -870,6 +888,9 @@ def _check_enum(what: str, value: Any, allowed: Sequence[str]) -> str:
 def _check_text(what: str, value: Any) -> str:
     if not isinstance(value, str):
         raise StoreError(f"{what} must be a string, not {type(value).__name__} {value!r}")
+    problem = surrogate_problem(value, what)
+    if problem is not None:  # it could never be written as UTF-8: refused here, not half-way through a commit
+        raise StoreError(problem)
     return value
 
 
@@ -954,6 +975,7 @@ class Store:
         try:
             if self.path.is_dir():
                 raise StoreError(f"cannot open store {self.path}: it is a directory")
+            _make_store_private(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open store {self.path}: {e}") from e
@@ -965,12 +987,19 @@ class Store:
                 raise StoreError(f"cannot open store {self.path}: WAL mode refused (journal mode {mode!r})")
             # FULL: each commit is on disk, not only in the OS cache, when the write method returns.
             conn.execute("PRAGMA synchronous = FULL")
+            # A fast structural check at every open: a damaged file is named now, before anything is
+            # written into it (the full `integrity_check` runs before every backup).
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise StoreDamaged(self.path, problems)
             self._migrate(conn)
-        except sqlite3.OperationalError as e:
-            conn.close()
-            raise StoreError(f"cannot open store {self.path}: {e}") from e
+            _make_store_private(self.path)
         except sqlite3.DatabaseError as e:
             conn.close()
+            if "malformed" in str(e):
+                raise StoreDamaged(self.path, [str(e)]) from e
+            if isinstance(e, sqlite3.OperationalError):
+                raise StoreError(f"cannot open store {self.path}: {_explain(e, self.path)}") from e
             raise StoreError(f"{self.path} is not a readable companion store "
                              f"(not a SQLite database, or corrupted): {e}") from e
         except BaseException:
@@ -1073,7 +1102,7 @@ class Store:
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"refused by {self.path}: {e}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"cannot write to store {self.path}: {e}") from e
+                raise StoreError(f"cannot write to store {self.path}: {_explain(e, self.path)}") from e
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -1082,7 +1111,7 @@ class Store:
             try:
                 yield conn
             except sqlite3.Error as e:
-                raise StoreError(f"cannot read store {self.path}: {e}") from e
+                raise StoreError(f"cannot read store {self.path}: {_explain(e, self.path)}") from e
 
     def _stamp(self) -> str:
         moment = self._now()
@@ -1766,6 +1795,16 @@ class Store:
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (checkpoint_id,)).fetchone())
 
+    def mark_checkpoint_damaged(self, checkpoint_id: int, why: str) -> Checkpoint:
+        """A load found the checkpoint's file damaged: the list marks it so, with the reason (the
+        latest reason counts; a file that loads again later is unmarked with ``why=''``)."""
+        _check_text("damage note", why)
+        with self._write() as conn:
+            self._require(conn, "checkpoints", checkpoint_id)
+            conn.execute("UPDATE checkpoints SET damaged = ? WHERE id = ?", (why or None, checkpoint_id))
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (checkpoint_id,)).fetchone())
+
     def get_checkpoint(self, checkpoint_id: int) -> Checkpoint | None:
         with self._read() as conn:
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
@@ -2198,6 +2237,7 @@ class Store:
         try:
             source = sqlite3.connect(self.path, timeout=10.0)
             try:
+                create_private_file(tmp)  # a backup of the diary is as private as the diary
                 target = sqlite3.connect(tmp)
                 try:
                     source.backup(target)
@@ -2216,8 +2256,32 @@ class Store:
                     leftover.unlink()
                 except OSError:
                     pass
-            raise StoreError(f"cannot back up {self.path} to {dest}: {e}") from e
+            why = disk_full_sentence(dest) if is_disk_full(e) else e
+            raise StoreError(f"cannot back up {self.path} to {dest}: {why}") from e
         return dest
+
+
+def _make_store_private(path: Path) -> None:
+    """The store and its -wal and -shm are 0600 whatever the umask (SQLite gives the -wal and -shm the
+    mode of the main file, so creating that one private is most of it)."""
+    create_private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        make_private(Path(f"{path}{suffix}"))
+
+
+def _explain(error: sqlite3.Error, path: Path) -> str:
+    """SQLite's words, and the plain reason when the disk is full ("disk I/O error" says too little)."""
+    text = str(error)
+    if is_disk_full(error) or "disk i/o error" in text.lower():
+        try:
+            import shutil
+
+            full = shutil.disk_usage(path.parent).free < 1024 * 1024
+        except OSError:
+            full = False
+        if full or is_disk_full(error):
+            return f"{text}: {disk_full_sentence(path)}"
+    return text
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -96,6 +96,10 @@ class CheckpointRow:
     """True when the weights file is gone: listed, but cannot be restored."""
     current: bool = False
     """True for the checkpoint the companion runs on now."""
+    damaged: str = ""
+    """Why the file would not load, when a load found it damaged (marked, never restorable as is)."""
+    unaccepted: bool = False
+    """A night's checkpoint whose night was never recorded as accepted (a stop while saving it)."""
 
     def prompt(self) -> Content:
         ppl = f"{self.probe_ppl:.2f}" if self.probe_ppl is not None and math.isfinite(self.probe_ppl) else "—"
@@ -112,6 +116,10 @@ class CheckpointRow:
         ]
         if self.missing:
             parts += ["  ", ("missing", "bold reverse")]
+        elif self.damaged:
+            parts += ["  ", ("damaged", "bold reverse")]
+        if self.unaccepted:
+            parts += ["  ", ("never accepted", "italic")]
         return Content.assemble(*parts)
 
 

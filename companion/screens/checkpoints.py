@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from companion.backup import BackupError, backup_line, due, folder_size, last_backup, make_backup
+from companion.safety.leftovers import checkpoint_bytes
 from companion.home import Home
 from companion.progress import plural
 from companion.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
@@ -115,7 +116,8 @@ class CheckpointsScreen(Screen):
     def refresh_list(self) -> None:
         from companion.weights import Weights
 
-        current = Weights(self.home, self.store).current()
+        weights = Weights(self.home, self.store)
+        current = weights.current()
         checkpoints = self.store.checkpoints()
         day_numbers = {d.id: d.number for d in self.store.days()}
         rows = []
@@ -126,11 +128,14 @@ class CheckpointsScreen(Screen):
                 id=c.id, reason=c.reason, day=day_numbers.get(c.day_id) if c.day_id else None,
                 created=c.created_at[:16].replace("T", " "), step=c.step, probe_ppl=c.probe_ppl,
                 size_bytes=path.stat().st_size if exists else c.size_bytes, missing=not exists,
-                current=current is not None and current.id == c.id))
-        used = folder_size(self.home.checkpoints_dir)
+                current=current is not None and current.id == c.id, damaged=c.damaged or "",
+                unaccepted=not weights.accepted(c)))
+        used, leftover = checkpoint_bytes(self.home.checkpoints_dir)
         settings = self.home.load_settings()
         backups = self.home.backup_dir(settings)
-        status = (f"{plural(len(checkpoints), 'checkpoint')} · {format_bytes(used)} on disk · backups "
+        status = (f"{plural(len(checkpoints), 'checkpoint')} · {format_bytes(used)} on disk"
+                  + (f" (and {format_bytes(leftover)} of leftover temporary files, removed at the next start)"
+                     if leftover else "") + " · backups "
                   f"{format_bytes(folder_size(backups))} in {backups}\n"
                   + backup_line(last_backup(self.home, settings), due(self.home, settings)))
         self.post_message(self._Listed(_Listing(checkpoints, rows, day_numbers, status)))
