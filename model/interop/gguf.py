@@ -38,6 +38,15 @@ _GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.w
                  "lm_head.weight": "output.weight"}
 
 
+def _gguf():
+    """The `gguf` package (an optional extra), or a refusal that says how to get it."""
+    try:
+        import gguf
+    except ImportError as exc:
+        raise InteropError("GGUF needs the `gguf` package: pip install 'companion[interop]'") from exc
+    return gguf
+
+
 def gguf_name(hf: str) -> str:
     """The GGUF tensor name of a Hugging Face Llama tensor name."""
     if hf in _GLOBAL_NAMES:
@@ -89,9 +98,9 @@ def export_gguf(
     `tokenizer` is our `Tokenizer` (or a raw `tokenizers.Tokenizer`); one whose pre-tokenizer llama.cpp
     would read differently is refused before anything is written.
     """
-    import gguf
     import numpy as np
 
+    gguf = _gguf()
     path = Path(path)
     if dtype not in DTYPES:
         raise InteropError(f"dtype {dtype!r} is not supported for GGUF; choose one of: {', '.join(DTYPES)}")
@@ -166,8 +175,7 @@ def _field(reader: Any, key: str, source: str, default: Any = None, required: bo
 def read_gguf(path: str | Path, block_size: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], Any]:
     """Our config, our state dict (f32) and the raw tokenizer of a Llama GGUF file, or a refusal
     naming the file and what is unsupported."""
-    import gguf
-
+    gguf = _gguf()
     path = Path(path)
     source = str(path)
     if not path.is_file():
