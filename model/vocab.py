@@ -37,7 +37,7 @@ class AddedTokens:
 
 def _raw(tokenizer: object) -> RawTokenizer:
     """The `tokenizers.Tokenizer` inside our wrapper, or the object itself when it already is one."""
-    inner = getattr(tokenizer, "_hf", tokenizer)
+    inner = getattr(tokenizer, "raw", tokenizer)
     if not isinstance(inner, RawTokenizer):
         raise TypeError(f"expected a tokenizer, got {type(tokenizer).__name__}")
     return inner

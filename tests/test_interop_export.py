@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from companion.cli import main
 from companion.corpus import starter_documents
 from companion.transcript import encode_turns
+from model.checkpoint import load_checkpoint
 from model.interop.gguf import export_gguf, gguf_tensors, read_gguf
 from model.interop.hf import export_hf, read_hf
 from model.interop.tokenizer import CONTROL, NORMAL
@@ -127,12 +128,12 @@ def test_a_gguf_export_reads_back_every_tensor_and_the_vocabulary_exactly(tmp_pa
     for t in reader.tensors:
         assert torch.equal(torch.from_numpy(t.data.copy()).reshape(expected[t.name].shape), expected[t.name]), t.name
     field = lambda key: reader.fields[key].contents()  # noqa: E731
-    vocab = tokenizer._hf.get_vocab(with_added_tokens=True)
+    vocab = tokenizer.raw.get_vocab(with_added_tokens=True)
     assert field("tokenizer.ggml.tokens") == sorted(vocab, key=vocab.get)
     types = field("tokenizer.ggml.token_type")
     assert {i for i, t in enumerate(types) if t == CONTROL} == set(tokenizer.special_ids)
     assert set(types) == {NORMAL, CONTROL}
-    merges = json.loads(tokenizer._hf.to_str())["model"]["merges"]
+    merges = json.loads(tokenizer.raw.to_str())["model"]["merges"]
     assert field("tokenizer.ggml.merges") == [" ".join(m) if isinstance(m, list) else m for m in merges]
     assert field("general.architecture") == "llama" and field("general.name") == "Scout"
     assert (field("tokenizer.ggml.model"), field("tokenizer.ggml.pre")) == ("gpt2", "gpt-2")
@@ -244,3 +245,26 @@ def test_a_disk_that_fills_during_export_leaves_nothing_under_the_name(tiny_home
     assert run("--home", str(tiny_home.path.parent), "export", "--format", fmt, str(out / "scout")) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert os.listdir(out) == []
+
+
+def test_grouped_query_attention_generates_the_same_with_the_kv_cache(tokenizer, gqa_model):
+    from model.sampling import SamplingSettings, sample_candidates
+
+    prompt = formatted_days(tokenizer, 40, 1)[0]
+    greedy = SamplingSettings(temperature=1.0, top_k=1, top_p=1.0, repetition_penalty=1.0, max_new_tokens=20)
+    [gen] = sample_candidates(gqa_model, prompt, 1, greedy, stop_ids=set())
+    ours = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(20):
+            ours = torch.cat([ours, gqa_model(ours)[0][:, -1:].argmax(-1)], dim=1)
+    assert gen.tokens == ours[0, len(prompt):].tolist()
+
+
+def test_every_older_checkpoint_loads_unchanged():
+    from companion.home import SEEDLING_DIR
+    from model.checkpoint import load_tensors
+
+    model, meta = load_checkpoint(SEEDLING_DIR / "seedling.safetensors")  # checksum verified
+    assert meta.config.n_kv_head == 0 and meta.config.kv_heads == meta.config.n_head
+    assert "n_kv_head" not in json.loads(load_tensors(SEEDLING_DIR / "seedling.safetensors", False)[1]["config"])
+    assert "n_kv_head" not in json.loads(meta.config.to_json())  # saved as before

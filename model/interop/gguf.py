@@ -104,7 +104,7 @@ def export_gguf(
     path = Path(path)
     if dtype not in DTYPES:
         raise InteropError(f"dtype {dtype!r} is not supported for GGUF; choose one of: {', '.join(DTYPES)}")
-    raw = getattr(tokenizer, "_hf", tokenizer)
+    raw = getattr(tokenizer, "raw", tokenizer)
     vocab = gguf_vocabulary(raw, str(getattr(tokenizer, "source", "tokenizer")))
     if len(vocab["tokens"]) != config.vocab_size:
         raise InteropError(f"the tokenizer has {len(vocab['tokens'])} tokens but the model {config.vocab_size}")

@@ -46,9 +46,9 @@ def export_hf(
     tensors = {k: v.detach().to("cpu", torch_dtype).contiguous() for k, v in to_llama(model_state, config).items()}
     stops = [tokenizer.end_id, *tokenizer.role_ids.values()]
     specials = sorted(tokenizer.special_ids)
-    names = [tokenizer._hf.id_to_token(i) for i in specials]
-    eos, pad = tokenizer._hf.id_to_token(tokenizer.end_id), tokenizer._hf.id_to_token(tokenizer.pad_id)
-    files = hf_tokenizer_files(tokenizer._hf, eos=eos, pad=pad, specials=names, max_length=config.block_size)
+    names = [tokenizer.raw.id_to_token(i) for i in specials]
+    eos, pad = tokenizer.raw.id_to_token(tokenizer.end_id), tokenizer.raw.id_to_token(tokenizer.pad_id)
+    files = hf_tokenizer_files(tokenizer.raw, eos=eos, pad=pad, specials=names, max_length=config.block_size)
     files["config.json"] = json.dumps(hf_config(config, eos_id=tokenizer.end_id, pad_id=tokenizer.pad_id,
                                                 dtype=dtype_name), indent=2).encode()
     files["generation_config.json"] = json.dumps({
