@@ -47,19 +47,25 @@ QUESTIONS = ["Hi! How are you today?", "What did you do this weekend?", "Do you 
 
 
 @torch.no_grad()
-def heldout(model, tokenizer: Tokenizer, docs, block: int) -> tuple[float, float, int]:
-    """(perplexity per token, bits per byte, bytes) over the formatted held-out days that fit a block."""
-    nll, tokens, nbytes = 0.0, 0, 0
+def heldout(model, tokenizer: Tokenizer, docs, block: int) -> tuple[float, float, float, int]:
+    """(perplexity per token, bits per byte, bits per byte of the words alone, bytes) over the
+    formatted held-out days that fit a block. "Words alone" leaves out the role and end tokens'
+    own predictions (a base has never seen them; the words' bytes are the same either way)."""
+    nll, text_nll, tokens, nbytes = 0.0, 0.0, 0, 0
+    special = torch.tensor(sorted(tokenizer.special_ids))
     for doc in docs:
         ids = encode_turns(tokenizer, doc).ids
         if len(ids) > block:
             continue
         x = torch.tensor([ids])
         logits, _ = model(x[:, :-1])
-        nll += float(torch.nn.functional.cross_entropy(logits[0].float(), x[0, 1:], reduction="sum"))
+        losses = torch.nn.functional.cross_entropy(logits[0].float(), x[0, 1:], reduction="none")
+        nll += float(losses.sum())
+        text_nll += float(losses[~torch.isin(x[0, 1:], special)].sum())
         tokens += len(ids) - 1
         nbytes += sum(len(t.text.encode("utf-8")) for t in doc)
-    return math.exp(nll / tokens), nll / math.log(2) / nbytes, nbytes
+    bits = math.log(2) * nbytes
+    return math.exp(nll / tokens), nll / bits, text_nll / bits, nbytes
 
 
 def speed(model, tokenizer: Tokenizer, settings, k: int, new_tokens: int, rounds: int = 2) -> float:
@@ -107,6 +113,7 @@ def main() -> None:
     parser.add_argument("--night-scale", type=float, default=0.1)
     parser.add_argument("--probe-windows", type=int, default=8)
     parser.add_argument("--no-night", action="store_true")
+    parser.add_argument("--only-heldout", action="store_true", help="stop after the held-out scores")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
@@ -131,13 +138,15 @@ def main() -> None:
             print(f"\n{original.name}: {model.num_params() / 1e6:.1f}M parameters, vocabulary {tokenizer.vocab_size:,}, "
                   f"context {model.config.block_size}; import checkpoint probe perplexity "
                   f"{weights.current().probe_ppl}")
-            print(f"held-out ({args.docs} conversations that fit {block} tokens, {ours[2]:,} bytes of text):")
-            print("| model | perplexity per token (own tokenizer) | bits per byte |")
-            print("|---|---:|---:|")
-            print(f"| {original.name} (base) | {ours[0]:.2f} | {ours[1]:.3f} |")
-            print(f"| bundled seedling | {seed[0]:.2f} | {seed[1]:.3f} |")
+            print(f"held-out ({args.docs} conversations that fit {block} tokens, {ours[3]:,} bytes of text):")
+            print("| model | perplexity per token (own tokenizer) | bits per byte | bits per byte, words alone |")
+            print("|---|---:|---:|---:|")
+            print(f"| {original.name} (base) | {ours[0]:.2f} | {ours[1]:.3f} | {ours[2]:.3f} |")
+            print(f"| bundled seedling | {seed[0]:.2f} | {seed[1]:.3f} | {seed[2]:.3f} |")
             print(f"(scoring took {base_s:.0f} s for the base)", flush=True)
             del seed_model
+            if args.only_heldout:
+                return
             for k in (1, 3):
                 print(f"generation K={k}: {speed(model, tokenizer, settings, k, args.new_tokens):.1f} tokens/s "
                       f"(all rows, {args.new_tokens} new tokens each)", flush=True)

@@ -200,6 +200,13 @@ def test_an_existing_export_path_is_refused_unless_overwrite(tiny_home, tmp_path
     (folder / "notes.txt").write_text("mine")
     assert run("--home", root, "export", "--format", "hf", str(folder)) == 2
     assert (folder / "notes.txt").read_text() == "mine"
+    assert run("--home", root, "export", "--format", "gguf", str(folder), "--overwrite") == 2  # not a file
+    assert "is not a file" in capsys.readouterr().err
+    assert run("--home", root, "export", "--format", "hf", str(folder), "--overwrite") == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
+        "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["companions", "hf", "scout.gguf"]  # nothing left aside
 
 
 @pytest.mark.parametrize("args, message", [
