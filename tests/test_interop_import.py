@@ -275,3 +275,23 @@ def test_a_gguf_tokenizer_with_an_unknown_pre_tokenizer_is_refused():
 
     with pytest.raises(InteropError, match="pre-tokenizer 'llama-bpe' cannot be reproduced"):
         tokenizer_from_gguf(["a"], [1], [], "gpt2", "llama-bpe", "x.gguf")
+
+
+def test_a_companion_born_from_a_base_exports_back_to_both_formats(tmp_path, base_folder, base_tokenizer, base_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    home = born(tmp_path, base_folder)
+    root = str(home.path.parent)
+    assert main(["--home", root, "export", "--format", "hf", str(tmp_path / "sol-hf")]) == 0
+    assert main(["--home", root, "export", "--format", "gguf", "--dtype", "f32", str(tmp_path / "sol.gguf")]) == 0
+    theirs = AutoTokenizer.from_pretrained(tmp_path / "sol-hf")
+    tokenizer = Tokenizer.load(home.tokenizer_path)
+    for text in BASE_TEXTS:
+        assert theirs(text)["input_ids"] == tokenizer.encode(text)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "sol-hf", dtype=torch.float32).eval()
+    x = torch.tensor([base_ids(base_tokenizer, BASE_TEXTS[0])])
+    with torch.no_grad():
+        assert (model(x).logits[..., : base_model.config.vocab_size] - base_model(x).logits).abs().max() <= 1e-4
+    reader = gguf.GGUFReader(tmp_path / "sol.gguf")
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert len(reader.fields["tokenizer.ggml.tokens"].contents()) == tokenizer.vocab_size
