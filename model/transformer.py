@@ -16,6 +16,9 @@ import torch.nn.functional as F
 
 from model.config import ModelConfig
 
+# scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
+_SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
@@ -87,21 +90,25 @@ class Attention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k, v = (t.view(B, T, self.n_kv, self.head_dim).transpose(1, 2) for t in (k, v))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        # grouped-query attention: each key/value head serves n_head // n_kv query heads
-        gqa = {"enable_gqa": True} if self.n_kv != self.n_head else {}
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
-        else:
+        if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start : start + T] = k
             cache.values[layer][:, :, start : start + T] = v
             k = cache.keys[layer][:, :, : start + T]
             v = cache.values[layer][:, :, : start + T]
-            if T == 1:
-                y = F.scaled_dot_product_attention(q, k, v, **gqa)
-            else:  # a chunk appended to a context already read: causal within the chunk, all before it
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
+        gqa = {}
+        if self.n_kv != self.n_head:  # grouped-query: each key/value head serves n_head // n_kv query heads
+            if _SDPA_GQA:
+                gqa = {"enable_gqa": True}
+            else:
+                k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, **gqa)
+        else:  # a chunk appended to a context already read: causal within the chunk, all before it
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
