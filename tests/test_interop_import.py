@@ -295,3 +295,12 @@ def test_a_companion_born_from_a_base_exports_back_to_both_formats(tmp_path, bas
     reader = gguf.GGUFReader(tmp_path / "sol.gguf")
     assert reader.fields["tokenizer.ggml.pre"].contents() == "smollm"
     assert len(reader.fields["tokenizer.ggml.tokens"].contents()) == tokenizer.vocab_size
+
+
+def test_a_block_size_that_is_not_positive_is_refused(tmp_path, capsys):
+    path = write_gguf(tmp_path / "ok.gguf")
+    root = tmp_path / "companions"
+    assert main(["--home", str(root), "birth", "--name", "Sol", "--owner", "Trey", "--from-base", str(path),
+                 "--block-size", "0"]) == 2
+    assert "block_size=0 must be positive" in capsys.readouterr().err
+    assert not (root / "Sol").exists()

@@ -146,7 +146,7 @@ def config_from_llama(
         raise InteropError(f"{source}: {n_head} heads of {head_dim} do not make the width {hidden_size}; not supported")
     if head_dim % 2:
         raise InteropError(f"{source}: an odd head size ({head_dim}) cannot be rotated; not supported")
-    block = min(block_size, context) if block_size else context
+    block = min(block_size, context) if block_size is not None else context
     derived = ModelConfig(n_embd=hidden_size, head_dim=head_dim).hidden if hidden_size % head_dim == 0 else -1
     try:
         return ModelConfig(
