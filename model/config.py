@@ -25,6 +25,7 @@ class ModelConfig:
     mlp_hidden: int = 0  # 0: derived from n_embd (SwiGLU's 8/3 rule, rounded up to a multiple of 64)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    n_kv_head: int = 0  # 0: one key/value head per query head; fewer is grouped-query attention (open bases)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.head_dim:
@@ -32,10 +33,17 @@ class ModelConfig:
         for name in ("vocab_size", "n_layer", "n_embd", "head_dim", "block_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
+            raise ConfigError(f"n_kv_head={self.n_kv_head} must divide the {self.n_head} query heads")
 
     @property
     def n_head(self) -> int:
         return self.n_embd // self.head_dim
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_kv_head, or one per query head when it is 0 (every older checkpoint)."""
+        return self.n_kv_head or self.n_head
 
     @property
     def hidden(self) -> int:
@@ -44,7 +52,10 @@ class ModelConfig:
         return -(-(8 * self.n_embd // 3) // 64) * 64
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not data["n_kv_head"]:  # written as before, so a file's config is unchanged by this field
+            del data["n_kv_head"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
