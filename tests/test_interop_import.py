@@ -300,7 +300,9 @@ def test_a_companion_born_from_a_base_exports_back_to_both_formats(tmp_path, bas
 def test_a_block_size_that_is_not_positive_is_refused(tmp_path, capsys):
     path = write_gguf(tmp_path / "ok.gguf")
     root = tmp_path / "companions"
-    assert main(["--home", str(root), "birth", "--name", "Sol", "--owner", "Trey", "--from-base", str(path),
-                 "--block-size", "0"]) == 2
-    assert "block_size=0 must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["--home", str(root), "birth", "--name", "Sol", "--owner", "Trey", "--from-base", str(path),
+              "--block-size", "0"])
+    assert refused.value.code == 2
+    assert "--block-size: '0': the number of tokens must be more than 0" in capsys.readouterr().err
     assert not (root / "Sol").exists()
