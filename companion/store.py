@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from companion.lessons.status import lesson_status
 from model.atomic import fsync_dir
 
 __all__ = [
@@ -63,6 +64,13 @@ __all__ = [
     "Checkpoint",
     "Book",
     "Hit",
+    "Lesson",
+    "LessonNight",
+    "Phrasing",
+    "PhrasingAdded",
+    "Recall",
+    "Schedule",
+    "LESSON_SOURCES",
     "ROLES",
     "TURN_SOURCES",
     "CANDIDATE_ROLES",
@@ -99,6 +107,10 @@ CLOSE_REASONS = ("full", "goodnight")
 DREAM_SOURCES = ("model", "teacher")
 NIGHT_STATUSES = ("running", "accepted", "rolled_back", "interrupted", "nothing", "failed")
 BOOK_STATUSES = ("queued", "read", "refused")
+#: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
+#: Where a lesson came from: a correction or a written reply (recorded with the reply itself), a reply
+#: the owner marked "remember this", or a personality book read back.
+LESSON_SOURCES = ("correction", "written", "remember", "book")
 #: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
 CHECKPOINT_REASONS = ("birth", "nursery", "night", "pre-night", "pre-restore", "seedling", "growth", "import")
 
@@ -221,6 +233,7 @@ class Reply:
     turn: Turn
     choice: Choice
     correction: Correction | None
+    lesson: Lesson | None = None  # a correction or a written reply is a lesson, recorded with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +312,101 @@ class Hit:
     day_number: int
     snippet: str
     spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Phrasing:
+    """Another way the owner asks a lesson's question ("also asked as ...")."""
+    id: int
+    lesson_id: int
+    text: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhrasingAdded:
+    """What ``add_phrasing`` wrote, and the other lessons already asked exactly this way
+    (``shared_with``: their ids). Sharing is allowed: the lessons stay apart by their answers, and
+    ``note`` says so in words for the owner (None when nothing is shared)."""
+    phrasing: Phrasing
+    shared_with: tuple[int, ...]
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """One night's test of one lesson on one phrasing (``phrasing_id`` None: the lesson's question):
+    ``hits`` of ``samples`` fresh replies said the answer; ``crosstalk`` of them said another
+    lesson's answer instead."""
+    id: int
+    lesson_id: int
+    night_id: int
+    phrasing_id: int | None
+    hits: int
+    samples: int
+    crosstalk: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LessonNight:
+    """One night's recall of one lesson, all its phrasings summed: a point of the sparkline.
+    ``accepted``: the night's weights were kept (only those nights count for the status)."""
+    night_id: int
+    day_number: int
+    accepted: bool
+    hits: int
+    samples: int
+    crosstalk: int
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.samples if self.samples else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a lesson comes back: every ``interval_nights`` nights, next on the night of day
+    ``due_day``. Written by the night; the latest row counts."""
+    id: int
+    lesson_id: int
+    night_id: int | None
+    interval_nights: int
+    due_day: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    """What the owner taught on purpose, with everything the lessons screen and the night need.
+
+    ``day_id``/``prompt_turn_id``/``reply_turn_id`` place it in its day, so that its context can be
+    rebuilt with the one transcript formatter (``Store.lesson_context``); a lesson read back from a
+    personality book has none. ``in_weights`` follows its day: False once a restore went back to
+    weights that never lived that day (and True again when an undo brings the day back); a lesson
+    with no day is not in the weights until a night teaches it. ``retired`` is the latest retire
+    event; ``history`` is its recall night by night, oldest first (the last ``history`` nights asked
+    for); ``status`` comes from the whole history (``companion.lessons.status``)."""
+    id: int
+    day_id: int | None
+    day_number: int | None
+    prompt_turn_id: int | None
+    reply_turn_id: int | None
+    source: str
+    question: str
+    answer: str
+    created_at: str
+    retired: bool
+    in_weights: bool
+    phrasings: tuple[Phrasing, ...]
+    history: tuple[LessonNight, ...]
+    schedule: Schedule | None
+    status: str
+
+    @property
+    def questions(self) -> tuple[str, ...]:
+        """The question and every phrasing of it, in the order they were taught."""
+        return (self.question, *(p.text for p in self.phrasings))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -538,10 +646,92 @@ BEGIN
 END;
 """
 
+
+# Lessons: what the owner taught on purpose. Self-contained (one entry in MIGRATIONS) so that it can be
+# renumbered if another branch adds a migration first.
+_LESSONS = """
+CREATE TABLE lessons (
+    id              INTEGER PRIMARY KEY,
+    day_id          INTEGER REFERENCES days(id),
+    prompt_turn_id  INTEGER REFERENCES turns(id),
+    reply_turn_id   INTEGER REFERENCES turns(id),
+    source          TEXT    NOT NULL CHECK (source IN ('correction', 'written', 'remember', 'book')),
+    question        TEXT    NOT NULL CHECK (question <> ''),
+    answer          TEXT    NOT NULL CHECK (answer <> ''),
+    created_at      TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX lessons_reply_turn ON lessons(reply_turn_id) WHERE reply_turn_id IS NOT NULL;
+CREATE INDEX lessons_day ON lessons(day_id);
+
+CREATE TABLE lesson_phrasings (
+    id          INTEGER PRIMARY KEY,
+    lesson_id   INTEGER NOT NULL REFERENCES lessons(id),
+    text        TEXT    NOT NULL CHECK (text <> ''),
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX lesson_phrasings_lesson ON lesson_phrasings(lesson_id, id);
+
+-- Retiring (and un-retiring) is an event; the latest counts. during_night_id: the night that was
+-- running when it happened, which keeps the lesson it had read at its start.
+CREATE TABLE lesson_events (
+    id               INTEGER PRIMARY KEY,
+    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
+    kind             TEXT    NOT NULL CHECK (kind IN ('retire', 'unretire')),
+    during_night_id  INTEGER REFERENCES nights(id),
+    created_at       TEXT    NOT NULL
+);
+CREATE INDEX lesson_events_lesson ON lesson_events(lesson_id, id);
+
+CREATE TABLE lesson_recalls (
+    id           INTEGER PRIMARY KEY,
+    lesson_id    INTEGER NOT NULL REFERENCES lessons(id),
+    night_id     INTEGER NOT NULL REFERENCES nights(id),
+    phrasing_id  INTEGER REFERENCES lesson_phrasings(id),
+    hits         INTEGER NOT NULL CHECK (hits >= 0),
+    samples      INTEGER NOT NULL CHECK (samples >= 0 AND hits <= samples),
+    crosstalk    INTEGER NOT NULL DEFAULT 0 CHECK (crosstalk >= 0 AND crosstalk <= samples),
+    created_at   TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX lesson_recalls_once ON lesson_recalls(night_id, lesson_id, COALESCE(phrasing_id, 0));
+CREATE INDEX lesson_recalls_lesson ON lesson_recalls(lesson_id, night_id);
+
+CREATE TABLE lesson_schedule (
+    id               INTEGER PRIMARY KEY,
+    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
+    night_id         INTEGER REFERENCES nights(id),
+    interval_nights  INTEGER NOT NULL CHECK (interval_nights >= 1),
+    due_day          INTEGER NOT NULL CHECK (due_day >= 1),
+    created_at       TEXT    NOT NULL
+);
+CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
+
+CREATE TRIGGER lessons_append_only_u BEFORE UPDATE ON lessons
+BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
+CREATE TRIGGER lessons_append_only_d BEFORE DELETE ON lessons
+BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
+CREATE TRIGGER lesson_phrasings_append_only_u BEFORE UPDATE ON lesson_phrasings
+BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
+CREATE TRIGGER lesson_phrasings_append_only_d BEFORE DELETE ON lesson_phrasings
+BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
+CREATE TRIGGER lesson_events_append_only_u BEFORE UPDATE ON lesson_events
+BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
+CREATE TRIGGER lesson_events_append_only_d BEFORE DELETE ON lesson_events
+BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
+CREATE TRIGGER lesson_recalls_append_only_u BEFORE UPDATE ON lesson_recalls
+BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
+CREATE TRIGGER lesson_recalls_append_only_d BEFORE DELETE ON lesson_recalls
+BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
+CREATE TRIGGER lesson_schedule_append_only_u BEFORE UPDATE ON lesson_schedule
+BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
+CREATE TRIGGER lesson_schedule_append_only_d BEFORE DELETE ON lesson_schedule
+BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
+"""
+
 #: The schema's history, oldest first. Append only; the version of the last one is the current one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
                  "nights, checkpoints, books, full-text search", _V1),
+    Migration(2, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -609,6 +799,18 @@ def _unmark(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     return "".join(plain), tuple(spans)
 
 
+def _question_key(text: str) -> str:
+    """How two questions are compared: without case and extra spaces ("What is my name?" and
+    "what is  my name?" are the same question; "What's my name?" is another)."""
+    return " ".join(text.casefold().split())
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    """A piece of the owner's text for a message: quoted, and shortened when long."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[:limit - 1] + "…")
+
+
 def _check_enum(what: str, value: Any, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise StoreError(f"invalid {what} {value!r}: expected one of {', '.join(allowed)}")
@@ -662,6 +864,7 @@ def _records(cls: type[_T], rows: Sequence[sqlite3.Row]) -> list[_T]:
 _TABLE_WHAT = {
     "days": "day", "turns": "turn", "candidates": "candidate", "dreams": "dream",
     "nights": "night", "checkpoints": "checkpoint", "books": "book",
+    "lessons": "lesson", "lesson_phrasings": "phrasing",
 }
 
 
@@ -1105,7 +1308,10 @@ class Store:
         without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
         be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
         becomes a 'correction' turn; for ``'written'`` ``text`` becomes a 'written' turn. The turn's
-        ``role`` defaults to the candidate's role ('companion' for a written reply)."""
+        ``role`` defaults to the candidate's role ('companion' for a written reply).
+
+        A correction or written reply of the companion to an owner's message is a lesson: it is
+        recorded in the same transaction (``Reply.lesson``), with the message as its question."""
         _check_enum("choice kind", kind, CHOICE_KINDS)
         with self._write() as conn:
             correction = None
@@ -1130,7 +1336,15 @@ class Store:
                 source = "written"
             turn = self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
             choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id)
-            return Reply(turn, choice, correction)
+            lesson = None
+            if kind != "pick" and role == "companion" and prompt_turn_id is not None:
+                prompt = conn.execute("SELECT role, text FROM turns WHERE id = ?", (prompt_turn_id,)).fetchone()
+                if prompt["role"] == "owner" and prompt["text"].strip() and text.strip():
+                    lesson_id = self._insert_lesson(conn, source, prompt["text"], text, day_id=day_id,
+                                                    prompt_turn_id=prompt_turn_id, reply_turn_id=turn.id,
+                                                    answer_tokens=tokens, budget_tokens=None)
+                    lesson = self._lessons(conn, ids=[lesson_id])[0]
+            return Reply(turn, choice, correction, lesson)
 
     def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> list[Choice]:
         """Choices of a day (by the turn they produced), or for one prompt, oldest first."""
@@ -1450,6 +1664,312 @@ class Store:
         """The book will not be read (unreadable, too large, not text); ``note`` tells the owner why."""
         _check_text("note", note)
         return self._finish_book(book_id, "refused", note=note)
+
+    # -- lessons ------------------------------------------------------------------------------------
+
+    def _insert_lesson(self, conn: sqlite3.Connection, source: str, question: str, answer: str, *,
+                       day_id: int | None, prompt_turn_id: int | None, reply_turn_id: int | None,
+                       answer_tokens: int | None, budget_tokens: int | None) -> int:
+        _check_enum("lesson source", source, LESSON_SOURCES)
+        _check_text("lesson question", question)
+        _check_text("lesson answer", answer)
+        if not question.strip():
+            raise StoreError("a lesson needs the question it answers; the question is empty")
+        if not answer.strip():
+            raise StoreError(f"a lesson needs an answer; the answer to {_quote(question)} is empty")
+        _check_int("answer_tokens", answer_tokens, minimum=0, optional=True)
+        _check_int("budget_tokens", budget_tokens, minimum=1, optional=True)
+        day = self._require(conn, "days", day_id, optional=True)
+        if budget_tokens is None and day is not None:
+            budget_tokens = day["budget_tokens"]
+        if answer_tokens is not None and budget_tokens is not None and answer_tokens > budget_tokens:
+            raise StoreError(f"the answer to {_quote(question)} is {answer_tokens:,} tokens, longer than a day "
+                             f"({budget_tokens:,} tokens): a lesson must fit in one day")
+        for turn_id in (prompt_turn_id, reply_turn_id):
+            turn = self._require(conn, "turns", turn_id, optional=True)
+            if turn is not None and day_id is not None and turn["day_id"] != day_id:
+                raise StoreError(f"turn {turn_id} belongs to another day (id {turn['day_id']}), not day id {day_id}")
+        if reply_turn_id is not None:
+            held = conn.execute("SELECT id, source FROM lessons WHERE reply_turn_id = ?", (reply_turn_id,)).fetchone()
+            if held is not None:
+                raise StoreError(f"that reply is already lesson {held['id']} ({held['source']})")
+        cur = conn.execute(
+            "INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (day_id, prompt_turn_id, reply_turn_id, source, question, answer, self._stamp()))
+        return cur.lastrowid
+
+    def add_lesson(self, question: str, answer: str, source: str = "written", *, day_id: int | None = None,
+                   prompt_turn_id: int | None = None, reply_turn_id: int | None = None,
+                   answer_tokens: int | None = None, budget_tokens: int | None = None) -> Lesson:
+        """Record a lesson directly (a personality book read back, a script). Lessons lived in a day
+        are recorded by ``record_reply`` and ``remember``, in the transaction of the reply itself.
+
+        Refused, changing nothing: an empty question or answer, and an answer longer than a day
+        (``answer_tokens`` against ``budget_tokens``, or the budget of ``day_id`` when not given:
+        the day knows its budget). The message names the question and both counts."""
+        with self._write() as conn:
+            lesson_id = self._insert_lesson(conn, source, question, answer, day_id=day_id,
+                                            prompt_turn_id=prompt_turn_id, reply_turn_id=reply_turn_id,
+                                            answer_tokens=answer_tokens, budget_tokens=budget_tokens)
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def remember(self, reply_turn_id: int) -> Lesson:
+        """The owner marks a reply of the companion "remember this": it becomes a lesson (source
+        'remember') whose question is the owner's message it answered. Refused for a turn that is not
+        the companion's reply to an owner message, and for a reply that is already a lesson (every
+        correction and written reply already is one), naming that lesson."""
+        with self._write() as conn:
+            turn = self._require(conn, "turns", reply_turn_id)
+            choice = conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                  (reply_turn_id,)).fetchone()
+            prompt = None
+            if choice is not None and choice["prompt_turn_id"] is not None:
+                prompt = conn.execute("SELECT * FROM turns WHERE id = ?", (choice["prompt_turn_id"],)).fetchone()
+            if turn["role"] != "companion" or prompt is None or prompt["role"] != "owner":
+                raise StoreError(f"turn {reply_turn_id} is not the companion's reply to a message of yours; "
+                                 f"only such a reply can be remembered")
+            lesson_id = self._insert_lesson(conn, "remember", prompt["text"], turn["text"], day_id=turn["day_id"],
+                                            prompt_turn_id=prompt["id"], reply_turn_id=turn["id"],
+                                            answer_tokens=turn["tokens"], budget_tokens=None)
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def lesson_for_turn(self, reply_turn_id: int) -> Lesson | None:
+        """The lesson a reply turn became, if any."""
+        with self._read() as conn:
+            row = conn.execute("SELECT id FROM lessons WHERE reply_turn_id = ?", (reply_turn_id,)).fetchone()
+            return None if row is None else self._lessons(conn, ids=[row["id"]])[0]
+
+    def get_lesson(self, lesson_id: int, *, history: int | None = None) -> Lesson | None:
+        with self._read() as conn:
+            found = self._lessons(conn, ids=[lesson_id], history=history)
+            return found[0] if found else None
+
+    def lessons(self, *, include_retired: bool = True, history: int | None = None) -> list[Lesson]:
+        """Every lesson, oldest first, with its phrasings, its recall night by night (only the last
+        ``history`` nights when given; the status always reads them all), its schedule and status."""
+        _check_int("history", history, minimum=0, optional=True)
+        with self._read() as conn:
+            found = self._lessons(conn, history=history)
+        return found if include_retired else [lesson for lesson in found if not lesson.retired]
+
+    def due_lessons(self, day_number: int, *, night_id: int | None = None) -> list[Lesson]:
+        """The lessons the night of day ``day_number`` teaches and tests: not retired, and either
+        never scheduled (new) or scheduled for this day or earlier (a missed night does not skip
+        a lesson). The night reads this list once, at its start, and keeps it: with ``night_id``, a
+        lesson retired (or un-retired) while that night was running counts as it was when the
+        night began, so retiring takes effect the next night."""
+        _check_int("day number", day_number, minimum=1)
+        with self._read() as conn:
+            self._require(conn, "nights", night_id, optional=True)
+            found = self._lessons(conn, as_of_night=night_id)
+        return [lesson for lesson in found if not lesson.retired
+                and (lesson.schedule is None or lesson.schedule.due_day <= day_number)]
+
+    def lesson_context(self, lesson_id: int) -> list[Turn]:
+        """The turns of the lesson's day before its answer (its question, and the lines injected
+        after it, included): format them with ``companion.transcript`` to teach the lesson in its
+        own day. Empty for a lesson with no day (one read back from a book)."""
+        with self._read() as conn:
+            lesson = conn.execute("SELECT * FROM lessons WHERE id = ?", (lesson_id,)).fetchone()
+            if lesson is None:
+                raise StoreError(f"no lesson with id {lesson_id}")
+            if lesson["day_id"] is None:
+                return []
+            end = lesson["reply_turn_id"] or lesson["prompt_turn_id"]
+            if end is None:
+                return []
+            seq = conn.execute("SELECT seq FROM turns WHERE id = ?", (end,)).fetchone()["seq"]
+            op = "<" if lesson["reply_turn_id"] is not None else "<="
+            return _records(Turn, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
+                                               (lesson["day_id"], seq)).fetchall())
+
+    def retire_lesson(self, lesson_id: int, retired: bool = True) -> Lesson:
+        """Retire a lesson (or bring it back with ``retired=False``): nights stop teaching and testing
+        it. An appended event; the lesson and its history stay. Retiring a retired lesson changes
+        nothing. If a night is running it keeps the lesson it read at its start (see
+        ``due_lessons``): the change takes effect the next night."""
+        with self._write() as conn:
+            self._require(conn, "lessons", lesson_id)
+            latest = conn.execute("SELECT kind FROM lesson_events WHERE lesson_id = ? ORDER BY id DESC LIMIT 1",
+                                  (lesson_id,)).fetchone()
+            now_retired = latest is not None and latest["kind"] == "retire"
+            if now_retired != bool(retired):
+                running = conn.execute("SELECT id FROM nights WHERE status = 'running'").fetchone()
+                conn.execute("INSERT INTO lesson_events (lesson_id, kind, during_night_id, created_at)"
+                             " VALUES (?, ?, ?, ?)", (lesson_id, "retire" if retired else "unretire",
+                                                      None if running is None else running["id"], self._stamp()))
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def add_phrasing(self, lesson_id: int, text: str) -> PhrasingAdded:
+        """Another way the owner asks this lesson's question ("also asked as ...").
+
+        Refused: empty text, or the lesson's own question or phrasing again (compared without case
+        or extra spaces). Allowed but named: the question (or a phrasing) of another lesson; both
+        lessons are kept, apart by their answers, and ``note`` says which lesson shares it."""
+        _check_text("phrasing", text)
+        if not text.strip():
+            raise StoreError("a phrasing needs some words; this one is empty")
+        key = _question_key(text)
+        with self._write() as conn:
+            lesson = self._require(conn, "lessons", lesson_id)
+            own = [lesson["question"]] + [row[0] for row in conn.execute(
+                "SELECT text FROM lesson_phrasings WHERE lesson_id = ?", (lesson_id,))]
+            if any(_question_key(q) == key for q in own):
+                raise StoreError(f"lesson {lesson_id} is already asked as {_quote(text)}")
+            shared = sorted({row["id"] for row in conn.execute("""
+                SELECT id, question AS q FROM lessons WHERE id <> ?
+                UNION ALL SELECT lesson_id, text FROM lesson_phrasings WHERE lesson_id <> ?
+            """, (lesson_id, lesson_id)) if _question_key(row["q"]) == key})
+            cur = conn.execute("INSERT INTO lesson_phrasings (lesson_id, text, created_at) VALUES (?, ?, ?)",
+                               (lesson_id, text, self._stamp()))
+            phrasing = _record(Phrasing, conn.execute("SELECT * FROM lesson_phrasings WHERE id = ?",
+                                                      (cur.lastrowid,)).fetchone())
+            note = None
+            if shared:
+                answers = [conn.execute("SELECT answer FROM lessons WHERE id = ?", (i,)).fetchone()[0] for i in shared]
+                others = "; ".join(f"lesson {i} (answer {_quote(a)})" for i, a in zip(shared, answers))
+                note = (f"{_quote(text)} is also how you ask {others}; kept apart by their answers "
+                        f"(this one: {_quote(lesson['answer'])})")
+            return PhrasingAdded(phrasing, tuple(shared), note)
+
+    def phrasings(self, lesson_id: int) -> list[Phrasing]:
+        with self._read() as conn:
+            return _records(Phrasing, conn.execute("SELECT * FROM lesson_phrasings WHERE lesson_id = ? ORDER BY id",
+                                                   (lesson_id,)).fetchall())
+
+    def record_recalls(self, night_id: int, results: Sequence[Mapping[str, Any]]) -> list[Recall]:
+        """A night's recall test, all lessons in one transaction. Each result is a mapping with
+        ``lesson_id``, ``hits``, ``samples`` and optionally ``phrasing_id`` (None: the question) and
+        ``crosstalk`` (replies that said another lesson's answer). Each (lesson, phrasing) is tested
+        once a night; hits and cross-talk cannot exceed the samples."""
+        rows = []
+        for i, result in enumerate(results):
+            if not isinstance(result, Mapping):
+                raise StoreError(f"recall result {i} must be a mapping, not {type(result).__name__}")
+            lesson_id = _check_int(f"lesson id (recall result {i})", result.get("lesson_id"))
+            phrasing_id = _check_int(f"phrasing id (recall result {i})", result.get("phrasing_id"), optional=True)
+            samples = _check_int(f"samples (recall result {i})", result.get("samples"), minimum=0)
+            hits = _check_int(f"hits (recall result {i})", result.get("hits"), minimum=0)
+            crosstalk = _check_int(f"crosstalk (recall result {i})", result.get("crosstalk", 0), minimum=0)
+            if hits > samples or crosstalk > samples:
+                raise StoreError(f"recall result {i} of lesson {lesson_id}: {hits} hits and {crosstalk} cross-talk "
+                                 f"out of {samples} samples")
+            rows.append((lesson_id, phrasing_id, hits, samples, crosstalk))
+        with self._write() as conn:
+            self._require(conn, "nights", night_id)
+            stamp = self._stamp()
+            ids = []
+            for lesson_id, phrasing_id, hits, samples, crosstalk in rows:
+                self._require(conn, "lessons", lesson_id)
+                phrasing = self._require(conn, "lesson_phrasings", phrasing_id, optional=True)
+                if phrasing is not None and phrasing["lesson_id"] != lesson_id:
+                    raise StoreError(f"phrasing {phrasing_id} belongs to lesson {phrasing['lesson_id']}, "
+                                     f"not lesson {lesson_id}")
+                if conn.execute("SELECT 1 FROM lesson_recalls WHERE night_id = ? AND lesson_id = ?"
+                                " AND phrasing_id IS ?", (night_id, lesson_id, phrasing_id)).fetchone():
+                    raise StoreError(f"night {night_id} already recorded the recall of lesson {lesson_id}"
+                                     + ("" if phrasing_id is None else f", phrasing {phrasing_id}"))
+                cur = conn.execute(
+                    "INSERT INTO lesson_recalls (lesson_id, night_id, phrasing_id, hits, samples, crosstalk, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (lesson_id, night_id, phrasing_id, hits, samples, crosstalk, stamp))
+                ids.append(cur.lastrowid)
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            return _records(Recall, conn.execute(f"SELECT * FROM lesson_recalls WHERE id IN ({marks}) ORDER BY id",
+                                                 ids).fetchall())
+
+    def recalls(self, *, lesson_id: int | None = None, night_id: int | None = None) -> list[Recall]:
+        """Recall rows of one lesson and/or one night, oldest first."""
+        with self._read() as conn:
+            return _records(Recall, conn.execute(
+                "SELECT * FROM lesson_recalls WHERE (? IS NULL OR lesson_id = ?) AND (? IS NULL OR night_id = ?)"
+                " ORDER BY id", (lesson_id, lesson_id, night_id, night_id)).fetchall())
+
+    def schedule_lessons(self, schedules: Mapping[int, tuple[int, int]], *, night_id: int | None = None
+                         ) -> list[Schedule]:
+        """The night's plan for when lessons come back: ``{lesson_id: (interval_nights, due_day)}``,
+        one transaction. ``due_day`` is the number of the day whose night teaches it next."""
+        rows = []
+        for lesson_id, plan in schedules.items():
+            _check_int("lesson id", lesson_id)
+            if not isinstance(plan, (tuple, list)) or len(plan) != 2:
+                raise StoreError(f"schedule of lesson {lesson_id} must be (interval_nights, due_day), not {plan!r}")
+            interval = _check_int(f"interval_nights of lesson {lesson_id}", plan[0], minimum=1)
+            due = _check_int(f"due_day of lesson {lesson_id}", plan[1], minimum=1)
+            rows.append((lesson_id, interval, due))
+        with self._write() as conn:
+            self._require(conn, "nights", night_id, optional=True)
+            stamp = self._stamp()
+            ids = []
+            for lesson_id, interval, due in rows:
+                self._require(conn, "lessons", lesson_id)
+                ids.append(conn.execute(
+                    "INSERT INTO lesson_schedule (lesson_id, night_id, interval_nights, due_day, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (lesson_id, night_id, interval, due, stamp)).lastrowid)
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            return _records(Schedule, conn.execute(f"SELECT * FROM lesson_schedule WHERE id IN ({marks}) ORDER BY id",
+                                                   ids).fetchall())
+
+    def _lessons(self, conn: sqlite3.Connection, *, ids: Sequence[int] | None = None, history: int | None = None,
+                 as_of_night: int | None = None) -> list[Lesson]:
+        """Build full ``Lesson`` records in a few queries (one per kind of row, not one per lesson)."""
+        if ids is not None:
+            for lesson_id in ids:
+                _check_int("lesson id", lesson_id)
+            marks = ",".join("?" * len(ids)) or "NULL"
+            where, params = f"WHERE l.id IN ({marks})", list(ids)
+        else:
+            where, params = "", []
+        rows = conn.execute(f"""
+            SELECT l.*, d.number AS day_number, d.in_weights AS day_in_weights
+              FROM lessons l LEFT JOIN days d ON d.id = l.day_id {where} ORDER BY l.id
+        """, params).fetchall()
+        if not rows:
+            return []
+        found = [row["id"] for row in rows]
+        marks = ",".join("?" * len(found))
+        retired = {row["lesson_id"]: row["kind"] == "retire" for row in conn.execute(f"""
+            SELECT e.lesson_id, e.kind FROM lesson_events e
+             WHERE e.id = (SELECT MAX(e2.id) FROM lesson_events e2 WHERE e2.lesson_id = e.lesson_id
+                             AND (? IS NULL OR e2.during_night_id IS NOT ?))
+               AND e.lesson_id IN ({marks})
+        """, (as_of_night, as_of_night, *found))}
+        phrasings: dict[int, list[Phrasing]] = {}
+        for row in conn.execute(f"SELECT * FROM lesson_phrasings WHERE lesson_id IN ({marks}) ORDER BY id", found):
+            phrasings.setdefault(row["lesson_id"], []).append(_record(Phrasing, row))
+        nights: dict[int, list[LessonNight]] = {}
+        for row in conn.execute(f"""
+            SELECT r.lesson_id, r.night_id, d.number AS day_number, n.status = 'accepted' AS accepted,
+                   SUM(r.hits) AS hits, SUM(r.samples) AS samples, SUM(r.crosstalk) AS crosstalk
+              FROM lesson_recalls r JOIN nights n ON n.id = r.night_id JOIN days d ON d.id = n.day_id
+             WHERE r.lesson_id IN ({marks}) GROUP BY r.lesson_id, r.night_id ORDER BY r.night_id
+        """, found):
+            nights.setdefault(row["lesson_id"], []).append(LessonNight(
+                row["night_id"], row["day_number"], bool(row["accepted"]), row["hits"], row["samples"],
+                row["crosstalk"]))
+        schedules = {row["lesson_id"]: _record(Schedule, row) for row in conn.execute(f"""
+            SELECT s.* FROM lesson_schedule s
+             WHERE s.id = (SELECT MAX(s2.id) FROM lesson_schedule s2 WHERE s2.lesson_id = s.lesson_id)
+               AND s.lesson_id IN ({marks})
+        """, found)}
+        lessons = []
+        for row in rows:
+            lesson_id = row["id"]
+            is_retired = retired.get(lesson_id, False)
+            full = nights.get(lesson_id, [])
+            shown = full if history is None else full[len(full) - history:] if history else []
+            lessons.append(Lesson(
+                id=lesson_id, day_id=row["day_id"], day_number=row["day_number"],
+                prompt_turn_id=row["prompt_turn_id"], reply_turn_id=row["reply_turn_id"], source=row["source"],
+                question=row["question"], answer=row["answer"], created_at=row["created_at"], retired=is_retired,
+                in_weights=bool(row["day_in_weights"]) if row["day_id"] is not None else False,
+                phrasings=tuple(phrasings.get(lesson_id, ())), history=tuple(shown),
+                schedule=schedules.get(lesson_id), status=lesson_status(full, retired=is_retired)))
+        return lessons
 
     # -- search -------------------------------------------------------------------------------------
 
