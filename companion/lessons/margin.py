@@ -23,11 +23,13 @@ from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
-__all__ = ["margin_loss"]
+__all__ = ["margin_loss", "answer_logprobs"]
 
 
-def _answer_logprob(model: Transformer, prompts: list[list[int]], answers: list[list[int]]) -> torch.Tensor:
-    """Mean log-probability per token of each answer after its prompt, one value per row."""
+def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
+                    mean: bool = True) -> torch.Tensor:
+    """Log-probability of each answer after its prompt (per token when `mean`, else summed), one
+    value per row."""
     device = next(model.parameters()).device
     rows = [p + a for p, a in zip(prompts, answers)]
     width = max(len(r) for r in rows) - 1
@@ -42,7 +44,7 @@ def _answer_logprob(model: Transformer, prompts: list[list[int]], answers: list[
     logp = F.log_softmax(logits.float(), dim=-1)
     mask = tgt != -100
     picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * mask
-    return picked.sum(1) / mask.sum(1).clamp_min(1)
+    return picked.sum(1) / mask.sum(1).clamp_min(1) if mean else picked.sum(1)
 
 
 def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,
@@ -77,7 +79,7 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
                 pairs.append((own, len(prompts) - 1))
     if not pairs:
         return None
-    lp = _answer_logprob(model, prompts, answers)
+    lp = answer_logprobs(model, prompts, answers)
     own_idx = torch.tensor([a for a, _ in pairs], device=lp.device)
     other_idx = torch.tensor([b for _, b in pairs], device=lp.device)
     return F.relu(margin - (lp[own_idx] - lp[other_idx])).mean()

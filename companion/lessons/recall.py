@@ -46,13 +46,17 @@ class LessonRecall:
 
     lesson: LessonText
     hits: dict[str, int] = field(default_factory=dict)
-    crosstalk: int = 0
+    crosstalks: dict[str, int] = field(default_factory=dict)
     samples: int = 0
     examples: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return sum(self.hits.values())
+
+    @property
+    def crosstalk(self) -> int:
+        return sum(self.crosstalks.values())
 
     @property
     def asked(self) -> int:
@@ -120,7 +124,7 @@ def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lesson
                 raise Stopped()
             replies = ask(model, tokenizer, settings, question, samples, _seed(question))
             row.hits[question] = sum(says(r, lesson.keys) for r in replies)
-            row.crosstalk += sum(1 for r in replies if not says(r, lesson.keys) and any(says(r, k) for k in rivals))
+            row.crosstalks[question] = sum(1 for r in replies if not says(r, lesson.keys) and any(says(r, k) for k in rivals))
             row.examples += replies[: max(0, keep_examples - len(row.examples))]
         out.lessons.append(row)
     every = [x.keys for x in lessons]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -83,6 +84,25 @@ class Teaching:
         cfg = self.settings.night.lessons
         return measure(model, self.tokenizer, self.settings, self.checked, cfg.samples,
                        ordinary=self.ordinary_lines, should_stop=should_stop)
+
+    def summary(self, before: Recall | None, after: Recall) -> dict[str, Any]:
+        """What the morning report shows (JSON-safe, read by `companion.lessons.report`)."""
+        taught = set(map(id, self.taught))
+        rows = []
+        for row in after.lessons:
+            old = before.of(row.lesson) if before is not None else None
+            rows.append({
+                "id": row.lesson.id, "question": row.lesson.question, "answer": row.lesson.answer,
+                "keys": sorted(row.lesson.keys), "taught": id(row.lesson) in taught, "asked": row.asked,
+                "before": old.total if old is not None else None, "after": row.total,
+                "phrasings": {q: [old.hits.get(q) if old is not None else None, h] for q, h in row.hits.items()},
+                "reply": row.examples[0] if row.examples else "",
+            })
+        b = before or Recall()
+        return {"samples": self.settings.night.lessons.samples, "lessons": rows,
+                "crosstalk": {"before": b.crosstalk, "after": after.crosstalk, "samples": after.crosstalk_samples},
+                "intrusion": {"before": b.intrusion, "after": after.intrusion, "samples": after.intrusion_samples,
+                              "examples": after.intrusion_examples[:3]}}
 
     def verdict(self, before: Recall, after: Recall) -> str | None:
         """Why the night must be rolled back on what it makes the companion say, or None.
