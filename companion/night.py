@@ -287,8 +287,9 @@ def run_night(
 
     `learning_rate` overrides `night.learning_rate` (benchmarks and sabotage tests); `loss_hook(step,
     loss)` may replace each step's loss before it is guarded and stepped; `before_step(step, optimizer,
-    lr)` sees the optimizer before each step. `lessons` replaces the store's due lessons (tests; the
-    store's are read, recorded and scheduled only when it is None). Exceptions are recorded as a
+    lr)` sees the optimizer before each step. `lessons` replaces the store's lessons (tests: those not
+    `learned` are taught, the learned ones only checked; the store's are read, recorded and scheduled
+    only when it is None). Exceptions are recorded as a
     `failed` night and re-raised.
     """
     settings = settings or home.load_settings()
@@ -382,7 +383,7 @@ def run_night(
         if lessons is None:
             taught, checked = read_lessons(store, day.number, night.id, cfg.most)
         else:
-            taught = list(lessons)[: cfg.most]
+            taught = [x for x in lessons if not x.learned][: cfg.most]  # the learned ones rest, checked
             checked = taught + [x for x in lessons if x.learned and x not in taught][: max(0, cfg.most - len(taught))]
         teaching = Teaching(taught, checked, settings, tokenizer, block, seed) if checked else None
         recall_before = None

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["LessonText", "words", "key_words", "says", "MAX_ANSWER_CHARS"]
-
-MAX_ANSWER_CHARS = 4000  # a day's message limit (companion.day.MAX_MESSAGE_CHARS): longer is not a lesson
+__all__ = ["LessonText", "words", "key_words", "says"]
 
 STOP_WORDS = frozenset("""
 a an the and or but if then so of to in on at by for with from as into onto about over under up down out
@@ -92,31 +90,3 @@ class LessonText:
     @property
     def label(self) -> str:
         return " ".join(sorted(self.keys))
-
-
-def check_lesson(question: str, answer: str) -> str | None:
-    """Why this cannot be a lesson (an empty question or answer, an answer longer than a day's
-    message), or None."""
-    if not question.strip():
-        return "the question is empty"
-    if not answer.strip():
-        return "the answer is empty"
-    if len(answer) > MAX_ANSWER_CHARS:
-        return f"the answer is {len(answer):,} characters; the most is {MAX_ANSWER_CHARS:,}"
-    return None
-
-
-def same_phrasings(lessons: Sequence[LessonText]) -> list[tuple[LessonText, LessonText, str]]:
-    """Pairs of lessons asked with an identical phrasing (case and punctuation aside): the night keeps
-    them apart by their answers, and names them in the report."""
-    out = []
-    seen: dict[tuple[str, ...], LessonText] = {}
-    for lesson in lessons:
-        for q in lesson.asked_as:
-            norm = tuple(words(q))
-            other = seen.get(norm)
-            if other is not None and other is not lesson:
-                out.append((other, lesson, q))
-            else:
-                seen.setdefault(norm, lesson)
-    return out
