@@ -9,8 +9,8 @@ plus two more:
 * **morning**: a fresh day (good-morning line, the question, the indicator due), then the answer;
 * **after chat**: the same after one or two ordinary exchanges of the starter corpus's training side;
 * **mini-day**: three to five lessons asked in one day, in random order, each answered;
-* **own day**: the lesson's own day up to its question (when the store kept its context), then the
-  answer;
+* **own day**: the lesson's own day up to and with its question and the lines after it (when the
+  store kept its day), then the answer;
 * **ordinary**: an ordinary owner line of the starter corpus in a fresh morning, with its usual
   reply. Trained with the lessons so that a fresh morning does not come to mean "say a lesson":
   this is the guard against intrusion (taught answers said to unrelated lines).
@@ -35,7 +35,7 @@ from companion.settings import Settings
 from companion.transcript import Turn, count_tokens
 from model.tokenizer import Tokenizer
 
-__all__ = ["CardMix", "Exchange", "ordinary_exchanges", "step_cards", "answer_turns"]
+__all__ = ["CardMix", "Exchange", "ordinary_exchanges", "step_cards", "answer_turns", "vary"]
 
 Exchange = tuple[str, str]  # an owner line and the reply it got
 
@@ -49,6 +49,32 @@ class CardMix:
     mini_day: int = 1
     own_day: int = 1
     ordinary: int = 3
+    varied: float = 0.5  # share of lesson cards asked with a varied phrasing (`vary`)
+
+
+PREFIXES = ("Hey, ", "So, ", "Remind me: ", "Quick question. ", "Tell me something. ", "Hmm, ", "Okay. ")
+SUFFIXES = (" Do you know?", " Do you remember?", " Tell me.", "")
+
+
+def vary(question: str, rng: random.Random) -> str:
+    """The question asked a little differently: a spoken prefix or suffix, lower case without its
+    question mark, or one small word dropped. Never a new meaning: the words that carry it stay.
+    Why: a lesson trained only on its exact wording is learned as that wording (the study's
+    paraphrase recall was 9-34 of 100); varying the frame around the content words makes the
+    companion key on them."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return rng.choice(PREFIXES) + question[:1].lower() + question[1:]
+    if kind == 1:
+        return question.rstrip() + rng.choice(SUFFIXES)
+    if kind == 2:
+        return question.lower().rstrip("?!. ")
+    small = [i for i, w in enumerate(question.split()) if w.lower().strip("?,.!") in ("is", "the", "a", "my", "do", "what")]
+    if not small or len(question.split()) < 3:
+        return question.lower()
+    parts = question.split()
+    del parts[rng.choice(small)]
+    return " ".join(parts)
 
 
 @lru_cache(maxsize=4)
@@ -93,27 +119,31 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
                ) -> tuple[list[Example], list[Example]]:
     """One training step's cards: (lesson cards, ordinary cards)."""
     cards: list[Example] = []
+
+    def ask(lesson: LessonText) -> str:
+        question = rng.choice(lesson.asked_as)
+        return vary(question, rng) if rng.random() < mix.varied else question
+
     if lessons:
         order = list(lessons)
         rng.shuffle(order)
         for lesson in order[: mix.morning]:
-            turns, i = answer_turns(settings, tokenizer, block_size, rng.choice(lesson.asked_as), lesson.answer)
+            turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.after_chat if exchanges else 0):
             lesson = rng.choice(lessons)
             before = [rng.choice(exchanges) for _ in range(rng.randint(1, 2))]
-            turns, i = answer_turns(settings, tokenizer, block_size, rng.choice(lesson.asked_as), lesson.answer,
-                                    before)
+            turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer, before)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.mini_day if len(lessons) > 1 else 0):
             chosen = rng.sample(list(lessons), min(len(lessons), rng.randint(3, 5)))
-            turns = morning(settings, tokenizer, block_size, [(rng.choice(x.asked_as), x.answer) for x in chosen])
+            turns = morning(settings, tokenizer, block_size, [(ask(x), x.answer) for x in chosen])
             answers = {i for i, t in enumerate(turns) if t.role == "companion"}
             cards.append(_example(tokenizer, turns, answers, block_size, "lessons"))
         with_day = [x for x in lessons if x.context]
         for _ in range(mix.own_day if with_day else 0):
             lesson = rng.choice(with_day)
-            turns = [*lesson.context, Turn("owner", rng.choice(lesson.asked_as)), Turn("companion", lesson.answer)]
+            turns = [*lesson.context, Turn("companion", lesson.answer)]  # its day, up to and with the question
             cards.append(_example(tokenizer, turns, {len(turns) - 1}, block_size, "lessons"))
     ordinary: list[Example] = []
     for _ in range(mix.ordinary if exchanges else 0):

@@ -60,7 +60,7 @@ def says(reply: str, keys: Iterable[str]) -> bool:
 @dataclass(frozen=True)
 class LessonText:
     """A lesson as the night uses it: the owner's question, the answer taught, other phrasings of the
-    question, the turns before the question on its own day (its context), and its key words.
+    question, its own day up to the answer (its context: `Store.lesson_context`), and its key words.
 
     `id` is the store's lesson id (None for lessons that live only in memory: tests, the bench's
     own checks)."""
@@ -68,7 +68,7 @@ class LessonText:
     question: str
     answer: str
     phrasings: tuple[str, ...] = ()
-    context: tuple = ()  # companion.transcript.Turn, the turns before the question on its day
+    context: tuple = ()  # companion.transcript.Turn: its day up to the answer (the question included)
     key: str | None = None
     id: int | None = None
     learned: bool = False  # said back at the last measuring night (a night must not lower it)
