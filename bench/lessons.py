@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             for night in range(1, args.nights + 1):
                 day_id = live_day(home, store, engine, settings, facts if night == 1 else [], chat, rng)
                 t0 = time.monotonic()
-                report = run_night(home, store, day_id, settings, args.device)
+                report = run_night(home, store, day_id, settings, args.device, on_event=progress)
                 seconds = time.monotonic() - t0
                 engine.reload()
                 if report.status != "accepted":
@@ -270,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         out = {"samples": args.samples, "facts": facts, "nights": rows}
         args.json.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0
+
+
+def progress(event) -> None:
+    """The night's phases and every tenth step, on stderr (a long night under load is not silent)."""
+    if event.kind == "phase":
+        print(f"  {event.elapsed_s:6.0f} s  {event.phase} {event.text}", file=sys.stderr, flush=True)
+    elif event.kind == "step" and (event.step % 10 == 0 or event.step == event.total):
+        print(f"  {event.elapsed_s:6.0f} s  step {event.step}/{event.total} loss {event.loss:.3f}", file=sys.stderr,
+              flush=True)
 
 
 def answer_logprob(model, tokenizer, settings, question: str, answer: str) -> float:
