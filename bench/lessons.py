@@ -24,7 +24,8 @@ measured on the weights that are current then:
 * the mean log-probability of the taught answers asked in a fresh morning; the probe perplexity (the
   night's own probe set); drift since the anchor (birth/adoption/growth/import); perplexity on the
   companion's lines of --heldout (a list of conversations, each a list of alternating lines, the
-  owner first), and the night's wall time.
+  owner first), and the night's wall time (and its CPU time, which is what it would take on an idle
+  machine at --threads 1, whatever else the machine was doing).
 
 Every reply is asked as `companion.lessons.recall` asks (a fresh day built as the day builds it, the
 companion's sampling settings, fixed seeds; replies capped at 32 tokens).
@@ -253,13 +254,14 @@ def main(argv: list[str] | None = None) -> int:
             print_row(rows[-1], facts, args.samples, header=True)
             for night in range(1, args.nights + 1):
                 day_id = live_day(home, store, engine, settings, facts if night == 1 else [], chat, rng)
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 report = run_night(home, store, day_id, settings, args.device, on_event=progress)
-                seconds = time.monotonic() - t0
+                seconds, cpu = time.monotonic() - t0, time.process_time() - c0
                 engine.reload()
                 if report.status != "accepted":
                     print(f"  night {night}: {report.status}: {report.reason}", file=sys.stderr)
                 rows.append(measure_now(night, seconds, report.status))
+                rows[-1]["cpu_seconds"] = cpu  # the night's CPU time: its wall time on idle cores, whatever the load
                 print_row(rows[-1], facts, args.samples)
             print()
             print("\n".join(report_lines(report)) if args.nights else "")
