@@ -420,6 +420,8 @@ def run_night(
         lr_peak = report.learning_rate
         if lesson_night and cfg.freeze_embeddings:
             freeze_embeddings(model)
+        anchor = find_anchor(store, pre, settings.night.anchor)
+        pull_to = _pull_target(weights, anchor, pre, model, device) if lesson_night and cfg.pull > 0 else None
         optimizer = make_optimizer(model, lr_peak)
         watch = LossWatch(settings.night.spike_factor)
         model.train()
@@ -438,6 +440,10 @@ def run_night(
             if loss_hook is not None:
                 loss = loss_hook(step, loss)
             value = train_step(model, optimizer, loss, lr, settings.night.grad_clip)
+            if pull_to is not None:
+                with torch.no_grad():
+                    for p, target in pull_to:
+                        p.lerp_(target, cfg.pull)
             report.losses.append(value)
             report.steps = step + 1
             tokens += sum(len(item) for item in batch)
@@ -460,7 +466,6 @@ def run_night(
             report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=stop))
         report.probe_after = after.to_dict()
         why = probe_verdict(before, after, settings.night.probe_bound)
-        anchor = find_anchor(store, pre, settings.night.anchor)
         if why is None and anchor is not None and probe.starter:
             with autocast:
                 anchor_ppl = _anchor_ppl(weights, anchor, pre, before, probe, device, stop)
@@ -516,6 +521,23 @@ def _lesson_plan(settings: Settings) -> Settings:
     cfg = settings.night.lessons
     night = dataclasses.replace(settings.night, steps=cfg.steps, batch_tokens=max(64, cfg.material_tokens))
     return dataclasses.replace(settings, night=night)
+
+
+def _pull_target(weights: Weights, anchor: Checkpoint | None, pre: Checkpoint, model: torch.nn.Module,
+                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, where it is pulled back to) for each trained parameter: the anchor's weights when
+    they have the model's shape, else the pre-night weights. The feasibility study pulled toward the
+    seedling at 0.03 a step: drift +2.0% instead of +3.9%, full recall a night later."""
+    source = dict(model.named_parameters())
+    targets = {name: p.detach().clone() for name, p in source.items() if p.requires_grad}
+    if anchor is not None and anchor.checksum != pre.checksum:
+        try:
+            held = dict(weights.load(anchor, device).model.named_parameters())
+            if all(name in held and held[name].shape == t.shape for name, t in targets.items()):
+                targets = {name: held[name].detach().clone() for name in targets}
+        except CheckpointError:
+            pass
+    return [(source[name], t) for name, t in targets.items()]
 
 
 _ANCHOR_PPL: dict[tuple[str, int, int], float] = {}  # (anchor checksum, windows, block) -> starter ppl
