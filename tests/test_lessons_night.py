@@ -188,6 +188,23 @@ def test_the_drift_guard_rolls_back_a_night_within_its_own_bound_but_past_the_to
         assert report.anchor["checkpoint_id"] == drifted.id
 
 
+def test_a_lesson_night_freezes_the_embeddings_and_pulls_back_toward_the_anchor(tiny_home, tokenizer):
+    """With the pull at 1.0 every step ends back on the anchor: the night's weights are the anchor's."""
+    with Store.open(tiny_home.store_path) as store:
+        birth = Weights(tiny_home, store).current()
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.pull": 1.0, "night.lessons.steps": 3})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+        assert report.status == "accepted" and report.steps == 3
+        assert report.checksum_after == birth.checksum
+
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})  # no pull: it moves, embeddings kept
+        before = Weights(tiny_home, store).load_current().model.embed.weight.clone()
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+        assert report.status == "accepted" and report.checksum_after != birth.checksum
+        assert torch.equal(Weights(tiny_home, store).load_current().model.embed.weight, before)
+
+
 # --- the bench's input -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, said", [
