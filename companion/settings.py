@@ -577,10 +577,10 @@ class LessonSettings:
         "nats by which a lesson's own answer must beat the other lessons' answers (0 = off)",
     )
     ordinary_weight: float = _setting(
-        1.0, _WEIGHT, "loss weight of ordinary exchanges trained beside the lessons (against intrusion)"
+        0.3, _WEIGHT, "loss weight of ordinary exchanges trained beside the lessons (against intrusion)"
     )
     pull: float = _setting(
-        0.03, _Float(0.0, 1.0, allowed="a number from 0.0 (off) to 1.0"),
+        0.01, _Float(0.0, 1.0, allowed="a number from 0.0 (off) to 1.0"),
         "share of the way back toward the anchor's weights taken after each step (limits drift)",
     )
     freeze_embeddings: bool = _setting(
