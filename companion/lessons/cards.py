@@ -116,8 +116,10 @@ def answer_turns(settings: Settings, tokenizer: Tokenizer, block_size: int, ques
 
 def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], settings: Settings,
                tokenizer: Tokenizer, block_size: int, rng: random.Random, mix: CardMix = CardMix(),
+               among: Sequence[LessonText] = (),
                ) -> tuple[list[Example], list[Example]]:
-    """One training step's cards: (lesson cards, ordinary cards)."""
+    """One training step's cards: (lesson cards, ordinary cards). Mini-days also draw on `among`
+    (the learned lessons resting), so that they keep their place beside the new ones."""
     cards: list[Example] = []
 
     def ask(lesson: LessonText) -> str:
@@ -135,8 +137,9 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
             before = [rng.choice(exchanges) for _ in range(rng.randint(1, 2))]
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer, before)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
-        for _ in range(mix.mini_day if len(lessons) > 1 else 0):
-            chosen = rng.sample(list(lessons), min(len(lessons), rng.randint(3, 5)))
+        pool = list(lessons) + [x for x in among if x not in lessons]
+        for _ in range(mix.mini_day if len(pool) > 1 else 0):
+            chosen = rng.sample(pool, min(len(pool), rng.randint(3, 5)))
             turns = morning(settings, tokenizer, block_size, [(ask(x), x.answer) for x in chosen])
             answers = {i for i, t in enumerate(turns) if t.role == "companion"}
             cards.append(_example(tokenizer, turns, answers, block_size, "lessons"))

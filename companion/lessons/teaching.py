@@ -48,7 +48,11 @@ def freeze_embeddings(model: Transformer) -> None:
 @dataclass
 class Teaching:
     """The lessons a night teaches (`taught`) and checks (`checked`: the taught ones and the learned
-    ones resting, so that a night cannot quietly lose them)."""
+    ones resting, so that a night cannot quietly lose them).
+
+    Resting lessons get no cards of their own, but they stay in the mini-days and in the margin (as
+    lessons and as rivals): measured, a learned lesson left out entirely was overwritten by the next
+    night's similar questions ("What is my home town?" said back 9 of 10 times before, 0 after)."""
 
     taught: list[LessonText]
     checked: list[LessonText]
@@ -67,14 +71,14 @@ class Teaching:
         """This step's lesson loss (see the module docstring); a fresh draw of cards every step."""
         cfg = self.settings.night.lessons
         lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
-                                       self.block_size, self.rng, self.mix)
+                                       self.block_size, self.rng, self.mix, among=self.checked)
         device = next(model.parameters()).device
         total = torch.zeros((), device=device)
         if lessons:
             total = total + step_loss(model, lessons, self.settings)
         if ordinary and cfg.ordinary_weight > 0:
             total = total + cfg.ordinary_weight * step_loss(model, ordinary, self.settings)
-        margin = margin_loss(model, self.taught, self.settings, self.tokenizer, self.block_size, self.rng,
+        margin = margin_loss(model, self.checked, self.settings, self.tokenizer, self.block_size, self.rng,
                              margin=cfg.margin)
         if margin is not None:
             total = total + margin
