@@ -99,7 +99,8 @@ def test_cards_train_only_the_answers_in_several_contexts(tokenizer, tiny_home):
 
 def test_spaced_repetition_grows_the_rest_of_a_learned_lesson_and_brings_a_miss_back_next_night():
     assert next_schedule(None, False, 5) == (1, 6)
-    assert next_schedule(None, True, 5) == (2, 7)
+    assert next_schedule(None, True, 5, streak=1) == (1, 6)  # said back once: taught once more
+    assert next_schedule(1, True, 6, streak=2) == (2, 8)  # twice in a row: it rests
     assert next_schedule(2, True, 7) == (4, 11)
     assert next_schedule(4, False, 11) == (1, 12)
     assert next_schedule(4, True, 9, taught=False) is None  # resting and still said: the plan stands
@@ -134,10 +135,16 @@ def test_spaced_repetition_schedules_a_learned_lesson_after_its_interval_and_a_f
         said = {row["id"]: row["after"] for row in report.lessons["lessons"]}
         assert said[dog.id] == 4 and said[sister.id] == 0
         assert store.get_lesson(dog.id).status == "learned" and store.get_lesson(sister.id).status == "learning"
-        assert store.get_lesson(dog.id).schedule.due_day == day.number + 2  # rests one night
-        assert sister.id in {x.id for x in store.due_lessons(day.number + 1)}  # back the next night
-        assert dog.id not in {x.id for x in store.due_lessons(day.number + 1)}
-        assert dog.id in {x.id for x in store.due_lessons(day.number + 2)}
+        # said back once: taught once more before it rests (consolidation); the miss is back too
+        assert {dog.id, sister.id} <= {x.id for x in store.due_lessons(day.number + 1)}
+
+        day2, _ = script_day(tiny_home, store, tokenizer)
+        report = run_night(tiny_home, store, day2.id, settings, "cpu", probe_windows=PROBE)
+        assert report.status == "accepted", report.reason
+        assert store.get_lesson(dog.id).schedule.due_day == day2.number + 2  # twice in a row: rests a night
+        assert sister.id in {x.id for x in store.due_lessons(day2.number + 1)}  # a miss: back the next night
+        assert dog.id not in {x.id for x in store.due_lessons(day2.number + 1)}
+        assert dog.id in {x.id for x in store.due_lessons(day2.number + 2)}
         text = "\n".join(report_lines(report))
         assert "What it says back" in text and "\u201cWhat is my dog's name?\u201d" in text and "0 -> 4 of 4" not in text
 

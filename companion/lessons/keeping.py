@@ -57,8 +57,14 @@ def write_lessons(store: Store, night_id: int, day_number: int, taught: Sequence
                 rows.append({"lesson_id": lesson.id, "phrasing_id": ids[question], "hits": hits,
                              "samples": row.samples, "crosstalk": row.crosstalks.get(question, 0)})
         if accepted:
-            plan = next_schedule(lesson.schedule.interval_nights if lesson.schedule else None,
-                                 row.rate >= LEARNED_RECALL, day_number, taught=lesson.id in taught_ids)
+            said = row.rate >= LEARNED_RECALL
+            streak = 0
+            for past in reversed([n for n in lesson.history if n.accepted and n.samples]):
+                if past.rate < LEARNED_RECALL:
+                    break
+                streak += 1
+            plan = next_schedule(lesson.schedule.interval_nights if lesson.schedule else None, said, day_number,
+                                 taught=lesson.id in taught_ids, streak=streak + 1 if said else 0)
             if plan is not None:
                 plans[lesson.id] = plan
     if rows:
