@@ -118,8 +118,9 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
                tokenizer: Tokenizer, block_size: int, rng: random.Random, mix: CardMix = CardMix(),
                among: Sequence[LessonText] = (),
                ) -> tuple[list[Example], list[Example]]:
-    """One training step's cards: (lesson cards, ordinary cards). Mini-days also draw on `among`
-    (the learned lessons resting), so that they keep their place beside the new ones."""
+    """One training step's cards: (lesson cards, ordinary cards). `among` are the learned lessons
+    resting: they fill the morning cards the due lessons leave free and join the mini-days, so that
+    they keep their place beside the new ones."""
     cards: list[Example] = []
 
     def ask(lesson: LessonText) -> str:
@@ -127,9 +128,10 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
         return vary(question, rng) if rng.random() < mix.varied else question
 
     if lessons:
-        order = list(lessons)
+        order, resting = list(lessons), [x for x in among if x not in lessons]
         rng.shuffle(order)
-        for lesson in order[: mix.morning]:
+        rng.shuffle(resting)
+        for lesson in (order + resting)[: mix.morning]:  # resting lessons fill the slots the due ones leave
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.after_chat if exchanges else 0):

@@ -50,9 +50,10 @@ class Teaching:
     """The lessons a night teaches (`taught`) and checks (`checked`: the taught ones and the learned
     ones resting, so that a night cannot quietly lose them).
 
-    Resting lessons get no cards of their own, but they stay in the mini-days and in the margin (as
-    lessons and as rivals): measured, a learned lesson left out entirely was overwritten by the next
-    night's similar questions ("What is my home town?" said back 9 of 10 times before, 0 after)."""
+    Resting lessons fill the morning cards the due ones leave free and stay in the mini-days and in
+    the margin (as lessons and as rivals): measured, a learned lesson left out entirely was
+    overwritten by the next night's similar questions ("What is my home town?" said back 9 of 10
+    times before, 0 after), and one kept only in the mini-days and the margin still fell (10 -> 7)."""
 
     taught: list[LessonText]
     checked: list[LessonText]
