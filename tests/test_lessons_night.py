@@ -151,15 +151,30 @@ def test_spaced_repetition_schedules_a_learned_lesson_after_its_interval_and_a_f
 
 def test_a_night_that_makes_a_learned_lesson_unsaid_is_rolled_back_with_the_weights_byte_identical(
         tiny_home, tokenizer):
-    """The owner teaches a contradicting answer; training it would lose the learned one: rolled back."""
+    """Sabotage: the night's last step lands on weights that never learned the lesson (the birth
+    blocks); its probe is within bounds, but the learned lesson is no longer said: rolled back."""
+    from companion.lessons.teaching import freeze_embeddings
+    from companion.training import make_optimizer
+
     with Store.open(tiny_home.store_path) as store:
+        weights = Weights(tiny_home, store)
+        birth_model = weights.load(weights.current()).model
         pre = teach_directly(tiny_home, store, tokenizer, [DOG])
         learned = LessonText(DOG.question, DOG.answer, learned=True)
-        other = LessonText(DOG.question, "Your dog is called Rex.")
         day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 12, "night.lessons.learning_rate": 1e-2,
-                                                 "night.lessons.margin": 0.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[other, learned])
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})
+        freeze_embeddings(birth_model)
+        unlearned = [p for g in make_optimizer(birth_model, 1e-3).param_groups for p in g["params"]]
+
+        def forget(step, optimizer, lr):
+            if step == 2:
+                with torch.no_grad():
+                    mine = [p for g in optimizer.param_groups for p in g["params"]]
+                    for p, q in zip(mine, unlearned, strict=True):
+                        p.copy_(q)
+
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[SISTER, learned],
+                           before_step=forget)
 
         assert report.status == "rolled_back"
         assert "learned lesson must stay learned" in report.reason and "Biscuit" in report.reason
