@@ -17,7 +17,7 @@ companion says back.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
 from companion.lessons.margin import margin_loss
 from companion.lessons.recall import Recall, intrusion_lines, measure
+from companion.lessons.status import LEARNED_RECALL  # the one rule: store, screen and night
 from companion.lessons.text import LessonText
 from companion.night_material import step_loss
 from companion.settings import Settings
@@ -34,10 +35,6 @@ from model.transformer import Transformer
 
 __all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings"]
 
-try:  # the lessons' status rule, one place for the store, the screen and the night
-    from companion.lessons.status import LEARNED_RECALL
-except ImportError:  # pragma: no cover - until the store side is merged
-    LEARNED_RECALL = 0.9
 
 
 def freeze_embeddings(model: Transformer) -> None:
@@ -139,10 +136,3 @@ class Teaching:
                         else "replies to ordinary lines carried a lesson's answer")
                 return f"{name}: {a_hits} of {a_n} {what} (before the night {b_hits} of {b_n}; bound {bound:.0%})"
         return None
-
-
-def pick(lessons: Sequence[LessonText], due: Callable[[LessonText], bool], most: int) -> tuple[list[LessonText], list[LessonText]]:
-    """(taught, checked): the due lessons up to `most`, and those plus the learned ones resting."""
-    taught = [x for x in lessons if due(x)][:most]
-    checked = taught + [x for x in lessons if x not in taught and x.learned][: max(0, most - len(taught))]
-    return taught, checked
