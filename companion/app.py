@@ -414,6 +414,9 @@ class CompanionApp(App):
     def action_open_books(self) -> None:
         self._open_screen("companion.screens.books", "BooksScreen", "Books")
 
+    def action_open_lessons(self) -> None:
+        self._open_screen("companion.screens.lessons", "LessonsScreen", "Lessons")
+
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
         from companion.screens.chat import CHAT_COMMANDS, ChatScreen
@@ -425,6 +428,8 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
+            yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire",
+                                self.action_open_lessons)
             yield SystemCommand("Export the personality book", "Every chosen reply and correction, as JSON lines",
                                 self.action_export_book)
 

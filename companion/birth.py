@@ -85,6 +85,13 @@ def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: lis
     home = Home.create(root, name, owner=owner, preset=preset_name)
     if book:
         shutil.copyfile(book, home.path / BOOK_FILE)
+        from companion.book import add_book_lessons
+        from companion.store import Store
+
+        with Store.open(home.store_path) as store:  # its nights test and teach them
+            count = add_book_lessons(store, home.path / BOOK_FILE)
+        if count:
+            notes.append(f"{count} lesson{'s' if count != 1 else ''} read back from the book")
     if corpus:
         texts = read_owner_texts(corpus)
         folder = home.path / OWNER_CORPUS_DIR

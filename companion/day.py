@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from companion.home import Home
 from companion.settings import Settings
-from companion.store import Annotation, Candidate, Day, Reply, Store
+from companion.store import Annotation, Candidate, Day, Lesson, Reply, Store
 from companion.store import Turn as StoredTurn
 from companion.transcript import Turn, encode_turn
 
@@ -305,6 +305,19 @@ class DaySession:
                                         tokens=len(ids), role="companion")
         self._remember(reply.turn, ids)
         return reply
+
+    # -- lessons ----------------------------------------------------------------------------------
+
+    def remember(self, reply_turn_id: int | None = None) -> Lesson:
+        """The owner marks a reply "remember this": it becomes a lesson, its question the owner's
+        message it answered. Without ``reply_turn_id``, the day's latest reply of the companion.
+        (Corrections and written replies are lessons already, recorded with the reply itself.)"""
+        if reply_turn_id is None:
+            replies = [t for t in self._turns if t.role == "companion" and t.source in REPLY_SOURCES]
+            if not replies:
+                raise DayError("the companion has not replied yet today: there is nothing to remember")
+            reply_turn_id = replies[-1].id
+        return self.store.remember(reply_turn_id)
 
     # -- the inner voice --------------------------------------------------------------------------
 

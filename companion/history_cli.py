@@ -128,7 +128,8 @@ def cmd_restore(args) -> int:
             return _fail("restore", exc)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"restored checkpoint {result.restored.id}; {result.days_marked} day(s) marked as not in the weights")
+    lessons = f" ({result.lessons_marked} lesson(s) on them)" if result.lessons_marked else ""
+    print(f"restored checkpoint {result.restored.id}; {result.days_marked} day(s) marked as not in the weights{lessons}")
     if result.saved is not None:
         print(f"the previous weights are checkpoint {result.saved.id}: `companion restore {result.saved.id}` undoes this")
     return 0

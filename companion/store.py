@@ -351,13 +351,20 @@ class Recall:
 @dataclass(frozen=True, slots=True)
 class LessonNight:
     """One night's recall of one lesson, all its phrasings summed: a point of the sparkline.
-    ``accepted``: the night's weights were kept (only those nights count for the status)."""
+    ``accepted``: the night's weights were kept; ``in_weights``: and no restore has gone back before
+    that night (its day is in the weights). Only nights with both count for the status."""
     night_id: int
     day_number: int
     accepted: bool
     hits: int
     samples: int
     crosstalk: int
+    in_weights: bool = True
+
+    @property
+    def counts(self) -> bool:
+        """Whether this measurement was of weights the companion still lives on."""
+        return self.accepted and self.in_weights
 
     @property
     def rate(self) -> float:
@@ -384,7 +391,8 @@ class Lesson:
     rebuilt with the one transcript formatter (``Store.lesson_context``); a lesson read back from a
     personality book has none. ``in_weights`` follows its day: False once a restore went back to
     weights that never lived that day (and True again when an undo brings the day back); a lesson
-    with no day is not in the weights until a night teaches it. ``retired`` is the latest retire
+    with no day (read back from a book) came with the weights it was born with. Recall measured by
+    nights a restore went back before no longer counts for the status. ``retired`` is the latest retire
     event; ``history`` is its recall night by night, oldest first (the last ``history`` nights asked
     for); ``status`` comes from the whole history (``companion.lessons.status``)."""
     id: int
@@ -704,6 +712,16 @@ CREATE TABLE lesson_schedule (
     created_at       TEXT    NOT NULL
 );
 CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
+
+-- A store lived before lessons existed: its corrections and written replies (of the companion, to an
+-- owner's message) were lessons all along.
+INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)
+SELECT r.day_id, p.id, r.id, ch.kind, p.text, r.text, ch.created_at
+  FROM choices ch JOIN turns r ON r.id = ch.turn_id JOIN turns p ON p.id = ch.prompt_turn_id
+ WHERE ch.kind IN ('correction', 'written') AND r.role = 'companion' AND p.role = 'owner'
+   AND trim(p.text) <> '' AND trim(r.text) <> ''
+   AND ch.id = (SELECT MAX(c2.id) FROM choices c2 WHERE c2.turn_id = ch.turn_id)
+ ORDER BY ch.id;
 
 CREATE TRIGGER lessons_append_only_u BEFORE UPDATE ON lessons
 BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
@@ -1755,8 +1773,9 @@ class Store:
 
     def due_lessons(self, day_number: int, *, night_id: int | None = None) -> list[Lesson]:
         """The lessons the night of day ``day_number`` teaches and tests: not retired, and either
-        never scheduled (new) or scheduled for this day or earlier (a missed night does not skip
-        a lesson). The night reads this list once, at its start, and keeps it: with ``night_id``, a
+        never scheduled (new), scheduled for this day or earlier (a missed night does not skip
+        a lesson), or not in the weights (a restore went back before it: teach it again whatever
+        its schedule said). The night reads this list once, at its start, and keeps it: with ``night_id``, a
         lesson retired (or un-retired) while that night was running counts as it was when the
         night began, so retiring takes effect the next night."""
         _check_int("day number", day_number, minimum=1)
@@ -1764,7 +1783,7 @@ class Store:
             self._require(conn, "nights", night_id, optional=True)
             found = self._lessons(conn, as_of_night=night_id)
         return [lesson for lesson in found if not lesson.retired
-                and (lesson.schedule is None or lesson.schedule.due_day <= day_number)]
+                and (lesson.schedule is None or lesson.schedule.due_day <= day_number or not lesson.in_weights)]
 
     def lesson_context(self, lesson_id: int) -> list[Turn]:
         """The turns of the lesson's day before its answer (its question, and the lines injected
@@ -1930,8 +1949,9 @@ class Store:
         """, params).fetchall()
         if not rows:
             return []
-        found = [row["id"] for row in rows]
-        marks = ",".join("?" * len(found))
+        # All lessons: no id list (SQLite caps the number of bound values; a lifetime may pass it).
+        found = [row["id"] for row in rows] if ids is not None else []
+        marks = ",".join("?" * len(found)) if ids is not None else "SELECT id FROM lessons"
         retired = {row["lesson_id"]: row["kind"] == "retire" for row in conn.execute(f"""
             SELECT e.lesson_id, e.kind FROM lesson_events e
              WHERE e.id = (SELECT MAX(e2.id) FROM lesson_events e2 WHERE e2.lesson_id = e.lesson_id
@@ -1944,13 +1964,14 @@ class Store:
         nights: dict[int, list[LessonNight]] = {}
         for row in conn.execute(f"""
             SELECT r.lesson_id, r.night_id, d.number AS day_number, n.status = 'accepted' AS accepted,
-                   SUM(r.hits) AS hits, SUM(r.samples) AS samples, SUM(r.crosstalk) AS crosstalk
+                   SUM(r.hits) AS hits, SUM(r.samples) AS samples, SUM(r.crosstalk) AS crosstalk,
+                   d.in_weights AS in_weights
               FROM lesson_recalls r JOIN nights n ON n.id = r.night_id JOIN days d ON d.id = n.day_id
              WHERE r.lesson_id IN ({marks}) GROUP BY r.lesson_id, r.night_id ORDER BY r.night_id
         """, found):
             nights.setdefault(row["lesson_id"], []).append(LessonNight(
                 row["night_id"], row["day_number"], bool(row["accepted"]), row["hits"], row["samples"],
-                row["crosstalk"]))
+                row["crosstalk"], bool(row["in_weights"])))
         schedules = {row["lesson_id"]: _record(Schedule, row) for row in conn.execute(f"""
             SELECT s.* FROM lesson_schedule s
              WHERE s.id = (SELECT MAX(s2.id) FROM lesson_schedule s2 WHERE s2.lesson_id = s.lesson_id)
@@ -1966,7 +1987,7 @@ class Store:
                 id=lesson_id, day_id=row["day_id"], day_number=row["day_number"],
                 prompt_turn_id=row["prompt_turn_id"], reply_turn_id=row["reply_turn_id"], source=row["source"],
                 question=row["question"], answer=row["answer"], created_at=row["created_at"], retired=is_retired,
-                in_weights=bool(row["day_in_weights"]) if row["day_id"] is not None else False,
+                in_weights=bool(row["day_in_weights"]) if row["day_id"] is not None else True,
                 phrasings=tuple(phrasings.get(lesson_id, ())), history=tuple(shown),
                 schedule=schedules.get(lesson_id), status=lesson_status(full, retired=is_retired)))
         return lessons

@@ -214,3 +214,31 @@ def test_lessons_of_days_a_restore_leaves_are_not_in_the_weights(store: Store) -
     store.mark_days_not_in_weights(after_day_number=1)
     by_id = {x.id: x for x in store.lessons()}
     assert by_id[first.lesson.id].in_weights and not by_id[second.lesson.id].in_weights
+
+
+def test_a_store_lived_before_lessons_has_its_corrections_and_written_replies_as_lessons(tmp_path, monkeypatch):
+    from companion import store as store_module
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    with Store.open(path) as old:  # written the way version 1 wrote replies: turn, choice, correction
+        day = old.open_day(budget_tokens=192)
+        for question, kind, answer in [("What is my name?", "correction", "Your name is Trey."),
+                                       ("How are you?", "pick", "I do not know."),
+                                       ("Where do I live?", "written", "You live in Lisbon.")]:
+            prompt = old.add_turn(day.id, "owner", question, "typed", tokens=8)
+            [candidate] = old.add_candidates(day.id, prompt.id, ["I do not know."])
+            source = {"pick": "chosen"}.get(kind, kind)
+            used = None if kind == "written" else candidate.id
+            reply = old.add_turn(day.id, "companion", answer, source, candidate_id=used, tokens=9)
+            old.record_choice(prompt.id, kind, reply.id, used)
+            if kind == "correction":
+                old.add_correction(candidate.id, answer)
+        assert old.schema_version == 1
+    monkeypatch.undo()
+    with Store.open(path) as upgraded:
+        assert upgraded.schema_version == 2
+        assert [(x.source, x.question, x.answer, x.day_number) for x in upgraded.lessons()] == [
+            ("correction", "What is my name?", "Your name is Trey.", 1),
+            ("written", "Where do I live?", "You live in Lisbon.", 1)]

@@ -12,8 +12,9 @@ Statuses, in the order a lesson usually passes through them:
 * **retired**: the owner retired it; nights no longer teach or test it. Retirement wins over anything
   the history says.
 
-Only accepted nights count: a rolled-back night's weights were thrown away, so what they said is not
-what the companion says now.
+Only nights whose weights the companion still lives on count: a rolled-back night's weights were
+thrown away, and so were a night's that a restore went back before; what they said is not what the
+companion says now.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ LEARNED_RECALL = 0.9
 
 
 class NightRecall(Protocol):
-    """One night's measurement of one lesson, all phrasings summed (``companion.store.LessonNight``)."""
+    """One night's measurement of one lesson, all phrasings summed (``companion.store.LessonNight``).
+    ``in_weights`` is optional (taken as True when absent)."""
     hits: int
     samples: int
     accepted: bool
@@ -46,10 +48,12 @@ def lesson_status(history: Iterable[NightRecall], *, retired: bool = False,
                   learned_recall: float = LEARNED_RECALL) -> str:
     """The lesson's status from its per-night recall, oldest night first (see the module docstring).
 
-    Nights that were not accepted, and nights that sampled nothing, are skipped."""
+    Nights that were not accepted, that a restore went back before (``in_weights`` False), and
+    that sampled nothing, are skipped."""
     if retired:
         return "retired"
-    rates = [recall_rate(n.hits, n.samples) for n in history if n.accepted and n.samples > 0]
+    rates = [recall_rate(n.hits, n.samples) for n in history
+             if n.accepted and getattr(n, "in_weights", True) and n.samples > 0]
     if not rates:
         return "new"
     if rates[-1] >= learned_recall:

@@ -53,6 +53,7 @@ CHAT_COMMANDS: list[tuple[str, str, str]] = [
     ("Ask for an inner line", "The companion thinks aloud in its inner voice", "inner"),
     ("Write an inner line", "Show the companion how to reflect", "write_inner"),
     ("Annotate an inner line", "Tags and a note on the highlighted inner line", "annotate"),
+    ("Remember this", "Keep the selected (or latest) reply as a lesson the nights teach", "remember"),
     ("Stop generating", "Keep what was written so far", "stop"),
     ("Good night", "Close the day with the good-night line", "good_night"),
     ("Settings", "Sampling and the shape of the day", "settings"),
@@ -117,6 +118,8 @@ class ChatScreen(Screen):
         Binding("f2", "app.open_days", "Days", id="days"),
         Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints"),
         Binding("f4", "app.open_books", "Books", id="books"),
+        Binding("f5", "app.open_lessons", "Lessons", id="lessons"),
+        Binding("K", "remember", "Remember this", show=False, id="remember"),
     ]
 
     throttle_s: float = 0.0
@@ -680,6 +683,23 @@ class ChatScreen(Screen):
     def _line_activated(self, event: TranscriptView.LineActivated) -> None:
         if event.line is not None and event.line.role == "inner" and event.line.turn_id is not None:
             self.annotate_line(event.line)
+
+    # -- lessons ----------------------------------------------------------------------------------
+
+    def action_remember(self) -> None:
+        """The selected companion reply (or the latest) becomes a lesson: "remember this"."""
+        if self.session is None:
+            return
+        line = self.transcript.selected_widget
+        turn_id = line.turn_id if line is not None and line.role == "companion" else None
+        try:
+            lesson = self.session.remember(turn_id)
+        except (DayError, StoreError) as error:
+            self.notify(display_safe(f"Not remembered: {error}"), title="Remember this", severity="warning",
+                        markup=False)
+            return
+        self.notify(display_safe(f"Lesson {lesson.id}: {lesson.question!r} → {lesson.answer!r}"), title="Remembered",
+                    markup=False)
 
     # -- the end of the day -----------------------------------------------------------------------
 

@@ -207,6 +207,8 @@ class CheckpointsScreen(Screen):
         r = message.result
         undo = f" To undo, restore checkpoint {r.saved.id} (pre-restore)." if r.saved else ""
         days = f" {r.days_marked} day(s) marked as not in the weights." if r.days_marked else ""
+        if r.lessons_marked:
+            days += f" {r.lessons_marked} lesson(s) too: the nights will teach them again."
         self.say(f"Restored checkpoint {r.restored.id}.{days}{undo}")
         self.post_message(self.Restored(r.restored.id, r))
         self.refresh_list()
