@@ -54,6 +54,7 @@ __all__ = [
     "MIN_REPLY_TOKENS",
     "MIN_EXCHANGE_TOKENS",
     "INNER_LINE_TOKENS",
+    "quarters_begun",
 ]
 
 MAX_MESSAGE_CHARS = 4000
@@ -71,6 +72,12 @@ INNER_LINE_TOKENS = 32
 
 # Sources of the companion's reply turns (what answers a pending owner message).
 REPLY_SOURCES = frozenset({"chosen", "correction", "written"})
+
+
+def quarters_begun(used: int, budget: int) -> int:
+    """How many quarters of a day of `budget` tokens have begun once `used` are spent (1..4): quarter
+    q begins at (q-1)/4 of the budget. The day and the night's fresh mornings both use this rule."""
+    return min(4, used * 4 // max(1, budget) + 1)
 
 
 class DayError(Exception):
@@ -196,8 +203,7 @@ class DaySession:
 
     def quarters_begun(self, used: int | None = None) -> int:
         """How many quarters of the day have begun (1..4): quarter q begins at (q-1)/4 of the budget."""
-        used = self.used if used is None else used
-        return min(4, used * 4 // max(1, self.budget) + 1)
+        return quarters_begun(self.used if used is None else used, self.budget)
 
     @property
     def indicators_injected(self) -> int:

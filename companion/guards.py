@@ -195,3 +195,41 @@ class LossWatch:
         self.seen += 1
         self.mean += (loss - self.mean) / self.seen if self.seen <= 10 else 0.1 * (loss - self.mean)
         return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The anchor: total drift, so that small nights cannot add up to a ruined language.
+
+ANCHOR_REASONS = frozenset({"birth", "seedling", "growth", "import"})
+"""Checkpoints a companion's language is measured from: its birth, its adoption of the seedling, a
+growth, an import. Retention keeps all of them forever (`companion.retention.KEEP_FOREVER`)."""
+
+
+def find_anchor(store: Store, current, chosen: int | None = None):
+    """The checkpoint total drift is measured from: `chosen` (the `night.anchor` setting, a re-anchor
+    by the owner) when it names a live checkpoint, else the nearest ancestor of `current` that is a
+    birth, adoption, growth or import, else the latest such checkpoint; None when there is none."""
+    if chosen is not None:
+        picked = store.get_checkpoint(chosen)
+        if picked is not None and picked.deleted_at is None:
+            return picked
+    seen: set[int] = set()
+    node = current
+    while node is not None and node.id not in seen:
+        seen.add(node.id)
+        if node.reason in ANCHOR_REASONS and node.deleted_at is None:
+            return node
+        node = store.get_checkpoint(node.parent_id) if node.parent_id is not None else None
+    live = [c for c in store.checkpoints() if c.reason in ANCHOR_REASONS]
+    return live[-1] if live else None
+
+
+def drift_verdict(anchor_ppl: float | None, after_ppl: float | None, bound: float, anchor_id: int) -> str | None:
+    """Why the night must be rolled back on total drift (the starter part of the probe after the night
+    against the anchor's), or None when within `bound`."""
+    if anchor_ppl is None or after_ppl is None or not math.isfinite(anchor_ppl):
+        return None
+    if after_ppl > anchor_ppl * (1 + bound):
+        return (f"the probe perplexity has drifted {after_ppl / anchor_ppl - 1:.1%} since the anchor "
+                f"(checkpoint {anchor_id}: {anchor_ppl:.2f} -> {after_ppl:.2f}), past the total bound of {bound:.1%}")
+    return None

@@ -22,9 +22,10 @@ Every step of the way is reported through `on_event` as `NightEvent`s.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,9 +33,13 @@ import torch
 
 from companion.dream import day_context
 from companion.dream import dream as make_dream
-from companion.guards import (PROBE_WINDOWS, LossWatch, Stopped, build_probe, checkpoint_figure, probe_score,
-                              probe_set_name, probe_verdict)
+from companion.guards import (PROBE_WINDOWS, LossWatch, ProbeSet, Stopped, build_probe, checkpoint_figure,
+                              drift_verdict, find_anchor, probe_score, probe_set_name, probe_verdict)
 from companion.home import Home
+from companion.lessons.keeping import read_lessons, write_lessons
+from companion.lessons.report import lesson_lines
+from companion.lessons.teaching import Teaching, freeze_embeddings
+from companion.lessons.text import LessonText
 from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
 from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
 from companion.progress import format_duration, plural
@@ -46,7 +51,7 @@ from companion.weights import Weights
 from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
 from model.tokenizer import Tokenizer
 
-PHASES = ("dreaming", "probing", "preparing", "training", "checking", "saving")
+PHASES = ("dreaming", "probing", "recalling", "preparing", "training", "checking", "saving")
 LR_FLOOR = 0.1  # the cosine decays to this fraction of the peak
 
 
@@ -107,6 +112,8 @@ class NightReport:
     post_checkpoint_id: int | None = None
     checksum_before: str = ""
     checksum_after: str = ""
+    anchor: dict[str, Any] | None = None  # {"checkpoint_id", "ppl", "after", "bound"}: total drift
+    lessons: dict[str, Any] | None = None  # what is said back, before -> after (companion.lessons.report)
 
     @property
     def accepted(self) -> bool:
@@ -181,6 +188,11 @@ def report_lines(report: NightReport) -> list[str]:
     before, after = report.probe_before or {}, report.probe_after or {}
     if before:
         lines += _cost_lines(before, after, report.probe_bound)
+    if report.anchor and report.anchor.get("ppl") and report.anchor.get("after"):
+        a = report.anchor
+        lines.append(f"  since the anchor (checkpoint {a['checkpoint_id']}, {a.get('reason', '')}): "
+                     f"{a['ppl']:.2f} -> {a['after']:.2f} ({a['after'] / a['ppl'] - 1:+.1%}; bound {a['bound']:.0%})")
+    lines += lesson_lines(report.lessons)
     lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {plural(report.total_steps, 'step')}"
                  f" at a peak learning rate of {report.learning_rate:.1e}")
     if report.material:
@@ -341,12 +353,16 @@ def run_night(
     before_step: Callable[[int, torch.optim.Optimizer, float], None] | None = None,
     probe_windows: int = PROBE_WINDOWS,
     seed: int | None = None,
+    lessons: "Sequence[LessonText] | None" = None,
 ) -> NightReport:
     """Run the night of the closed day `day_id` and return its report (also stored in the night's row).
 
     `learning_rate` overrides `night.learning_rate` (benchmarks and sabotage tests); `loss_hook(step,
     loss)` may replace each step's loss before it is guarded and stepped; `before_step(step, optimizer,
-    lr)` sees the optimizer before each step. Exceptions are recorded as a `failed` night and re-raised.
+    lr)` sees the optimizer before each step. `lessons` replaces the store's lessons (tests: those not
+    `learned` are taught, the learned ones only checked; the store's are read, recorded and scheduled
+    only when it is None). Exceptions are recorded as a
+    `failed` night and re-raised.
     """
     settings = settings or home.load_settings()
     device = torch.device(device) if device is not None else best_device()
@@ -449,6 +465,21 @@ def run_night(
             before = probe_score(model, probe, metered_stop)
         report.probe_before = before.to_dict()
 
+        # 2b. The lessons: which are taught tonight, and what the companion says back before it.
+        cfg = settings.night.lessons
+        if lessons is None:
+            taught, checked = read_lessons(store, day.number, night.id, cfg.most)
+        else:
+            taught = [x for x in lessons if not x.learned][: cfg.most]  # the learned ones rest, checked
+            checked = taught + [x for x in lessons if x.learned and x not in taught][: max(0, cfg.most - len(taught))]
+        teaching = Teaching(taught, checked, settings, tokenizer, block, seed) if checked else None
+        recall_before = None
+        if teaching is not None:
+            phase("recalling", f"asking {len(checked)} lessons afresh")
+            with autocast:
+                recall_before = teaching.recall(model, stop)
+        lesson_night = bool(taught)
+
         # 3. The material, with the reference log-probabilities of the pre-night weights.
         phase("preparing")
         recent = store.dreams(last=settings.night.dreams_kept) if settings.night.dreams_kept else []
@@ -461,14 +492,24 @@ def run_night(
                           [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], seed)
         for text in material.notes:
             note(text)
-        steps = plan_steps(material, settings, seed)
+        if lesson_night:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
+            steps = (plan_steps(material, _lesson_plan(settings), seed) if cfg.material_tokens > 0
+                     else [[] for _ in range(cfg.steps)])
+        else:
+            steps = plan_steps(material, settings, seed)
         report.material = drawn_tokens(steps)
         report.total_steps = len(steps)
         taught_before = [references[id(r)] for r in prefs.taught]
 
         # 4. Training: a fresh optimizer, the night's own schedule, every loss guarded.
         phase("training", plural(len(steps), "step"))
+        if lesson_night and learning_rate is None:
+            report.learning_rate = cfg.learning_rate
         lr_peak = report.learning_rate
+        if lesson_night and cfg.freeze_embeddings:
+            freeze_embeddings(model)
+        anchor = find_anchor(store, pre, settings.night.anchor)
+        pull_to = _pull_target(weights, anchor, pre, model, device) if lesson_night and cfg.pull > 0 else None
         optimizer = make_optimizer(model, lr_peak)
         watch = LossWatch(settings.night.spike_factor)
         model.train()
@@ -482,9 +523,15 @@ def run_night(
                 before_step(step, optimizer, lr)
             with autocast:
                 loss = step_loss(model, batch, settings)
+                if lesson_night:
+                    loss = loss + teaching.loss(model)
             if loss_hook is not None:
                 loss = loss_hook(step, loss)
             value = train_step(model, optimizer, loss, lr, settings.night.grad_clip)
+            if pull_to is not None:
+                with torch.no_grad():
+                    for p, target in pull_to:
+                        p.lerp_(target, cfg.pull)
             report.losses.append(value)
             report.steps = step + 1
             tokens += sum(len(item) for item in batch)
@@ -508,7 +555,22 @@ def run_night(
             report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=metered_stop))
         report.probe_after = after.to_dict()
         why = probe_verdict(before, after, settings.night.probe_bound)
+        if why is None and anchor is not None and probe.starter:
+            with autocast:
+                anchor_ppl = _anchor_ppl(weights, anchor, pre, before, probe, device, stop)
+            report.anchor = {"checkpoint_id": anchor.id, "reason": anchor.reason, "ppl": anchor_ppl,
+                             "after": after.starter_ppl, "bound": settings.night.drift_bound}
+            why = drift_verdict(anchor_ppl, after.starter_ppl, settings.night.drift_bound, anchor.id)
+        recall_after = None
+        if why is None and teaching is not None:
+            phase("recalling", f"asking {len(checked)} lessons afresh after the night")
+            with autocast:
+                recall_after = teaching.recall(model, stop)
+            report.lessons = teaching.summary(recall_before, recall_after)
+            why = teaching.verdict(recall_before, recall_after)
         if why is not None:
+            if recall_after is not None and lessons is None:
+                write_lessons(store, night.id, day.number, taught, recall_after, accepted=False)
             return end("rolled_back", why)
 
         # 6. Accept: save the night's checkpoint, record the night accepted, then make it current
@@ -518,6 +580,8 @@ def run_night(
                             parent_id=pre.id, probe_ppl=checkpoint_figure(after),
                             probe_set=probe_set_name(block, probe_windows), make_current=False)
         report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
+        if recall_after is not None and lessons is None:
+            write_lessons(store, night.id, day.number, taught, recall_after, accepted=True)
         for book, tokens in material.books:
             store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
             report.books_read.append(book.path)
@@ -556,6 +620,58 @@ def _disk_full_reason(exc: BaseException, home: Home) -> str:
     from companion.safety.room import disk_full_sentence
 
     return disk_full_sentence(getattr(exc, "filename", None) or home.checkpoints_dir)
+
+
+def _lesson_plan(settings: Settings) -> Settings:
+    """The night's settings with the lessons' steps, and their share of other material per step."""
+    cfg = settings.night.lessons
+    night = dataclasses.replace(settings.night, steps=cfg.steps, batch_tokens=max(64, cfg.material_tokens))
+    return dataclasses.replace(settings, night=night)
+
+
+def _pull_target(weights: Weights, anchor: Checkpoint | None, pre: Checkpoint, model: torch.nn.Module,
+                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, where it is pulled back to) for each trained parameter: the anchor's weights when
+    they have the model's shape, else the pre-night weights. The feasibility study pulled toward the
+    seedling at 0.03 a step: drift +2.0% instead of +3.9%, full recall a night later. With this
+    night's other material and ordinary cards 0.03 held recall at 0 after a night; 0.01 is the
+    default (measured in the README)."""
+    source = dict(model.named_parameters())
+    targets = {name: p.detach().clone() for name, p in source.items() if p.requires_grad}
+    if anchor is not None and anchor.checksum != pre.checksum:
+        try:
+            held = dict(weights.load(anchor, device).model.named_parameters())
+            if all(name in held and held[name].shape == t.shape for name, t in targets.items()):
+                targets = {name: held[name].detach().clone() for name in targets}
+        except CheckpointError:
+            pass
+    return [(source[name], t) for name, t in targets.items()]
+
+
+_ANCHOR_PPL: dict[tuple[str, int, int], float] = {}  # (anchor checksum, windows, block) -> starter ppl
+
+
+def _anchor_ppl(weights: Weights, anchor: Checkpoint, pre: Checkpoint, before, probe: ProbeSet,
+                device: torch.device, stop: Callable[[], bool]) -> float | None:
+    """The anchor's perplexity on the probe's starter windows: the pre-night's when they are the same
+    weights, else read once from the anchor's file (and remembered for the process)."""
+    if anchor.checksum == pre.checksum:
+        return before.starter_ppl
+    block = len(probe.starter[0]) - 1 if probe.starter else 0
+    if anchor.probe_ppl is not None and anchor.probe_set == probe_set_name(block, len(probe.starter)):
+        return anchor.probe_ppl  # one probe, one number: the figure stored with the anchor
+    key = (anchor.checksum, len(probe.starter), len(probe.starter[0]))
+    if key not in _ANCHOR_PPL:
+        try:
+            model = weights.load(anchor, device).model
+        except CheckpointError:
+            return None
+        score = probe_score(model, ProbeSet(starter=probe.starter), stop)
+        del model
+        if score.starter_ppl is None:
+            return None
+        _ANCHOR_PPL[key] = score.starter_ppl
+    return _ANCHOR_PPL[key]
 
 
 def _model_checksum(model: torch.nn.Module) -> str:

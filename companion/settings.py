@@ -586,6 +586,41 @@ class SourceBudget:
 
 
 @dataclass(frozen=True)
+class LessonSettings:
+    """``[night.lessons]``: how a night teaches lessons (see ``companion.lessons``). Used only on a
+    night with lessons due; otherwise the night runs as before."""
+
+    learning_rate: float = _setting(1e-4, _Float(1e-7, 1e-2), "peak learning rate of a night with lessons")
+    steps: int = _setting(70, _Int(1, 10_000), "optimizer steps of a night with lessons")
+    material_tokens: int = _setting(
+        1024, _Int(0, 1_048_576), "tokens of the night's other material (day, dreams, replay...) per step"
+    )
+    margin: float = _setting(
+        1.0, _Float(0.0, 10.0, allowed="a number from 0.0 (off) to 10.0"),
+        "nats by which a lesson's own answer must beat the other lessons' answers (0 = off)",
+    )
+    ordinary_weight: float = _setting(
+        0.3, _WEIGHT, "loss weight of ordinary exchanges trained beside the lessons (against intrusion)"
+    )
+    pull: float = _setting(
+        0.01, _Float(0.0, 1.0, allowed="a number from 0.0 (off) to 1.0"),
+        "share of the way back toward the anchor's weights taken after each step (limits drift)",
+    )
+    freeze_embeddings: bool = _setting(
+        True, _Bool(), "keep the (tied) token embeddings fixed on a night with lessons (limits drift)"
+    )
+    samples: int = _setting(10, _Int(1, 100), "replies sampled per phrasing to measure recall each night")
+    most: int = _setting(64, _Int(1, 10_000), "most lessons taught and measured in one night")
+    crosstalk_bound: float = _setting(
+        0.05, _Float(0.0, 1.0), "share of replies that may say another lesson's answer before a night is rolled back"
+    )
+    intrusion_bound: float = _setting(
+        0.05, _Float(0.0, 1.0), "share of replies to ordinary lines that may carry a lesson before a night is rolled back"
+    )
+    intrusion_lines: int = _setting(5, _Int(0, 100), "ordinary owner lines asked to measure intrusion")
+
+
+@dataclass(frozen=True)
 class NightSettings:
     """``[night]``: how the companion learns at night."""
 
@@ -608,6 +643,16 @@ class NightSettings:
         0.03,
         _Float(0.0, 1.0),
         "allowed relative worsening of probe perplexity before a night is rolled back",
+    )
+    drift_bound: float = _setting(
+        0.05,
+        _Float(0.0, 10.0),
+        "allowed relative worsening of the probe (starter part) since the anchor before a night is rolled back",
+    )
+    anchor: int | None = _setting(
+        None,
+        _OptInt(1, 2**63 - 1, "a checkpoint id, or nothing (absent) for the latest birth, adoption, growth or import"),
+        "checkpoint the total drift is measured from (absent = the latest birth, adoption, growth or import)",
     )
     spike_factor: float = _setting(
         4.0,
@@ -632,6 +677,7 @@ class NightSettings:
     replay: SourceBudget = _section(
         SourceBudget, "replay of older days and the birth corpus", weight=1.0, tokens=50_000
     )
+    lessons: LessonSettings = _section(LessonSettings, "lessons: what the owner taught on purpose")
 
 
 @dataclass(frozen=True)

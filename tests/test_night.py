@@ -20,7 +20,10 @@ def night_settings(home, **values):
     """The home's settings with a quick night: small steps, a short replay, a fine-tuning-sized rate."""
     settings = home.load_settings()
     quick = {"night.batch_tokens": 768, "night.learning_rate": 2e-3, "night.replay.tokens": 800,
-             "night.day.tokens": 1500, "night.preferences.tokens": 2500, "night.warmup_fraction": 0.1}
+             "night.day.tokens": 1500, "night.preferences.tokens": 2500, "night.warmup_fraction": 0.1,
+             # the day's correction is a lesson: a quick lesson night too
+             "night.lessons.steps": 6, "night.lessons.learning_rate": 2e-3, "night.lessons.material_tokens": 768,
+             "night.lessons.samples": 2, "night.lessons.intrusion_lines": 1}
     quick.update(values)
     for key, value in quick.items():
         settings = settings.with_value(key, value)
@@ -102,8 +105,8 @@ def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer, monke
 
     kinds = [e.kind for e in events]
     assert kinds[-1] == "done" and events[-1].report is report
-    assert [e.phase for e in events if e.kind == "phase"] == ["dreaming", "probing", "preparing", "training",
-                                                              "checking", "saving"]
+    assert [e.phase for e in events if e.kind == "phase"] == ["dreaming", "probing", "recalling", "preparing",
+                                                              "training", "checking", "recalling", "saving"]
     steps = [e for e in events if e.kind == "step"]
     assert len(steps) == report.total_steps > 0 and steps[-1].step == steps[-1].total
     # The phases without training steps report real progress and time left too.

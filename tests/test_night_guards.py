@@ -80,7 +80,8 @@ def test_a_probe_worse_than_its_bound_is_rolled_back(tiny_home, tokenizer):
         settings = night_settings(tiny_home, **off, **{"night.books.tokens": 4000, "night.learning_rate": 1e-2,
                                                       "night.spike_factor": 100.0, "night.steps": 12,
                                                       "night.probe_bound": 0.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE)
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE,
+                           lessons=[])  # an ordinary night: the book alone, at its own rate
         assert_rolled_back(tiny_home, store, report, pre)
         assert "probe perplexity worsened" in report.reason
         assert report.probe_after["ppl"] > report.probe_before["ppl"]
@@ -146,7 +147,8 @@ def test_a_nights_optimizer_starts_empty_whatever_ran_before_it(tiny_home, token
         def before_step(step, optimizer, lr):
             seen.append((step, len(optimizer.state), optimizer.param_groups[0]["lr"], lr))
 
-        report = run_night(tiny_home, store, day.id, settings, "cpu", before_step=before_step, probe_windows=PROBE)
+        report = run_night(tiny_home, store, day.id, settings, "cpu", before_step=before_step, probe_windows=PROBE,
+                           lessons=[])  # an ordinary night (a night with lessons has their own rate)
         assert report.steps == 6
         step0, state0, group_lr0, lr0 = seen[0]
         assert state0 == 0  # no moments: not the nursery's, not anyone's

@@ -3,4 +3,10 @@ this"), kept as records so that nights can teach them until the companion says t
 
 The records live in the one store (``companion/store.py``); this package holds the rules about them
 that are not storage: how a lesson's status follows from its recall over the nights
-(``companion.lessons.status``). Nothing here imports torch."""
+(``companion.lessons.status``). Nothing here imports torch.
+
+The night's side: `text` (what the night needs of a lesson, and the rule that decides whether a reply
+says it), `morning` (a fresh day as the day builds it), `cards` (the contexts a lesson is trained in),
+`margin` (its answer against the others'), `recall` (asking afresh and counting), `schedule` (spaced
+repetition), `teaching` (a night's lessons and its verdict) and `report` (the morning's lines).
+`text`, `morning`, `schedule`, `status` and `report` are torch-free; the others are the night's."""

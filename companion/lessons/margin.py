@@ -1,0 +1,85 @@
+"""The margin: each lesson's own answer must be likelier than the other lessons' answers to its question.
+
+Five near-identical questions ("What is my X?") with five answers make a model learn the template
+"a question in the morning -> one of the taught answers" unless it is also shown which answer belongs
+where. For each lesson asked in a fresh morning, the mean log-probability per token of its own answer
+must exceed each other lesson's answer by `margin` nats; the loss is the mean hinge
+``relu(margin - (own - other))``. It is zero once the answers are apart, so it costs nothing then.
+In the feasibility study it removed the first night's cross-talk.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from companion.lessons.morning import morning
+from companion.lessons.text import LessonText
+from companion.settings import Settings
+from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer
+
+__all__ = ["margin_loss", "answer_logprobs"]
+
+
+def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
+                    mean: bool = True) -> torch.Tensor:
+    """Log-probability of each answer after its prompt (per token when `mean`, else summed), one
+    value per row."""
+    device = next(model.parameters()).device
+    rows = [p + a for p, a in zip(prompts, answers)]
+    width = max(len(r) for r in rows) - 1
+    idx = torch.zeros(len(rows), width, dtype=torch.long)
+    tgt = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        seq = torch.tensor(p + a)
+        idx[i, : len(seq) - 1] = seq[:-1]
+        tgt[i, len(p) - 1 : len(seq) - 1] = seq[len(p):]
+    idx, tgt = idx.to(device), tgt.to(device)
+    logits, _ = model(idx)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    mask = tgt != -100
+    picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * mask
+    return picked.sum(1) / mask.sum(1).clamp_min(1) if mean else picked.sum(1)
+
+
+def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,
+                block_size: int, rng: random.Random, margin: float = 1.0, others: int = 4,
+                most: int = 8) -> torch.Tensor | None:
+    """The hinge loss for up to `most` lessons against up to `others` other answers each, asked with a
+    random phrasing; None when there are fewer than two lessons with different key words."""
+    if len(lessons) < 2 or margin <= 0:
+        return None
+    chosen = list(lessons)
+    rng.shuffle(chosen)
+    prompts: list[list[int]] = []
+    answers: list[list[int]] = []
+    pairs: list[tuple[int, int]] = []
+    for lesson in chosen[:most]:
+        rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
+        if not rivals:
+            continue
+        turns = morning(settings, tokenizer, block_size, [(rng.choice(lesson.asked_as), None)])
+        prompt = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
+        own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
+        if len(prompt) + len(own_answer) > block_size + 1:
+            continue
+        own = len(prompts)
+        prompts.append(prompt)
+        answers.append(own_answer)
+        for rival in rng.sample(rivals, min(others, len(rivals))):
+            answer = encode_turn(tokenizer, Turn("companion", rival.answer))[1:]
+            if len(prompt) + len(answer) <= block_size + 1:
+                prompts.append(prompt)
+                answers.append(answer)
+                pairs.append((own, len(prompts) - 1))
+    if not pairs:
+        return None
+    lp = answer_logprobs(model, prompts, answers)
+    own_idx = torch.tensor([a for a, _ in pairs], device=lp.device)
+    other_idx = torch.tensor([b for _, b in pairs], device=lp.device)
+    return F.relu(margin - (lp[own_idx] - lp[other_idx])).mean()

@@ -1,0 +1,138 @@
+"""A night's lessons: which are taught, each step's share of the loss, and the recall verdict.
+
+The loss a night adds for its lessons, each part a mean over its own tokens (so that no amount of
+replay or other material dilutes it; the feasibility study found the lessons' share of a default
+night's loss was about 2%):
+
+    lessons' cards (mean over answer tokens)
+  + ordinary_weight x ordinary cards (mean over their reply tokens)
+  + the margin of each answer over the other lessons' answers (`companion.lessons.margin`)
+
+`run_night` adds this to its own step loss over the night's usual material, trains at the lessons'
+learning rate for the lessons' number of steps with the tied token embeddings frozen (the decisive
+change for drift in the study), and before accepting asks `verdict` whether the night lowered what the
+companion says back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
+from companion.lessons.margin import margin_loss
+from companion.lessons.recall import Recall, intrusion_lines, measure
+from companion.lessons.status import LEARNED_RECALL  # the one rule: store, screen and night
+from companion.lessons.text import LessonText
+from companion.night_material import step_loss
+from companion.settings import Settings
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer
+
+__all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings"]
+
+
+
+def freeze_embeddings(model: Transformer) -> None:
+    """Keep the token embedding matrix (tied to the output layer) out of the night's optimizer."""
+    model.embed.weight.requires_grad_(False)
+
+
+@dataclass
+class Teaching:
+    """The lessons a night teaches (`taught`) and checks (`checked`: the taught ones and the learned
+    ones resting, so that a night cannot quietly lose them).
+
+    Resting lessons fill the morning cards the due ones leave free and stay in the mini-days and in
+    the margin (as lessons and as rivals): measured, a learned lesson left out entirely was
+    overwritten by the next night's similar questions ("What is my home town?" said back 9 of 10
+    times before, 0 after), and one kept only in the mini-days and the margin still fell (10 -> 7)."""
+
+    taught: list[LessonText]
+    checked: list[LessonText]
+    settings: Settings
+    tokenizer: Tokenizer
+    block_size: int
+    seed: int
+    mix: CardMix = CardMix()
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.exchanges = ordinary_exchanges(self.settings) if self.settings.night.lessons.ordinary_weight > 0 else ()
+        self.ordinary_lines = intrusion_lines(self.settings, self.settings.night.lessons.intrusion_lines)
+
+    def loss(self, model: Transformer) -> torch.Tensor:
+        """This step's lesson loss (see the module docstring); a fresh draw of cards every step."""
+        cfg = self.settings.night.lessons
+        lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
+                                       self.block_size, self.rng, self.mix, among=self.checked)
+        device = next(model.parameters()).device
+        total = torch.zeros((), device=device)
+        if lessons:
+            total = total + step_loss(model, lessons, self.settings)
+        if ordinary and cfg.ordinary_weight > 0:
+            total = total + cfg.ordinary_weight * step_loss(model, ordinary, self.settings)
+        margin = margin_loss(model, self.checked, self.settings, self.tokenizer, self.block_size, self.rng,
+                             margin=cfg.margin)
+        if margin is not None:
+            total = total + margin
+        return total
+
+    def recall(self, model: Transformer, should_stop: Callable[[], bool] | None = None) -> Recall:
+        cfg = self.settings.night.lessons
+        return measure(model, self.tokenizer, self.settings, self.checked, cfg.samples,
+                       ordinary=self.ordinary_lines, should_stop=should_stop)
+
+    def summary(self, before: Recall | None, after: Recall) -> dict[str, Any]:
+        """What the morning report shows (JSON-safe, read by `companion.lessons.report`)."""
+        taught = set(map(id, self.taught))
+        rows = []
+        for row in after.lessons:
+            old = before.of(row.lesson) if before is not None else None
+            rows.append({
+                "id": row.lesson.id, "question": row.lesson.question, "answer": row.lesson.answer,
+                "keys": sorted(row.lesson.keys), "taught": id(row.lesson) in taught, "asked": row.asked,
+                "before": old.total if old is not None else None, "after": row.total,
+                "phrasings": {q: [old.hits.get(q) if old is not None else None, h] for q, h in row.hits.items()},
+                "reply": row.examples[0] if row.examples else "",
+            })
+        b = before or Recall()
+        return {"samples": self.settings.night.lessons.samples, "lessons": rows,
+                "crosstalk": {"before": b.crosstalk, "after": after.crosstalk, "samples": after.crosstalk_samples},
+                "intrusion": {"before": b.intrusion, "after": after.intrusion, "samples": after.intrusion_samples,
+                              "examples": after.intrusion_examples[:3]}}
+
+    def verdict(self, before: Recall, after: Recall) -> str | None:
+        """Why the night must be rolled back on what it makes the companion say, or None.
+
+        * a lesson that was said back before the night (at least LEARNED_RECALL of its samples) and
+          is said back less after it, below that share;
+        * cross-talk or intrusion above their bound (a share of the replies) and above what it was
+          before the night (a night is not blamed for what it inherited).
+        """
+        cfg = self.settings.night.lessons
+        for row in after.lessons:
+            old = before.of(row.lesson)
+            if old is None or not old.asked:
+                continue
+            if (old.rate >= LEARNED_RECALL or row.lesson.learned) and row.rate < LEARNED_RECALL and row.total < old.total:
+                return (f"the companion said back \u201c{row.lesson.answer}\u201d in {old.total} of {old.asked} replies "
+                        f"before the night and {row.total} of {row.asked} after: a learned lesson must stay learned")
+        for name, b_hits, b_n, a_hits, a_n, bound in (
+            ("cross-talk", before.crosstalk, before.crosstalk_samples, after.crosstalk, after.crosstalk_samples,
+             cfg.crosstalk_bound),
+            ("intrusion", before.intrusion, before.intrusion_samples, after.intrusion, after.intrusion_samples,
+             cfg.intrusion_bound),
+        ):
+            if not a_n:
+                continue
+            rate, old = a_hits / a_n, (b_hits / b_n if b_n else 0.0)
+            if rate > bound and rate > old:
+                what = ("replies to a lesson's question said another lesson's answer" if name == "cross-talk"
+                        else "replies to ordinary lines carried a lesson's answer")
+                return f"{name}: {a_hits} of {a_n} {what} (before the night {b_hits} of {b_n}; bound {bound:.0%})"
+        return None

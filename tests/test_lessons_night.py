@@ -1,0 +1,257 @@
+"""Lessons at night: asked afresh exactly as a day asks, trained only on their answers, gating the
+night on what the companion says back, scheduled by spaced repetition, and the total drift guard.
+Tiny real models and real stores; nothing mocked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from companion.day import DaySession
+from companion.lessons.cards import answer_turns, ordinary_exchanges, step_cards
+from companion.lessons.morning import morning
+from companion.lessons.recall import measure
+from companion.lessons.schedule import next_schedule
+from companion.lessons.text import LessonText, key_words, says, words
+from companion.night import report_lines, run_night
+from companion.night_material import step_loss, transcript_examples
+from companion.store import Store
+from companion.transcript import encode_turns
+from companion.weights import Weights
+from tests.test_night import PROBE, file_checksum, night_settings, script_day
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DOG = LessonText("What is my dog's name?", "Your dog is called Biscuit.")
+SISTER = LessonText("What is my sister's name?", "Your sister is called Marta.")
+
+
+def lesson_settings(home, **values):
+    """A quick night with lessons, its guards loose unless a test tightens one."""
+    quick = {"night.probe_bound": 1.0, "night.drift_bound": 10.0, "night.lessons.samples": 4,
+             "night.lessons.intrusion_lines": 1, "night.lessons.crosstalk_bound": 1.0,
+             "night.lessons.intrusion_bound": 1.0, "night.lessons.pull": 0.0}
+    quick.update(values)
+    return night_settings(home, **quick)
+
+
+def teach_directly(home, store, tokenizer, lessons, steps=60, lr=3e-3):
+    """Make the current weights say `lessons` (trained hard on their fresh-morning cards), saved as a
+    new current checkpoint: a companion that has learned them."""
+    settings = home.load_settings()
+    weights = Weights(home, store)
+    model = weights.load_current().model.train()
+    block = model.config.block_size
+    cards = []
+    for x in lessons:
+        turns, i = answer_turns(settings, tokenizer, block, x.question, x.answer)
+        cards += transcript_examples(tokenizer, turns, [1.0 if j == i else 0.0 for j in range(len(turns))], block,
+                                     "lessons")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for _ in range(steps):
+        loss = step_loss(model, cards, settings)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return weights.save(model.eval(), "night", step=steps, parent_id=weights.current().id, make_current=True)
+
+
+# --- the rules ---------------------------------------------------------------------------------------
+
+def test_a_reply_says_a_lesson_when_every_key_word_is_in_it_whatever_the_case_and_punctuation():
+    assert key_words("Your dog is called Biscuit.", "What is my dog called?") == {"biscuit"}
+    assert key_words("You work as a nurse.", "What is my job?") == {"work", "nurse"}
+    assert key_words("anything", key="the Nurse") == {"nurse"}
+    assert says("Oh, BISCUIT's bowl is empty!", {"biscuit"})
+    assert not says("A biscuit-less day", {"biscuit", "dog"})
+    assert not says("", {"biscuit"}) and not says("biscuit", set())
+    assert words("Caf\u00e9 d\u2019Ana's") == ["café", "d", "ana"]
+
+
+def test_a_lesson_is_asked_in_a_fresh_day_exactly_as_the_day_builds_it(tiny_home, tokenizer):
+    settings = tiny_home.load_settings()
+    with Store.open(tiny_home.store_path) as store:
+        day = DaySession(tiny_home, store, tokenizer, settings, block_size=256)
+        day.send(DOG.question)
+        turns = morning(settings, tokenizer, 256, [(DOG.question, None)])
+        assert encode_turns(tokenizer, turns).ids == day.context_ids()
+        assert [t.role for t in turns] == ["inner", "owner", "inner"]  # greeting, question, first indicator
+
+
+def test_cards_train_only_the_answers_in_several_contexts(tokenizer, tiny_home):
+    import random
+
+    settings = tiny_home.load_settings()
+    lessons = [DOG, SISTER, LessonText("What is my job?", "You work as a nurse.", ("What do I do?",))]
+    cards, ordinary = step_cards(lessons, ordinary_exchanges(settings, most=50), settings, tokenizer, 256,
+                                 random.Random(0))
+    answers = {x.answer for x in lessons}
+    lengths = set()
+    for card in cards:
+        taught = tokenizer.decode([t for t in card.targets if t != -100])
+        assert any(a in taught for a in answers) and "What is" not in taught
+        lengths.add(len(card))
+    assert len(cards) == 3 + 3 + 1 and len(lengths) > 2  # morning, after chat, a mini-day: not one template
+    assert len(ordinary) == 3 and all(card.source == "ordinary" for card in ordinary)
+
+
+def test_spaced_repetition_grows_the_rest_of_a_learned_lesson_and_brings_a_miss_back_next_night():
+    assert next_schedule(None, False, 5) == (1, 6)
+    assert next_schedule(None, True, 5, streak=1) == (1, 6)  # said back once: taught once more
+    assert next_schedule(1, True, 6, streak=2) == (2, 8)  # twice in a row: it rests
+    assert next_schedule(2, True, 7) == (4, 11)
+    assert next_schedule(4, False, 11) == (1, 12)
+    assert next_schedule(4, True, 9, taught=False) is None  # resting and still said: the plan stands
+    assert next_schedule(64, True, 100) == (64, 164)
+
+
+# --- the night ---------------------------------------------------------------------------------------
+
+def test_recall_counts_a_taught_lesson_and_cross_talk_on_fixed_draws(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        teach_directly(tiny_home, store, tokenizer, [DOG])
+        model = Weights(tiny_home, store).load_current().model
+    settings = tiny_home.load_settings()
+    first = measure(model, tokenizer, settings, [DOG, SISTER], 4)
+    again = measure(model, tokenizer, settings, [DOG, SISTER], 4)
+    assert [r.total for r in first.lessons] == [r.total for r in again.lessons]  # fixed seeds
+    assert first.of(DOG).total == 4 and first.of(SISTER).total == 0
+    assert first.crosstalk >= 3  # asked about the sister, it names the dog: the template, not the question
+
+
+def test_spaced_repetition_schedules_a_learned_lesson_after_its_interval_and_a_failed_one_the_next_night(
+        tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        teach_directly(tiny_home, store, tokenizer, [DOG])
+        dog = store.add_lesson(DOG.question, DOG.answer)
+        sister = store.add_lesson(SISTER.question, SISTER.answer)
+        day, _ = script_day(tiny_home, store, tokenizer)  # its correction is a third lesson
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 2, "night.lessons.learning_rate": 1e-5})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE)
+        assert report.status == "accepted", report.reason
+
+        said = {row["id"]: row["after"] for row in report.lessons["lessons"]}
+        assert said[dog.id] == 4 and said[sister.id] == 0
+        assert store.get_lesson(dog.id).status == "learned" and store.get_lesson(sister.id).status == "learning"
+        # said back once: taught once more before it rests (consolidation); the miss is back too
+        assert {dog.id, sister.id} <= {x.id for x in store.due_lessons(day.number + 1)}
+
+        day2, _ = script_day(tiny_home, store, tokenizer)
+        report = run_night(tiny_home, store, day2.id, settings, "cpu", probe_windows=PROBE)
+        assert report.status == "accepted", report.reason
+        assert store.get_lesson(dog.id).schedule.due_day == day2.number + 2  # twice in a row: rests a night
+        assert sister.id in {x.id for x in store.due_lessons(day2.number + 1)}  # a miss: back the next night
+        assert dog.id not in {x.id for x in store.due_lessons(day2.number + 1)}
+        assert dog.id in {x.id for x in store.due_lessons(day2.number + 2)}
+        text = "\n".join(report_lines(report))
+        assert "What it says back" in text and "\u201cWhat is my dog's name?\u201d" in text and "0 -> 4 of 4" not in text
+
+
+def test_a_night_that_makes_a_learned_lesson_unsaid_is_rolled_back_with_the_weights_byte_identical(
+        tiny_home, tokenizer):
+    """Sabotage: the night's last step lands on weights that never learned the lesson (the birth
+    blocks); its probe is within bounds, but the learned lesson is no longer said: rolled back."""
+    from companion.lessons.teaching import freeze_embeddings
+    from companion.training import make_optimizer
+
+    with Store.open(tiny_home.store_path) as store:
+        weights = Weights(tiny_home, store)
+        birth_model = weights.load(weights.current()).model
+        pre = teach_directly(tiny_home, store, tokenizer, [DOG])
+        learned = LessonText(DOG.question, DOG.answer, learned=True)
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})
+        freeze_embeddings(birth_model)
+        unlearned = [p for g in make_optimizer(birth_model, 1e-3).param_groups for p in g["params"]]
+
+        def forget(step, optimizer, lr):
+            if step == 2:
+                with torch.no_grad():
+                    mine = [p for g in optimizer.param_groups for p in g["params"]]
+                    for p, q in zip(mine, unlearned, strict=True):
+                        p.copy_(q)
+
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[SISTER, learned],
+                           before_step=forget)
+
+        assert report.status == "rolled_back"
+        assert "learned lesson must stay learned" in report.reason and "Biscuit" in report.reason
+        assert Weights(tiny_home, store).current().id == pre.id
+        assert report.checksum_after == report.checksum_before == pre.checksum == file_checksum(tiny_home, store, pre)
+        assert store.nights()[-1].status == "rolled_back"
+
+
+def test_the_drift_guard_rolls_back_a_night_within_its_own_bound_but_past_the_total(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        weights = Weights(tiny_home, store)
+        birth = weights.current()
+        model = weights.load(birth).model
+        with torch.no_grad():  # nights that added up: the language a good deal worse than at birth
+            model.embed.weight.mul_(4.0)
+        drifted = weights.save(model, "night", step=1, parent_id=birth.id, make_current=True)
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = night_settings(tiny_home, **{"night.learning_rate": 1e-7, "night.probe_bound": 0.03,
+                                                "night.drift_bound": 0.05})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[])
+
+        after, before = report.probe_after["ppl"], report.probe_before["ppl"]
+        assert after <= before * 1.03  # within the night's own bound
+        assert report.status == "rolled_back" and "since the anchor" in report.reason
+        assert report.anchor["checkpoint_id"] == birth.id and report.anchor["after"] > report.anchor["ppl"] * 1.05
+        assert weights.current().id == drifted.id
+        assert report.checksum_after == drifted.checksum == file_checksum(tiny_home, store, drifted)
+
+        # The owner re-anchors on the weights as they are now: the same night is accepted.
+        report = run_night(tiny_home, store, day.id, settings.with_value("night.anchor", drifted.id), "cpu",
+                           probe_windows=PROBE, lessons=[])
+        assert report.status == "accepted", report.reason
+        assert report.anchor["checkpoint_id"] == drifted.id
+
+
+def test_a_lesson_night_freezes_the_embeddings_and_pulls_back_toward_the_anchor(tiny_home, tokenizer):
+    """With the pull at 1.0 every step ends back on the anchor: the night's weights are the anchor's."""
+    with Store.open(tiny_home.store_path) as store:
+        birth = Weights(tiny_home, store).current()
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.pull": 1.0, "night.lessons.steps": 3})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+        assert report.status == "accepted" and report.steps == 3
+        assert report.checksum_after == birth.checksum
+
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})  # no pull: it moves, embeddings kept
+        before = Weights(tiny_home, store).load_current().model.embed.weight.clone()
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+        assert report.status == "accepted" and report.checksum_after != birth.checksum
+        assert torch.equal(Weights(tiny_home, store).load_current().model.embed.weight, before)
+
+
+# --- the bench's input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, said", [
+    ("[{\"question\": \"Q?\", \"answer\": \"A.\"", "not valid JSON (line 1"),
+    ("{}", "must be a non-empty JSON list"),
+    ('[{"question": "What is my job?", "answer": "Nurse.", "key": "nurse"}, {"question": "Where?", "answer": "Here."}]',
+     "fact 2 ('Where?') has no 'key'"),
+    ('[{"question": "Q?", "answer": "", "key": "k"}]', "fact 1 ('Q?'): 'answer' must be non-empty text"),
+    ('[{"question": "Q?", "answer": "A.", "key": "k", "paraphrases": "Q2?"}]', "'paraphrases' must be a list"),
+])
+def test_the_bench_names_the_file_and_the_entry_of_a_bad_facts_file(tmp_path, capsys, content, said):
+    from bench.lessons import main
+
+    facts = tmp_path / "facts.json"
+    facts.write_text(content, encoding="utf-8")
+    assert main(["--home", str(tmp_path / "nobody"), "--facts", str(facts)]) == 2
+    err = capsys.readouterr().err
+    assert str(facts) in err and said in err and "Traceback" not in err
+
+
+def test_the_bench_reads_a_good_facts_file(tmp_path):
+    from bench.lessons import read_facts
+
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps([{"question": "What is my job? ", "answer": "You work as a nurse.", "key": "nurse",
+                                  "paraphrases": ["What do I do?"]}]), encoding="utf-8")
+    assert read_facts(facts) == [{"question": "What is my job?", "answer": "You work as a nurse.", "key": "nurse",
+                                  "paraphrases": ["What do I do?"]}]
