@@ -55,7 +55,7 @@ def teach_directly(home, store, tokenizer, lessons, steps=60, lr=3e-3):
         loss.backward()
         opt.step()
         opt.zero_grad()
-    return weights.save(model.eval(), "night", step=steps, parent_id=weights.current().id, make_current=True)
+    return weights.save(model.eval(), "nursery", step=steps, parent_id=weights.current().id, make_current=True)
 
 
 # --- the rules ---------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_the_drift_guard_rolls_back_a_night_within_its_own_bound_but_past_the_to
         model = weights.load(birth).model
         with torch.no_grad():  # nights that added up: the language a good deal worse than at birth
             model.embed.weight.mul_(4.0)
-        drifted = weights.save(model, "night", step=1, parent_id=birth.id, make_current=True)
+        drifted = weights.save(model, "nursery", step=1, parent_id=birth.id, make_current=True)
         day, _ = script_day(tiny_home, store, tokenizer)
         settings = night_settings(tiny_home, **{"night.learning_rate": 1e-7, "night.probe_bound": 0.03,
                                                 "night.drift_bound": 0.05})
