@@ -81,7 +81,7 @@ def test_stop_on_the_screen_interrupts_the_night_within_a_step(tiny_home, tokeni
         async def scenario():
             trainer_box = []
             screen = NightScreen(day_number=day.number, store=store, on_stop=lambda: trainer_box[0].stop())
-            long_night = night_settings(tiny_home, **{"night.steps": 400})  # still running when asked twice
+            long_night = night_settings(tiny_home, **{"night.steps": 400, "night.lessons.steps": 400})  # still running when asked twice
             trainer = TrainerThread(tiny_home, day.id, store=store, settings=long_night,
                                     device="cpu", probe_windows=PROBE)
             trainer_box.append(trainer)
