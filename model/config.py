@@ -25,6 +25,10 @@ class ModelConfig:
     mlp_hidden: int = 0  # 0: derived from n_embd (SwiGLU's 8/3 rule, rounded up to a multiple of 64)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    # Context stretching (model.growth.stretch): the block size the rotary frequencies were trained at,
+    # and the factor the block has grown by since. 1.0 / 0: never stretched (every older checkpoint).
+    rope_scaling: float = 1.0
+    rope_original_block: int = 0
 
     def __post_init__(self) -> None:
         if self.n_embd % self.head_dim:
@@ -32,6 +36,10 @@ class ModelConfig:
         for name in ("vocab_size", "n_layer", "n_embd", "head_dim", "block_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        if self.rope_scaling < 1.0:
+            raise ConfigError(f"rope_scaling={self.rope_scaling} must be at least 1")
+        if self.rope_scaling > 1.0 and self.rope_original_block <= 0:
+            raise ConfigError("rope_scaling > 1 needs rope_original_block, the block the rotary frequencies were trained at")
 
     @property
     def n_head(self) -> int:
