@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     restore.set_defaults(func=_lazy("companion.history_cli", "cmd_restore"))
 
+    from companion.growth.cli import add_parser as add_grow
+
+    add_grow(sub)
+
     backup = sub.add_parser("backup", help="back up weights, tokenizer, settings and store now, verified")
     backup.set_defaults(func=_lazy("companion.history_cli", "cmd_backup"))
 
