@@ -79,21 +79,23 @@ def cmd_days(args) -> int:
 def cmd_checkpoints(args) -> int:
     from companion.backup import due, last_backup
     from companion.backup import backup_line, folder_size
+    from companion.growth.plan import checkpoint_size
     from companion.weights import Weights
 
     home, store = _open(args)
     with store:
         current = Weights(home, store).current()
         numbers = {d.id: d.number for d in store.days()}
-        print(f"{'':1} {'id':>4}  {'reason':<12}  {'day':>4}  {'created':<16}  {'step':>8}  {'ppl':>7}  {'size':>8}")
+        print(f"{'':1} {'id':>4}  {'reason':<12}  {'day':>4}  {'created':<16}  {'step':>8}  {'ppl':>7}  {'size':>8}  {'model':<14}")
         for c in store.checkpoints():
             path = home.path / c.path
             mark = "*" if current is not None and current.id == c.id else " "
             ppl = f"{c.probe_ppl:.2f}" if c.probe_ppl is not None else "—"
             day = numbers.get(c.day_id, "—") if c.day_id else "—"
             size = format_bytes(path.stat().st_size) if path.is_file() else "MISSING"
+            shape = checkpoint_size(path) if path.is_file() else ""
             print(f"{mark} {c.id:>4}  {_plain(c.reason, 12):<12}  {day:>4}  {c.created_at[:16].replace('T', ' '):<16}  "
-                  f"{c.step:>8,}  {ppl:>7}  {size:>8}")
+                  f"{c.step:>8,}  {ppl:>7}  {size:>8}  {shape:<14}")
         settings = home.load_settings()
         print(f"* current · checkpoints use {format_bytes(folder_size(home.checkpoints_dir))} on disk")
         print(backup_line(last_backup(home, settings), due(home, settings)))

@@ -139,6 +139,21 @@ def describe_size(config: ModelConfig) -> str:
             f"{config.block_size} tokens")
 
 
+def short_size(config: ModelConfig) -> str:
+    """`w384 ctx1024`: a checkpoint's size in a list."""
+    return f"w{config.n_embd} ctx{config.block_size}"
+
+
+def checkpoint_size(path) -> str:
+    """The short size of the checkpoint file at `path` (its header only), or "" when it cannot be read."""
+    from model.checkpoint import CheckpointError, read_meta
+
+    try:
+        return short_size(read_meta(path).config)
+    except (CheckpointError, OSError):
+        return ""
+
+
 def preview_lines(plan: GrowthPlan, seconds_before: float | None = None,
                   seconds_after: float | None = None, day_share: float | None = None) -> list[str]:
     """The preview the owner reads before confirming (the CLI prints it, the palette shows it)."""

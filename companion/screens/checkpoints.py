@@ -99,6 +99,7 @@ class CheckpointsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="list")
     def refresh_list(self) -> None:
+        from companion.growth.plan import checkpoint_size
         from companion.weights import Weights
 
         current = Weights(self.home, self.store).current()
@@ -112,7 +113,8 @@ class CheckpointsScreen(Screen):
                 id=c.id, reason=c.reason, day=day_numbers.get(c.day_id) if c.day_id else None,
                 created=c.created_at[:16].replace("T", " "), step=c.step, probe_ppl=c.probe_ppl,
                 size_bytes=path.stat().st_size if exists else c.size_bytes, missing=not exists,
-                current=current is not None and current.id == c.id))
+                current=current is not None and current.id == c.id,
+                shape=checkpoint_size(path) if exists else ""))
         used = folder_size(self.home.checkpoints_dir)
         settings = self.home.load_settings()
         backups = self.home.backup_dir(settings)
