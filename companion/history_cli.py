@@ -93,7 +93,7 @@ def cmd_checkpoints(args) -> int:
             ppl = f"{c.probe_ppl:.2f}" if c.probe_ppl is not None else "—"
             day = numbers.get(c.day_id, "—") if c.day_id else "—"
             size = format_bytes(path.stat().st_size) if path.is_file() else "MISSING"
-            shape = checkpoint_size(path) if path.is_file() else ""
+            shape = checkpoint_size(path)[0] if path.is_file() else ""
             print(f"{mark} {c.id:>4}  {_plain(c.reason, 12):<12}  {day:>4}  {c.created_at[:16].replace('T', ' '):<16}  "
                   f"{c.step:>8,}  {ppl:>7}  {size:>8}  {shape:<14}")
         settings = home.load_settings()

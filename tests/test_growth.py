@@ -15,7 +15,7 @@ import torch
 
 from companion.day import DaySession
 from companion.growth.grow import run_growth
-from companion.growth.plan import GrowthError, parse_width, plan_growth
+from companion.growth.plan import GrowthError, checkpoint_size, parse_width, plan_growth
 from companion.night import run_night
 from companion.restore import restore
 from companion.store import Store
@@ -57,6 +57,10 @@ def test_widening_is_a_growth_checkpoint_with_its_story(tiny_home):
         meta = read_meta(Weights(tiny_home, store).path_of(grown))
         assert meta.config.n_embd == 96 and meta.extra["growth"] == "width"
         assert json.loads(meta.extra["before"])["n_embd"] == 64 and json.loads(meta.extra["after"])["n_embd"] == 96
+        size, story = checkpoint_size(Weights(tiny_home, store).path_of(grown))
+        assert size == "w96 ctx256" and story == ("grown from 64 wide x 2 layers, 4 heads, 256 tokens to "
+                                                  "96 wide x 2 layers, 6 heads, 256 tokens")
+        assert checkpoint_size(Weights(tiny_home, store).path_of(before)) == ("w64 ctx256", "")
     assert [e.phase for e in events if e.kind == "phase"] == ["loading", "widening", "checking", "saving"]
     assert events[-1].kind == "done" and "Grown" in events[-1].text
 

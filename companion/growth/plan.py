@@ -144,14 +144,23 @@ def short_size(config: ModelConfig) -> str:
     return f"w{config.n_embd} ctx{config.block_size}"
 
 
-def checkpoint_size(path) -> str:
-    """The short size of the checkpoint file at `path` (its header only), or "" when it cannot be read."""
+def checkpoint_size(path) -> tuple[str, str]:
+    """The short size of the checkpoint file at `path`, and for a growth its story ("grown from ... to
+    ..."), read from its header only; ("", "") when it cannot be read."""
     from model.checkpoint import CheckpointError, read_meta
 
     try:
-        return short_size(read_meta(path).config)
+        meta = read_meta(path)
     except (CheckpointError, OSError):
-        return ""
+        return "", ""
+    story = ""
+    if meta.extra.get("before") and meta.extra.get("after"):
+        try:
+            before, after = ModelConfig.from_json(meta.extra["before"]), ModelConfig.from_json(meta.extra["after"])
+            story = f"grown from {describe_size(before)} to {describe_size(after)}"
+        except (ValueError, TypeError):
+            story = "grown (its story in the header is unreadable)"
+    return short_size(meta.config), story
 
 
 def preview_lines(plan: GrowthPlan, seconds_before: float | None = None,
