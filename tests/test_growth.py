@@ -237,3 +237,13 @@ def test_a_preset_name_is_a_width():
     assert parse_width("v2") == 512 and parse_width(" 384 ") == 384
     with pytest.raises(GrowthError, match="positive"):
         parse_width("-64")
+
+
+def test_a_damaged_current_file_is_refused_in_one_line(tiny_home):
+    with Store.open(tiny_home.store_path) as store:
+        path = Weights(tiny_home, store).path_of(Weights(tiny_home, store).current())
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    done = run_cli(tiny_home, "--width", "96", "--yes")
+    assert done.returncode == 2 and "checksum mismatch" in done.stderr and "Traceback" not in done.stderr

@@ -50,7 +50,12 @@ def cmd_grow(args) -> int:
 
         before = after = None
         if not args.no_measure:
-            model = Weights(home, store).load(plan.current).model.float()
+            from model.checkpoint import CheckpointError
+
+            try:
+                model = Weights(home, store).load(plan.current).model.float()
+            except CheckpointError as exc:
+                return _fail(f"the current weights cannot be read: {exc}")
             grown = (widen(model, plan.after.n_embd) if plan.kind == "width"
                      else stretch(model, plan.after.block_size))
             before = seconds_per_step(model, settings.night.batch_tokens)
@@ -99,6 +104,10 @@ def cmd_grow(args) -> int:
         except KeyboardInterrupt:
             print("\nstopped: nothing was kept; the weights are as they were", file=sys.stderr)
             return 130
+        except Exception as exc:  # a full disk, a damaged file: said in one line, the old weights current
+            print(f"companion grow: failed ({type(exc).__name__}: {exc}); the weights are as they were",
+                  file=sys.stderr)
+            return 1
         finally:
             signal.signal(signal.SIGINT, previous)
     print("\n".join(result.lines()))
