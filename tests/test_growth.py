@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from companion.day import DaySession
 from companion.growth.grow import run_growth
@@ -20,7 +19,7 @@ from companion.night import run_night
 from companion.restore import restore
 from companion.store import Store
 from companion.weights import Weights
-from model.checkpoint import load_tensors, read_meta, tensors_checksum
+from model.checkpoint import load_tensors, read_meta
 from tests.test_night import night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -21,7 +21,6 @@ from textual.widgets import Footer, Input, Static
 from companion.growth.plan import GrowthError, GrowthPlan, parse_width, preview_lines
 from companion.home import Home
 from companion.store import Store
-from model.config import PRESETS
 from widgets.night import NightProgress
 from widgets.safe_text import display_safe
 from widgets.text_prompt import ConfirmScreen
