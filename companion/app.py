@@ -26,8 +26,18 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from companion.home import SEEDLING_DIR, Home, HomeError, LockedError, list_companions, resolve_root, themes_dir
+from companion.home import (
+    SEEDLING_DIR,
+    Home,
+    HomeError,
+    LockedError,
+    list_companions,
+    list_unborn,
+    resolve_root,
+    themes_dir,
+)
 from companion.messages import DayClosed, EngineFailed, EngineReady, GrowthFinished, NightFinished, WeightsReloaded
+from companion.progress import plural
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
@@ -69,6 +79,21 @@ class CompanionApp(App):
         self.trainer = None  # the trainer thread while a night runs
         self.night_screen = None
         self._morning_pending = False  # begin the next day once the night's weights are loaded
+        self._nights_shown = 0
+        self._told: dict[tuple[str, str], float] = {}  # (title, message) -> shown until (monotonic)
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """One toast per event: the same message already on screen is not stacked again."""
+        import time
+
+        now = time.monotonic()
+        key = (title, message)
+        if self._told.get(key, 0.0) > now:
+            return
+        self._told = {k: until for k, until in self._told.items() if until > now}
+        self._told[key] = now + (timeout if timeout is not None else self.NOTIFICATION_TIMEOUT)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -78,23 +103,63 @@ class CompanionApp(App):
         if self.watch_themes:
             self.run_worker(watch_user_themes(themes_dir(), self._on_user_themes, reserved=()),
                             group="themes", exclusive=True, exit_on_error=False)
+        self.show_start()
+
+    def show_start(self) -> None:
+        """The first screen: the named companion, the only one, the picker, or the welcome screen. An
+        unfinished birth is always offered (to continue, adopt the seedling into, or remove)."""
         try:
-            names = list_companions(self.root)
+            unborn = list_unborn(self.root)
+            names = [n for n in list_companions(self.root) if self.root / n not in unborn and
+                     not (self.root.name == n and self.root in unborn)]
         except HomeError as error:
             self.exit(return_code=2, message=str(error))
             return
         if self.companion_name is not None:
-            self.open_companion(self.companion_name, lock=self.lock, exit_on_error=True)
-        elif not names:
+            match = [p for p in unborn if Home(p).name == self.companion_name and Home(p).unborn]
+            if match:
+                self.open_unborn(match[0], exit_on_error=True)
+            else:
+                self.open_companion(self.companion_name, lock=self.lock, exit_on_error=True)
+        elif unborn and not names and len(unborn) == 1:
+            self.open_unborn(unborn[0], exit_on_error=True)
+        elif not names and not unborn:
             from companion.screens.welcome import WelcomeScreen
 
-            self.push_screen(WelcomeScreen())
-        elif len(names) == 1:
+            self._replace_screens(WelcomeScreen())
+        elif len(names) == 1 and not unborn:
             self.open_companion(names[0], lock=self.lock, exit_on_error=True)
         else:
             from companion.screens.picker import PickerScreen
 
-            self.push_screen(PickerScreen(names))
+            self._replace_screens(PickerScreen(names, unborn))
+
+    def open_unborn(self, path: Path, *, exit_on_error: bool = False) -> bool:
+        """Take the lock of an unfinished birth and offer what can be done with it."""
+        from companion.screens.welcome import WelcomeScreen
+
+        home = Home(path)
+        try:
+            lock = home.lock()
+        except (LockedError, HomeError) as error:
+            if exit_on_error:
+                self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
+            else:
+                self.notify(str(error), title="Cannot open", severity="error")
+            return False
+        if self.lock is not None and self.lock is not lock:
+            self.lock.release()
+        self.lock = lock
+        self._replace_screens(WelcomeScreen(resume_home=home))
+        return True
+
+    def forget_unborn(self) -> None:
+        """An unfinished birth was removed: let go of its lock and show the first screen again."""
+        if self.lock is not None:
+            self.lock.release()
+        self.lock = None
+        self.companion_name = None
+        self.show_start()
 
     def open_companion(self, name: str, *, lock=None, exit_on_error: bool = False, force: bool = False) -> bool:
         """Open the companion `name`: take its lock, open its store and settings, show its day."""
@@ -108,11 +173,14 @@ class CompanionApp(App):
             else:
                 self.notify(str(error), title="Cannot open", severity="error")
             return False
-        from companion.store import Store
+        from companion.store import Store, StoreDamaged
 
         try:
             settings = home.load_settings()
             store = Store.open(home.store_path)
+        except StoreDamaged as error:
+            self._offer_store_recovery(name, home, lock, error, exit_on_error)
+            return False
         except Exception as error:
             lock.release()
             if exit_on_error:
@@ -125,6 +193,7 @@ class CompanionApp(App):
         self.home, self.store, self.settings, self.lock = home, store, settings, lock
         if lock.note:
             self.notify(lock.note, title="Note")
+        self._tidy(home, store)
         self._apply_saved_theme()
         self.set_keymap(dict(settings.ui.bindings))
         if store.latest_checkpoint() is None and not force:
@@ -139,6 +208,57 @@ class CompanionApp(App):
         self.watch_books()
         self.backup_if_due()
         return True
+
+    def _tidy(self, home: Home, store) -> None:
+        """Leftovers of a kill removed and named, files made private (the pointer is settled by the
+        engine's load, off this thread: no torch here)."""
+        from companion.safety.start import tidy_at_start
+
+        try:
+            notes = tidy_at_start(home, store, settle=False)
+        except OSError as error:
+            notes = [f"the home could not be tidied: {error}"]
+        for note in notes:
+            self.notify(note, title="Tidied", timeout=10)
+
+    def _offer_store_recovery(self, name: str, home: Home, lock, error, exit_on_error: bool) -> None:
+        """A damaged store is named, and the owner is offered the newest verified backup's (the damaged
+        file kept aside); saying no changes nothing."""
+        from companion.safety.store_repair import newest_verified_backup
+
+        def give_up(message: str) -> None:
+            lock.release()
+            if exit_on_error:
+                self.exit(return_code=2, message=f"companion: {message}")
+            else:
+                self.notify(message, title="Cannot open", severity="error", timeout=30)
+
+        info = newest_verified_backup(home)
+        if info is None:
+            give_up(f"{error} There is no verified backup to restore it from.")
+            return
+        from widgets.text_prompt import ConfirmScreen
+
+        question = (f"{error.path} is damaged: {'; '.join(error.problems[:2])}.\n\nRestore it from the backup made "
+                    f"{info.made_at.astimezone():%Y-%m-%d %H:%M}? What was written after that backup is not in it; "
+                    f"the damaged file is kept aside, never deleted.")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                give_up(str(error))
+                return
+            from companion.safety.store_repair import recover_store
+
+            try:
+                result = recover_store(home)
+            except Exception as failure:
+                give_up(str(failure))
+                return
+            self.notify(f"The store was restored from {result.backup.name}; the damaged file is kept as "
+                        f"{result.damaged.name}.", title="Store recovered", timeout=20)
+            self.open_companion(name, lock=lock, exit_on_error=exit_on_error)
+
+        self.push_screen(ConfirmScreen(question, title="The store is damaged"), answered)
 
     @work(thread=True, exclusive=True, group="books")
     def watch_books(self) -> None:
@@ -197,7 +317,7 @@ class CompanionApp(App):
         except (BookError, OSError) as error:
             self.call_from_thread(self.notify, str(error), title="Personality book", severity="error", timeout=15)
             return
-        self.call_from_thread(self.notify, f"{result.entries} turns written to {result.path} (and {result.text_path})",
+        self.call_from_thread(self.notify, f"{plural(result.entries, 'turn')} written to {result.path} (and {result.text_path})",
                               title="Personality book")
 
     def _replace_screens(self, screen: Screen) -> None:
@@ -284,6 +404,12 @@ class CompanionApp(App):
                 self.post_message(NightFinished(day_id, event))
 
         self.trainer = TrainerThread(self.home, day_id, on_event=on_event, store=self.store, device=self.device)
+        # Installed, so that leaving it (escape) keeps it alive and following the night: F5 comes back.
+        old = self.night_screen
+        if old is not None and old not in self.screen_stack and self.is_screen_installed(old):
+            self.uninstall_screen(old)
+        self._nights_shown += 1
+        self.install_screen(screen, f"night-{self._nights_shown}")
         self.night_screen = screen
         self.push_screen(screen)
         self.trainer.start()
@@ -315,12 +441,14 @@ class CompanionApp(App):
         """The morning: load the night's weights if it was accepted, then begin the next day."""
         self.trainer = None
         report = message.event.report
+        self._show_morning()
         if message.event.kind == "done" and report is not None and report.status == "accepted":
             self._morning_pending = True
             self.reload_weights()
         elif message.event.kind == "done" and report is not None and report.status == "interrupted":
             # The app is quitting, or the owner stopped it: it resumes at the next start, or now on `r`.
-            self.notify("The night was stopped; the weights are as they were. Press r to resume it now; "
+            why = report.reason if report.reason.startswith("not enough room") else "The night was stopped"
+            self.notify(f"{why}; the weights are as they were. Press r to resume it now; "
                         "otherwise it resumes at the next start.", title="Night", timeout=15)
         else:
             self.begin_next_day()
@@ -366,6 +494,43 @@ class CompanionApp(App):
         waiting = pending_night(self.store)  # a day that closed while the growth ran
         if waiting is not None:
             self.start_night(waiting.id)
+
+    def _show_morning(self) -> None:
+        """The morning report opens when the night ends, even if the owner had left the night screen."""
+        screen = self.night_screen
+        if screen is not None and screen not in self.screen_stack:
+            self.push_screen(screen)
+
+    def action_show_night(self) -> None:
+        """Back to the night screen (while a night runs, or its morning report after); when this run
+        of the app has seen no night, the last night's morning report from the store."""
+        screen = self.night_screen
+        if screen is not None:
+            if screen in self.screen_stack:
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+            else:
+                self.push_screen(screen)
+            return
+        self.open_morning_report()
+
+    def open_morning_report(self, day_id: int | None = None, night_id: int | None = None) -> bool:
+        """Show a past night's morning report: the night `night_id`, or the last night of `day_id`,
+        or the last night of all. Says so when there is none."""
+        if self.store is None:
+            return False
+        nights = [n for n in self.store.nights(day_id) if n.report]
+        if night_id is not None:
+            nights = [n for n in nights if n.id == night_id]
+        if not nights:
+            self.notify("There is no morning report yet: no night has finished." if day_id is None
+                        else "This day has no finished night yet.", severity="information")
+            return False
+        from companion.night import NightReport
+        from companion.screens.night import MorningReportScreen
+
+        self.push_screen(MorningReportScreen(NightReport.from_dict(nights[-1].report), self.store))
+        return True
 
     def begin_next_day(self) -> None:
         if self.engine is not None:
@@ -462,6 +627,9 @@ class CompanionApp(App):
     def action_open_books(self) -> None:
         self._open_screen("companion.screens.books", "BooksScreen", "Books")
 
+    def action_open_lessons(self) -> None:
+        self._open_screen("companion.screens.lessons", "LessonsScreen", "Lessons")
+
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
         from companion.screens.chat import CHAT_COMMANDS, ChatScreen
@@ -474,6 +642,10 @@ class CompanionApp(App):
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
             yield SystemCommand("Grow", "Wider, or a longer day: a preview, then a growth checkpoint", self.action_grow)
+            yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire (F6)",
+                                self.action_open_lessons)
+            yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",
+                                self.action_show_night)
             yield SystemCommand("Export the personality book", "Every chosen reply and correction, as JSON lines",
                                 self.action_export_book)
 

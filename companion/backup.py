@@ -32,6 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from companion.home import Home
+from companion.safety.private import PRIVATE_FILE, private_mkdir
+from companion.safety.room import disk_full_sentence, is_disk_full
 from companion.settings import Settings
 from companion.store import Store, StoreError
 from model.atomic import atomic_write_bytes, file_sha256
@@ -70,8 +72,9 @@ def _why(exc: OSError) -> str:
 def _copy_verified(src: Path, dest: Path) -> dict:
     """Copy a file, fsync it, re-read it: its checksum must equal the source's."""
     before = file_sha256(src)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+    private_mkdir(dest.parent)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), PRIVATE_FILE)
+    with open(src, "rb") as fin, open(fd, "wb") as fout:  # 0600 like the original, whatever the umask
         shutil.copyfileobj(fin, fout, 1 << 20)
         fout.flush()
         os.fsync(fout.fileno())
@@ -106,6 +109,13 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
     settings = settings or home.load_settings()
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     root = home.backup_dir(settings)
+    try:  # a damaged store is never backed up: it would push the good backups out of `backup.keep`
+        problems = store.integrity_check()
+    except StoreError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        raise BackupError(f"{store.path} fails SQLite's integrity check ({'; '.join(problems[:3])}); no backup "
+                          f"was made and the older ones are kept: restore the store with `companion recover-store`")
     current = Weights(home, store).current()
     sources: list[tuple[str, Path]] = [("companion.toml", home.settings_path)]
     if home.tokenizer_path.is_file():
@@ -125,11 +135,12 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
         if final.exists():
             raise BackupError(f"a backup named {name} already exists in {root}")
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
+        private_mkdir(partial)
     except BackupError:
         raise
     except OSError as exc:
-        raise BackupError(f"cannot back up to {root}: {_why(exc)}") from None
+        why = disk_full_sentence(root) if is_disk_full(exc) else _why(exc)
+        raise BackupError(f"cannot back up to {root}: {why}") from None
     try:
         files: dict[str, dict] = {}
         for rel, src in sources:
@@ -158,6 +169,8 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
         if isinstance(exc, BackupError):
             raise
         why = _why(exc) if isinstance(exc, OSError) else str(exc)
+        if is_disk_full(exc):
+            why = disk_full_sentence(root)
         raise BackupError(f"cannot back up to {root}: {why}; nothing was changed") from None
     _keep_last(home, root, settings.backup.keep)
     return _read_manifest(final)

@@ -12,13 +12,19 @@ A picked candidate gives ``"selected"`` (its index in ``responses``); a correcti
 wrote gives ``"typed"`` (the text that entered the day; a correction also names the response it
 corrected in ``"corrected"``). ``responses`` holds every candidate shown for that prompt, every round;
 ``ratings`` is parallel to it (null: not rated). ``corrections`` lists every edit made of a response;
-``annotations`` the owner's tags and notes on the prompt and on the reply.
+``annotations`` the owner's tags and notes on the prompt and on the reply. A reply that is a lesson
+(every correction and written reply, and any reply marked "remember this") carries
+``"lesson": {"source": "written", "phrasings": ["Who is my dog?"], "retired": false}``; lessons
+that came from an earlier book (no day of their own) open the book as entries with ``"day": null``.
 
 Beside it, an SFT-ready text file (``sft_path(path)``) holds every day's whole transcript in the one
 transcript format (``companion.transcript.render_text``), one day after another.
 
 ``book_documents(path)`` reads a book back as training documents for ``companion birth --from-book``:
-one document per day holding exactly the book's prompts and chosen or typed replies.
+one document per day holding exactly the book's prompts and chosen or typed replies;
+``book_lessons(path)`` and ``add_book_lessons(store, path)`` read its lessons back into the new
+companion's store (source 'book', with their phrasings, retired ones retired), so that its nights
+test and teach them.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from companion.store import Annotation, Candidate, Store
+from companion.store import LESSON_SOURCES, Annotation, Candidate, Lesson, Store, StoreError
 from companion.transcript import Turn, render_text
 from model.atomic import atomic_write_bytes
 
-__all__ = ["BookError", "ExportResult", "sft_path", "export_book", "book_entries", "read_book", "book_documents"]
+__all__ = ["BookError", "ExportResult", "sft_path", "export_book", "book_entries", "read_book", "book_documents",
+           "book_lessons", "add_book_lessons"]
 
 ROLES = ("owner", "companion", "inner")
 
@@ -65,9 +72,22 @@ def _annotation(a: Annotation, on: str) -> dict[str, Any]:
     return {"on": on, "tags": list(a.tags), "note": a.note}
 
 
+def _lesson(lesson: Lesson) -> dict[str, Any]:
+    return {"source": lesson.source, "phrasings": [p.text for p in lesson.phrasings], "retired": lesson.retired}
+
+
 def book_entries(store: Store) -> Iterator[dict[str, Any]]:
-    """Every turn that got a reply, as a book entry, day by day in the order of the replies."""
+    """Every turn that got a reply, as a book entry, day by day in the order of the replies; lessons
+    with no day of their own (from an earlier book) first."""
     step = 0
+    lessons = store.lessons(history=0)
+    by_reply = {x.reply_turn_id: x for x in lessons if x.reply_turn_id is not None}
+    for lesson in lessons:
+        if lesson.day_id is None:
+            step += 1
+            yield {"step": step, "day": None, "date": lesson.created_at[:10], "prompt_role": "owner",
+                   "prompt": lesson.question, "role": "companion", "responses": [], "typed": lesson.answer,
+                   "ratings": [], "corrections": [], "annotations": [], "lesson": _lesson(lesson)}
     for day in store.days():
         turns = {t.id: t for t in store.turns(day.id)}
         candidates = store.candidates(day.id)
@@ -100,6 +120,8 @@ def book_entries(store: Store) -> Iterator[dict[str, Any]]:
                                     for c in shown for text in corrections_by_candidate.get(c.id, [])]
             entry["annotations"] = ([_annotation(notes[prompt.id], "prompt")] if prompt and prompt.id in notes else []) \
                 + ([_annotation(notes[reply.id], "reply")] if reply.id in notes else [])
+            if reply.id in by_reply:
+                entry["lesson"] = _lesson(by_reply[reply.id])
             yield entry
 
 
@@ -160,6 +182,18 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
             raise BookError(f"{where}: \"selected\" must index \"responses\" (0 to {len(responses) - 1})")
     elif not isinstance(entry["typed"], str):
         raise BookError(f"{where}: \"typed\" must be text")
+    if "lesson" in entry:
+        lesson = entry["lesson"]
+        if not isinstance(lesson, dict) or lesson.get("source") not in LESSON_SOURCES:
+            raise BookError(f"{where}: \"lesson\" must be an object whose \"source\" is one of "
+                            f"{', '.join(LESSON_SOURCES)}")
+        phrasings = lesson.get("phrasings", [])
+        if not isinstance(phrasings, list) or not all(isinstance(p, str) for p in phrasings):
+            raise BookError(f"{where}: \"lesson\".\"phrasings\" must be a list of texts")
+        if not isinstance(lesson.get("retired", False), bool):
+            raise BookError(f"{where}: \"lesson\".\"retired\" must be true or false")
+        if not entry["prompt"].strip() or not reply_text(entry).strip():
+            raise BookError(f"{where}: a lesson needs its question (\"prompt\") and its answer")
     return entry
 
 
@@ -204,3 +238,36 @@ def book_documents(path: str | os.PathLike[str]) -> list[list[Turn]]:
             documents[-1].append(Turn(entry.get("prompt_role") or "owner", entry["prompt"]))
         documents[-1].append(Turn(entry.get("role") or "companion", reply_text(entry)))
     return documents
+
+
+def book_lessons(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The lessons of a book, in order: ``{"question", "answer", "phrasings", "retired", "line"}``."""
+    lessons = []
+    for number, entry in enumerate(read_book(path), 1):
+        if "lesson" in entry:
+            lesson = entry["lesson"]
+            lessons.append({"question": entry["prompt"], "answer": reply_text(entry),
+                            "phrasings": list(lesson.get("phrasings", [])), "retired": lesson.get("retired", False),
+                            "entry": number})
+    return lessons
+
+
+def add_book_lessons(store: Store, path: str | os.PathLike[str]) -> int:
+    """Record a book's lessons in a (new) companion's store as lessons of source 'book', with their
+    phrasings; retired ones stay retired. Returns how many were recorded. A lesson the store refuses
+    is a ``BookError`` naming the book's entry."""
+    count = 0
+    for item in book_lessons(path):
+        try:
+            lesson = store.add_lesson(item["question"], item["answer"], "book")
+            for text in item["phrasings"]:
+                try:
+                    store.add_phrasing(lesson.id, text)
+                except StoreError:
+                    pass  # the same phrasing twice in a book: once is enough
+            if item["retired"]:
+                store.retire_lesson(lesson.id)
+        except StoreError as exc:
+            raise BookError(f"{path}, entry {item['entry']}: {exc}") from None
+        count += 1
+    return count

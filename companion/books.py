@@ -46,10 +46,25 @@ def _ignored(path: Path, folder: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts) or path.name.endswith(IGNORED_SUFFIXES)
 
 
+SYMLINK_NOTE = ("a symbolic link, not followed: a book must be a regular file inside the books folder "
+                "(copy the file in instead)")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether the file really lies inside the folder (no linked folder on the way)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
 def check_file(path: str | os.PathLike[str], max_bytes: int) -> FileCheck:
     """Check one file without changing it. Unreadable files get a stand-in checksum from their size
     and time, so that a repeated report is still recognised as the same file."""
     path = Path(path)
+    if path.is_symlink():  # never followed: a link may point at any private file of the machine
+        key = f"symlink:{path}:{os.readlink(path) if hasattr(os, 'readlink') else ''}"
+        return FileCheck(path, hashlib.sha256(key.encode()).hexdigest(), 0, SYMLINK_NOTE)
     try:
         st = path.stat()
         size = st.st_size
@@ -130,10 +145,12 @@ class BooksFolder:
         that are not books at all (hidden, temporary, folders, gone)."""
         path = Path(path).absolute()
         try:
-            if _ignored(path, self.folder) or not path.is_file():
+            if _ignored(path, self.folder) or not (path.is_file() or path.is_symlink()):
                 return None
         except ValueError:  # outside the books folder
             return None
+        if not path.is_symlink() and not _inside(path, self.folder):
+            return None  # reached through a linked folder: not inside the books folder
         check = check_file(path, self.max_bytes)
         rel = self._rel(path)
         with self._lock:
@@ -150,7 +167,8 @@ class BooksFolder:
 
     def _files(self) -> list[Path]:
         try:
-            return sorted(p for p in self.folder.rglob("*") if p.is_file() and not _ignored(p, self.folder))
+            return sorted(p for p in self.folder.rglob("*")
+                          if (p.is_file() or p.is_symlink()) and not _ignored(p, self.folder))
         except OSError:
             return []
 

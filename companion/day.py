@@ -19,6 +19,13 @@ Rules this module decides, in one place:
   fit; a day that fills up has passed its last quarter and closes with all four lines. "Already injected" is read
   from the store (the count of the day's indicator turns), so each line appears exactly once, even
   across restarts, and editing the lines mid-day never repeats one.
+* **Too large for any day.** A message that would not fit even in an empty day (with room for a
+  minimal reply) is refused as such (kind 'too_large_for_day'), with its token count and the day's
+  budget: ending the day would not help, so the app never offers it.
+* **Mending.** Until the day closes (its night takes it), the owner may amend the last reply: pick
+  another card, correct it again, or rewrite a written reply (`amend_pick`, `amend_correction`,
+  `amend_written`). The store stays append-only: an amendment is a new choice superseding the old,
+  and the day's context, the night and the personality book read the latest.
 * **Full.** A message that does not fit with room for a minimal reply is refused (`MessageRefused`, kind 'no_room': the app offers to end the day). After any turn,
   when fewer than `MIN_EXCHANGE_TOKENS` are left, the day closes itself with the good-night line
   (reason 'full').
@@ -34,7 +41,7 @@ from dataclasses import dataclass, field
 
 from companion.home import Home
 from companion.settings import Settings
-from companion.store import Annotation, Candidate, Day, Reply, Store
+from companion.store import Annotation, Candidate, Day, Lesson, Reply, Store
 from companion.store import Turn as StoredTurn
 from companion.transcript import Turn, encode_turn
 
@@ -71,11 +78,22 @@ class DayError(Exception):
 
 
 class MessageRefused(DayError):
-    """A message the day will not take; ``kind`` says why: 'empty', 'too_large', 'no_room', 'closed'."""
+    """A message the day will not take; ``kind`` says why: 'empty', 'too_large', 'no_room', 'closed',
+    'invalid' (not valid Unicode)."""
 
     def __init__(self, kind: str, message: str, *, size: int = 0, needed: int = 0, room: int = 0) -> None:
         super().__init__(message)
         self.kind, self.size, self.needed, self.room = kind, size, needed, room
+
+
+def _refuse_invalid_unicode(text: str, what: str) -> None:
+    """Text that is not valid Unicode (a lone surrogate) is refused at the edge, before the tokenizer
+    or the store could fail on it half-way."""
+    from companion.safety.text import surrogate_problem
+
+    problem = surrogate_problem(text, what)
+    if problem is not None:
+        raise MessageRefused("invalid", problem, size=len(text))
 
 
 @dataclass
@@ -206,18 +224,40 @@ class DaySession:
                 return None
         return None
 
-    def check_message(self, text: str) -> None:
-        """Raise `MessageRefused` if the message cannot be sent now; change nothing."""
-        if not self.is_open:
-            raise MessageRefused("closed", f"day {self.day.number} is closed")
+    @property
+    def empty_day_room(self) -> int:
+        """Room an empty day leaves for messages and replies: the budget less the greeting, the four
+        indicator lines and the good-night line."""
+        lines = [self.settings.greeting_line(), *self.settings.indicator_lines(), self.settings.goodnight_line()]
+        return self.budget - sum(self.cost(line, "inner") for line in lines)
+
+    def check_message_alone(self, text: str) -> None:
+        """The checks that do not depend on the day's state: refuse an empty message, one too long
+        to type, and one that no day could hold. Change nothing."""
         if not text.strip():
             raise MessageRefused("empty", "nothing to send")
+        _refuse_invalid_unicode(text, "the message")
         if len(text) > MAX_MESSAGE_CHARS:
             raise MessageRefused(
                 "too_large",
                 f"refused: the message is {len(text):,} characters; the most is {MAX_MESSAGE_CHARS:,}",
                 size=len(text),
             )
+        tokens = self.cost(text, "owner")
+        if tokens + MIN_REPLY_TOKENS > self.empty_day_room:
+            raise MessageRefused(
+                "too_large_for_day",
+                f"this message is {tokens:,} tokens, longer than a whole day: a day holds {self.budget:,} "
+                f"tokens, {max(0, self.empty_day_room):,} of them for messages and replies. "
+                "Shorten it, or give long texts as books",
+                size=len(text), needed=tokens + MIN_REPLY_TOKENS, room=max(0, self.empty_day_room),
+            )
+
+    def check_message(self, text: str) -> None:
+        """Raise `MessageRefused` if the message cannot be sent now; change nothing."""
+        if not self.is_open:
+            raise MessageRefused("closed", f"day {self.day.number} is closed")
+        self.check_message_alone(text)
         if self.pending_prompt is not None:
             raise DayError("the companion has not answered yet: pick, correct or write its reply first")
         needed = self.cost(text, "owner") + MIN_REPLY_TOKENS  # indicators are in `reserved`
@@ -274,11 +314,12 @@ class DaySession:
 
     # -- the companion's reply --------------------------------------------------------------------
 
-    def pick(self, candidate_id: int) -> Reply:
-        """A candidate becomes the companion's reply, as it was generated."""
+    def pick(self, candidate_id: int, *, implicit: bool = False) -> Reply:
+        """A candidate becomes the companion's reply, as it was generated. ``implicit``: the owner
+        replied without picking and the highlighted card was taken (recorded as such)."""
         prompt = self._require_prompt()
         candidate = self._candidate(candidate_id, prompt)
-        return self._reply(prompt, "pick", None, candidate.id, candidate.text)
+        return self._reply(prompt, "pick", None, candidate.id, candidate.text, implicit=implicit)
 
     def correct(self, candidate_id: int, text: str) -> Reply:
         """A candidate edited into what it should have said becomes the reply."""
@@ -293,11 +334,85 @@ class DaySession:
         self._check_text(text, "companion")
         return self._reply(prompt, "written", text, None, text)
 
-    def _reply(self, prompt: StoredTurn, kind: str, text: str | None, candidate_id: int | None, shown: str) -> Reply:
+    def _reply(self, prompt: StoredTurn, kind: str, text: str | None, candidate_id: int | None, shown: str,
+               implicit: bool = False) -> Reply:
         ids = encode_turn(self.tokenizer, Turn("companion", shown))
         reply = self.store.record_reply(self.day.id, prompt.id, kind, text, candidate_id=candidate_id,
-                                        tokens=len(ids), role="companion")
+                                        tokens=len(ids), role="companion", implicit=implicit)
         self._remember(reply.turn, ids)
+        return reply
+
+    # -- lessons ----------------------------------------------------------------------------------
+
+    def remember(self, reply_turn_id: int | None = None) -> Lesson:
+        """The owner marks a reply "remember this": it becomes a lesson, its question the owner's
+        message it answered. Without ``reply_turn_id``, the day's latest reply of the companion.
+        (Corrections and written replies are lessons already, recorded with the reply itself.)"""
+        if reply_turn_id is None:
+            replies = [t for t in self._turns if t.role == "companion" and t.source in REPLY_SOURCES]
+            if not replies:
+                raise DayError("the companion has not replied yet today: there is nothing to remember")
+            reply_turn_id = replies[-1].id
+        return self.store.remember(reply_turn_id)
+
+    # -- mending the last reply -------------------------------------------------------------------
+
+    @property
+    def amendable_reply(self) -> StoredTurn | None:
+        """The reply the owner may still amend: the day's last reply, while the day is open and no
+        message has followed it (inner lines may have)."""
+        if not self.is_open:
+            return None
+        for turn in reversed(self._turns):
+            if turn.role == "owner":
+                return None
+            if turn.role == "companion" and turn.source in REPLY_SOURCES:
+                return turn
+        return None
+
+    def amend_pick(self, candidate_id: int) -> Reply:
+        """Let another candidate of the same message be the reply instead."""
+        turn = self._require_amendable()
+        candidate = self.store.get_candidate(candidate_id)
+        if candidate is None or candidate.role != "companion":
+            raise DayError(f"candidate {candidate_id} is not a reply candidate")
+        return self._amend(turn, "pick", candidate.text, candidate.id)
+
+    def amend_correction(self, candidate_id: int, text: str) -> Reply:
+        """Correct the reply again (a typo in a correction is mended before the night trains on it)."""
+        turn = self._require_amendable()
+        return self._amend(turn, "correction", text, candidate_id)
+
+    def amend_written(self, text: str) -> Reply:
+        """Rewrite the reply as the owner's own words."""
+        turn = self._require_amendable()
+        return self._amend(turn, "written", text, None)
+
+    def _require_amendable(self) -> StoredTurn:
+        if not self.is_open:
+            raise DayError(f"day {self.day.number} is closed and its night has it; it can no longer be amended")
+        turn = self.amendable_reply
+        if turn is None:
+            raise DayError("there is no reply to amend: a message has followed the last reply")
+        return turn
+
+    def _amend(self, turn: StoredTurn, kind: str, text: str, candidate_id: int | None) -> Reply:
+        index = next(i for i, t in enumerate(self._turns) if t.id == turn.id)
+        if kind != "pick":
+            if not text.strip():
+                raise MessageRefused("empty", "nothing written")
+            if len(text) > MAX_MESSAGE_CHARS:
+                raise MessageRefused("too_large", f"refused: {len(text):,} characters; the most is "
+                                     f"{MAX_MESSAGE_CHARS:,}", size=len(text))
+        ids = encode_turn(self.tokenizer, Turn("companion", text))
+        room = self.room + len(self._ids[index])
+        if len(ids) > room:
+            raise MessageRefused("no_room", f"this needs {len(ids):,} tokens but the day has {max(0, room):,} left",
+                                 size=len(text), needed=len(ids), room=max(0, room))
+        reply = self.store.amend_reply(turn.id, kind, text if kind != "pick" else None,
+                                       candidate_id=candidate_id, tokens=len(ids))
+        self._turns[index] = reply.turn
+        self._ids[index] = ids
         return reply
 
     # -- the inner voice --------------------------------------------------------------------------
@@ -379,6 +494,7 @@ class DaySession:
             raise MessageRefused("closed", f"day {self.day.number} is closed")
         if not text.strip():
             raise MessageRefused("empty", "nothing written")
+        _refuse_invalid_unicode(text, "the text")
         if len(text) > MAX_MESSAGE_CHARS:
             raise MessageRefused("too_large", f"refused: {len(text):,} characters; the most is {MAX_MESSAGE_CHARS:,}",
                                  size=len(text))

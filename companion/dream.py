@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from companion.progress import plural
 from companion.settings import Settings
 from companion.teacher import TeacherError, teacher_dream
 from companion.transcript import Turn, count_tokens, encode_turns, parse_text, render_text
@@ -107,7 +108,7 @@ def dream(model: Transformer, tokenizer: Tokenizer, day: Sequence[Turn], setting
             if not lines:
                 raise TeacherError("none of the teacher's lines fit in the dream's budget")
             used = sum(count_tokens(tokenizer, t) for t in lines)
-            return Dream(lines, "teacher", budget, used, [f"the teacher wrote the dream ({len(lines)} lines)"])
+            return Dream(lines, "teacher", budget, used, [f"the teacher wrote the dream ({plural(len(lines), 'line')})"])
         except TeacherError as exc:
             notes.append(f"{exc}; the companion dreamt on its own")
     result = dream_with_model(model, tokenizer, context, settings, seed, should_stop)

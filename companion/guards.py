@@ -11,6 +11,12 @@ The cost is measured on a **probe set** the nights never train on:
 
 The probe perplexity is exp(mean next-token loss) over every probe token, starter and days together;
 both parts are also reported on their own.
+
+**One probe, one number.** The figure stored with every checkpoint, shown in the checkpoints list and
+leading every report (nursery, adoption, night), is the *starter probe* alone: the same fixed held-out
+windows for every checkpoint of a companion, whatever days it has lived, so the same weights always
+read the same perplexity. Its name (`probe_set_name`) is stored beside each figure. The night's verdict
+also counts the probe days, which grow with the companion and so are reported apart.
 """
 
 from __future__ import annotations
@@ -79,13 +85,25 @@ class ProbeScore:
         return {"ppl": self.ppl, "starter_ppl": self.starter_ppl, "days_ppl": self.days_ppl, "tokens": self.tokens}
 
 
-def build_probe(tokenizer: Tokenizer, store: Store, greeting: str, goodnight: str, block_size: int,
-                windows: int = PROBE_WINDOWS) -> ProbeSet:
-    """The probe set for a night: fixed held-out starter windows, then the latest probe days."""
+def probe_set_name(block_size: int, windows: int = PROBE_WINDOWS) -> str:
+    """The name stored beside every checkpoint's probe figure: which windows measured it."""
+    return f"starter held-out, {windows} windows of {block_size + 1} tokens"
+
+
+def starter_probe(tokenizer: Tokenizer, greeting: str, goodnight: str, block_size: int,
+                  windows: int = PROBE_WINDOWS) -> ProbeSet:
+    """The starter probe alone: the fixed held-out windows every checkpoint's figure is measured on."""
     probe = ProbeSet()
     if windows > 0:
         heldout = encode_documents(tokenizer, [list(d) for d in starter_docs(True, greeting, goodnight)])
         probe.starter = CorpusTokens.from_encoded([], heldout).heldout_windows(block_size, windows)
+    return probe
+
+
+def build_probe(tokenizer: Tokenizer, store: Store, greeting: str, goodnight: str, block_size: int,
+                windows: int = PROBE_WINDOWS) -> ProbeSet:
+    """The probe set for a night: fixed held-out starter windows, then the latest probe days."""
+    probe = starter_probe(tokenizer, greeting, goodnight, block_size, windows)
     days = [d for d in store.days() if d.closed_at is not None and is_probe_day(d.number)][-PROBE_DAYS_KEPT:]
     for day in days:
         turns = [Turn(t.role, t.text) for t in store.turns(day.id)]
@@ -140,6 +158,11 @@ def probe_score(model: Transformer, probe: ProbeSet, should_stop: Callable[[], b
     if not math.isfinite(total):
         return ProbeScore(float("inf"), None, None, s_n + d_n)
     return ProbeScore(_ppl(total, s_n + d_n) or float("nan"), _ppl(s_nll, s_n), _ppl(d_nll, d_n), s_n + d_n)
+
+
+def checkpoint_figure(score: ProbeScore) -> float:
+    """The one number stored with a checkpoint: the starter probe (the whole probe when it has none)."""
+    return score.starter_ppl if score.starter_ppl is not None else score.ppl
 
 
 def probe_verdict(before: ProbeScore, after: ProbeScore, bound: float) -> str | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 
 from companion.home import Home, resolve_root
+from companion.progress import plural
 
-__all__ = ["cmd_days", "cmd_checkpoints", "cmd_restore", "cmd_backup", "cmd_book_export"]
+__all__ = ["cmd_days", "cmd_checkpoints", "cmd_restore", "cmd_backup", "cmd_book_export", "cmd_recover_store"]
 
 _CONTROL = {i: f"^{chr(i + 64)}" for i in range(32) if i not in (9, 10)} | {127: "^?"}
 
@@ -77,14 +78,16 @@ def cmd_days(args) -> int:
 
 
 def cmd_checkpoints(args) -> int:
-    from companion.backup import due, last_backup
-    from companion.backup import backup_line, folder_size
+    from companion.backup import backup_line, due, last_backup
     from companion.growth.plan import checkpoint_size
+    from companion.safety.leftovers import checkpoint_bytes
     from companion.weights import Weights
 
     home, store = _open(args)
     with store:
-        current = Weights(home, store).current()
+        settings = home.load_settings()  # first: a garbled file is said before any table is printed
+        weights = Weights(home, store)
+        current = weights.current()
         numbers = {d.id: d.number for d in store.days()}
         print(f"{'':1} {'id':>4}  {'reason':<12}  {'day':>4}  {'created':<16}  {'step':>8}  {'ppl':>7}  {'size':>8}  {'model':<14}")
         for c in store.checkpoints():
@@ -94,10 +97,17 @@ def cmd_checkpoints(args) -> int:
             day = numbers.get(c.day_id, "—") if c.day_id else "—"
             size = format_bytes(path.stat().st_size) if path.is_file() else "MISSING"
             shape = checkpoint_size(path)[0] if path.is_file() else ""
+            state = ""
+            if c.damaged and path.is_file():
+                state += f"  DAMAGED: {_plain(c.damaged, 80)}"
+            if not weights.accepted(c):
+                state += "  never accepted (a night stopped while saving it)"
             print(f"{mark} {c.id:>4}  {_plain(c.reason, 12):<12}  {day:>4}  {c.created_at[:16].replace('T', ' '):<16}  "
-                  f"{c.step:>8,}  {ppl:>7}  {size:>8}  {shape:<14}")
-        settings = home.load_settings()
-        print(f"* current · checkpoints use {format_bytes(folder_size(home.checkpoints_dir))} on disk")
+                  f"{c.step:>8,}  {ppl:>7}  {size:>8}  {shape:<14}{state}")
+        used, leftover = checkpoint_bytes(home.checkpoints_dir)
+        extra = (f" (and {format_bytes(leftover)} of leftover temporary files, removed at the next start)"
+                 if leftover else "")
+        print(f"* current · checkpoints use {format_bytes(used)} on disk{extra}")
         print(backup_line(last_backup(home, settings), due(home, settings)))
     return 0
 
@@ -109,6 +119,10 @@ def cmd_restore(args) -> int:
     from companion.store import Store
 
     with home.lock(), Store.open(home.store_path) as store:
+        from companion.safety.start import tidy_at_start
+
+        for note in tidy_at_start(home, store):
+            print(f"note: {note}", file=sys.stderr)
         try:
             plan = plan_restore(home, store, args.checkpoint_id)
         except RestoreError as exc:
@@ -130,7 +144,8 @@ def cmd_restore(args) -> int:
             return _fail("restore", exc)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"restored checkpoint {result.restored.id}; {result.days_marked} day(s) marked as not in the weights")
+    lessons = f" ({result.lessons_marked} lesson(s) on them)" if result.lessons_marked else ""
+    print(f"restored checkpoint {result.restored.id}; {result.days_marked} day(s) marked as not in the weights{lessons}")
     if result.saved is not None:
         print(f"the previous weights are checkpoint {result.saved.id}: `companion restore {result.saved.id}` undoes this")
     return 0
@@ -145,7 +160,7 @@ def cmd_backup(args) -> int:
             info = make_backup(home, store)
         except BackupError as exc:
             return _fail("backup", exc)
-    print(f"backed up {len(info.files)} files ({format_bytes(info.size_bytes)}) to {info.folder}; verified")
+    print(f"backed up {plural(len(info.files), 'file')} ({format_bytes(info.size_bytes)}) to {info.folder}; verified")
     return 0
 
 
@@ -158,6 +173,46 @@ def cmd_book_export(args) -> int:
             result = export_book(store, args.path, overwrite=args.overwrite)
         except BookError as exc:
             return _fail("book export", exc)
-    print(f"wrote {result.entries} replies from {result.days} days ({result.corrections} corrections) to "
-          f"{result.path}, and the transcripts to {result.text_path}")
+    print(f"wrote {plural(result.entries, 'reply')} from {plural(result.days, 'day')} "
+          f"({plural(result.corrections, 'correction')}) to {result.path}, and the transcripts to {result.text_path}")
     return 0
+
+
+def cmd_recover_store(args) -> int:
+    """`companion recover-store`: a damaged store set aside and restored from the newest verified backup."""
+    from companion.safety.store_repair import newest_verified_backup, recover_store
+    from companion.store import Store, StoreDamaged
+
+    home = Home.open(resolve_root(args.home), args.name)
+    with home.lock():
+        try:
+            with Store.open(home.store_path) as store:
+                problems = store.integrity_check()
+        except StoreDamaged as exc:
+            problems = exc.problems
+        if problems == ["ok"]:
+            print(f"{home.store_path} passes SQLite's integrity check: nothing to recover")
+            return 0
+        info = newest_verified_backup(home)
+        if info is None:
+            return _fail("recover-store", f"{home.store_path} is damaged ({'; '.join(problems[:2])}) and there is "
+                                          f"no verified backup to restore it from; nothing was changed")
+        print(f"{home.store_path} is damaged: {'; '.join(problems[:3])}\n"
+              f"It will be set aside (kept, not deleted) and replaced by the store of the backup {info.folder.name}, "
+              f"made {info.made_at.astimezone():%Y-%m-%d %H:%M}: what was written after that is not in it.")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                return _fail("recover-store", "not confirmed; run it in a terminal, or add --yes")
+            try:
+                answer = input("Recover? [y/N] ").strip().lower()
+            except EOFError:
+                answer = ""
+            if answer not in ("y", "yes"):
+                print("nothing changed")
+                return 1
+        result = recover_store(home)
+        with Store.open(home.store_path) as store:
+            sound = store.integrity_check() == ["ok"]
+    print(f"recovered {home.store_path} from {result.backup} ({'verified' if sound else 'NOT verified'}); "
+          f"the damaged file is kept as {result.damaged}")
+    return 0 if sound else 1

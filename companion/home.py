@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from companion.safety.private import make_private, make_tree_private, private_mkdir
+
 if TYPE_CHECKING:  # pragma: no cover
     from companion.settings import Settings
 
@@ -52,6 +54,9 @@ __all__ = [
     "themes_dir",
     "validate_name",
     "list_companions",
+    "list_unborn",
+    "unborn_path",
+    "is_born",
     "is_home",
     "ensure_writable",
 ]
@@ -70,6 +75,11 @@ BOOKS_DIR = "books"
 BACKUPS_DIR = "backups"
 SUBFOLDERS = (CHECKPOINTS_DIR, BOOKS_DIR, BACKUPS_DIR)
 
+
+#: A birth is built in a hidden folder beside the companions, ``.<name>.unborn``, and renamed to
+#: ``<name>`` only when it is whole (settings, tokenizer, a current checkpoint): a birth that fails or
+#: is killed never leaves a half companion under the companion's own name.
+UNBORN_SUFFIX = ".unborn"
 
 #: The bundled, ready-trained seedling a new companion can adopt (tokenizer and fp16 weights).
 SEEDLING_DIR = Path(__file__).with_name("seedling")
@@ -175,6 +185,40 @@ def list_companions(root: str | os.PathLike[str]) -> list[str]:
     return sorted(p.name for p in entries if not p.name.startswith(".") and is_home(p))
 
 
+def unborn_path(root: str | os.PathLike[str], name: str) -> Path:
+    """Where the birth of ``name`` is built until it is whole."""
+    return _absolute(root) / f".{name}{UNBORN_SUFFIX}"
+
+
+def is_born(path: str | os.PathLike[str]) -> bool:
+    """Whether a home is whole: settings, a tokenizer, and a CURRENT pointer or a checkpoint file.
+
+    Reads the folder only (no store, no torch): the app asks this at start for every companion."""
+    path = Path(path)
+    checkpoints = path / CHECKPOINTS_DIR
+    if not (is_home(path) and (path / TOKENIZER_FILE).is_file() and checkpoints.is_dir()):
+        return False
+    try:
+        return (checkpoints / "CURRENT").is_file() or any(checkpoints.glob("*.safetensors"))
+    except OSError:
+        return False
+
+
+def list_unborn(root: str | os.PathLike[str]) -> list[Path]:
+    """Births that did not finish, sorted by name: ``.<name>.unborn`` folders holding settings, and
+    homes under a companion's own name that an older version left without a tokenizer or weights."""
+    root = _absolute(root)
+    if is_home(root) or not root.is_dir():
+        return []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    aside = [p for p in entries if p.name.startswith(".") and p.name.endswith(UNBORN_SUFFIX) and is_home(p)]
+    legacy = [p for p in entries if not p.name.startswith(".") and is_home(p) and not is_born(p)]
+    return aside + legacy
+
+
 def ensure_writable(folder: str | os.PathLike[str]) -> None:
     """Raise :class:`HomeError` naming ``folder`` unless a file can really be created in
     it (permissions alone do not tell: read-only mounts, full disks, ACLs...)."""
@@ -191,8 +235,9 @@ def ensure_writable(folder: str | os.PathLike[str]) -> None:
 
 
 def _make_dirs(folder: Path) -> None:
+    """Make a folder (0700: private by default, whatever the umask) or raise HomeError naming it."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_mkdir(folder)
     except FileExistsError:
         raise HomeError(f"cannot create the folder {folder}: a file is in the way") from None
     except OSError as e:
@@ -223,8 +268,16 @@ class Home:
 
     @property
     def name(self) -> str:
-        """The companion's name: the name of its folder."""
-        return self.path.name
+        """The companion's name: the name of its folder (``.<name>.unborn`` while it is being born)."""
+        folder = self.path.name
+        if folder.startswith(".") and folder.endswith(UNBORN_SUFFIX):
+            return folder[1 : -len(UNBORN_SUFFIX)]
+        return folder
+
+    @property
+    def unborn(self) -> bool:
+        """Whether this home is a birth still being built aside."""
+        return self.path.name.startswith(".") and self.path.name.endswith(UNBORN_SUFFIX)
 
     @property
     def root(self) -> Path:
@@ -297,11 +350,15 @@ class Home:
         owner: str | None = None,
         preset: str | None = None,
         settings: "Settings | None" = None,
+        aside: bool = False,
     ) -> "Home":
         """Make a new companion's home ``<root>/<name>/`` with its sub-folders and a
         ``companion.toml``: ``settings`` if given (its ``companion.name`` must be
         ``name``), else default settings for ``owner`` (default ``"Owner"``) and
         ``preset``.  The root is created if needed.
+
+        With ``aside`` the home is made in ``.<name>.unborn`` (see :func:`unborn_path`), for a
+        birth that is renamed into place only once it is whole.
 
         Never overwrites: an existing companion of that name, or any non-empty folder
         in the way, is refused with :class:`HomeError` and left untouched."""
@@ -323,9 +380,9 @@ class Home:
                 f"the settings name the companion {settings.companion.name!r}, "
                 f"not {name!r}"
             )
-        path = root / name
+        path = unborn_path(root, name) if aside else root / name
         exists_msg = f"a companion named {name} already exists in {root}; never overwriting"
-        if is_home(path) or (path.exists() and not path.is_dir()):
+        if is_home(root / name) or (path.exists() and not path.is_dir()):
             raise HomeError(exists_msg)
         try:
             path.mkdir()
@@ -343,6 +400,7 @@ class Home:
         except OSError as e:
             raise HomeError(f"cannot create the folder {path}: {e.strerror or e}") from None
         home = cls(path)
+        make_private(path)
         for sub in SUBFOLDERS:
             _make_dirs(path / sub)
         from companion.settings import save_settings
@@ -387,6 +445,9 @@ class Home:
             names = list_companions(root)
             if name is not None:
                 if name not in names:
+                    if unborn_path(root, name).is_dir():
+                        raise HomeError(f"{name}'s birth did not finish (kept in {unborn_path(root, name)}); run "
+                                        f"the same `companion birth` again to continue it, or open the app")
                     others = f"; companions there: {', '.join(names)}" if names else ""
                     raise HomeError(f"no companion named {name} in {root}{others}")
                 home = cls(root / name)
@@ -395,7 +456,7 @@ class Home:
             elif len(names) > 1:
                 raise HomeError(
                     f"several companions live in {root}: {', '.join(names)}; "
-                    f"say which one to open"
+                    f"say which one with --name NAME"
                 )
             else:
                 home = cls(root / names[0])
@@ -403,7 +464,25 @@ class Home:
             ensure_writable(home.path)
             for sub in SUBFOLDERS:
                 _make_dirs(home.path / sub)
+            home.make_private()
         return home
+
+    def make_private(self) -> None:
+        """Folders 0700 and the app's files 0600, whatever umask made them (homes made before this rule,
+        files copied in at birth). The owner's books keep their own modes; their folder is private."""
+        make_private(self.path)
+        make_private(self.books_dir)
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name == BOOKS_DIR:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                make_tree_private(entry.path)
+            else:
+                make_private(entry.path)
 
     # -- the lock -----------------------------------------------------------------------
 
@@ -593,12 +672,13 @@ class HomeLock:
             return self
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(self.path, flags, 0o644)
+            fd = os.open(self.path, flags, 0o600)
         except OSError as e:
             raise HomeError(
                 f"cannot open the lock file {self.path} of companion {self.name}: "
                 f"{e.strerror or e}"
             ) from None
+        make_private(self.path)  # private whatever the umask (and if an older version made it 0644)
         try:
             got = _try_lock(fd)
         except OSError as e:

@@ -30,12 +30,14 @@ from typing import Any
 
 import torch
 
+from companion.dream import day_context
 from companion.dream import dream as make_dream
-from companion.guards import PROBE_WINDOWS, LossWatch, Stopped, build_probe, probe_score, probe_verdict
+from companion.guards import (PROBE_WINDOWS, LossWatch, Stopped, build_probe, checkpoint_figure, probe_score,
+                              probe_set_name, probe_verdict)
 from companion.home import Home
 from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
 from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
-from companion.progress import format_duration
+from companion.progress import format_duration, plural
 from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
 from companion.training import best_device, lr_at, make_optimizer, train_step
@@ -58,6 +60,7 @@ class NightEvent:
 
     * "phase": a new phase began (`phase`; `text` says what);
     * "step": a training step ended (`step` of `total`, `loss`, `lr`, `eta_s`, `tokens` trained so far);
+    * "progress": how far a phase without training steps has got (`phase`, `step` of `total`, `eta_s`);
     * "note": something the owner should know (`text`), e.g. the teacher fell back;
     * "done": the night ended (`report`: its NightReport, whatever the status);
     * "error": the night failed with an exception (`text`; the weights are untouched).
@@ -127,7 +130,9 @@ class NightReport:
         if taught and taught.get("after") is not None:
             parts.append(f"taught: log-prob {taught['before']:.2f} -> {taught['after']:.2f}")
         if self.probe_before and self.probe_after:
-            parts.append(f"probe ppl {self.probe_before['ppl']:.2f} -> {self.probe_after['ppl']:.2f}")
+            b = self.probe_before.get("starter_ppl") or self.probe_before["ppl"]
+            a = self.probe_after.get("starter_ppl") or self.probe_after["ppl"]
+            parts.append(f"probe ppl {b:.2f} -> {a:.2f}")
         return "; ".join(parts)
 
 
@@ -137,6 +142,26 @@ OUTCOMES = {"accepted": "accepted", "rolled_back": "rolled back", "interrupted":
 
 def _num(value: Any, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
+
+
+def _change(before: float | None, after: float | None) -> str:
+    return f" ({after / before - 1:+.1%})" if before and after else ""
+
+
+def _cost_lines(before: dict[str, Any], after: dict[str, Any], bound: float) -> list[str]:
+    """The probe's figures: the starter probe first (the number every checkpoint is listed with), then,
+    when there are probe days, the whole probe the verdict is on and the days alone."""
+    starter_b, starter_a = before.get("starter_ppl"), after.get("starter_ppl")
+    if starter_b is None:  # no starter windows: the whole probe is the checkpoint's figure
+        starter_b, starter_a = before.get("ppl"), after.get("ppl")
+    lines = [f"What it cost: probe perplexity {_num(starter_b)} -> {_num(starter_a)}{_change(starter_b, starter_a)}"
+             f" on the starter probe (the figure in the checkpoints list)"]
+    if before.get("days_ppl") is not None:
+        lines.append(f"  with probe days {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
+                     f"{_change(before.get('ppl'), after.get('ppl'))}; probe days alone "
+                     f"{_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
+    lines.append(f"  bound: {bound:.0%} worse at most, on the whole probe")
+    return lines
 
 
 def report_lines(report: NightReport) -> list[str]:
@@ -152,16 +177,11 @@ def report_lines(report: NightReport) -> list[str]:
             row = report.taught.get(key)
             if row:
                 lines.append(f"  {label:<20} {_num(row.get('before')):>9} -> {_num(row.get('after')):>9}"
-                             f"   ({row.get('n', 0)} replies, {row.get('tokens', 0)} tokens)")
+                             f"   ({plural(row.get('n', 0), 'reply')}, {plural(row.get('tokens', 0), 'token')})")
     before, after = report.probe_before or {}, report.probe_after or {}
     if before:
-        cost = f"probe perplexity {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
-        if before.get("ppl") and after.get("ppl"):
-            cost += f" ({after['ppl'] / before['ppl'] - 1:+.1%}; bound {report.probe_bound:.0%})"
-        lines.append("What it cost: " + cost)
-        if before.get("days_ppl") is not None:
-            lines.append(f"  on probe days {_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
-    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {report.total_steps} steps"
+        lines += _cost_lines(before, after, report.probe_bound)
+    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {plural(report.total_steps, 'step')}"
                  f" at a peak learning rate of {report.learning_rate:.1e}")
     if report.material:
         drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)
@@ -230,29 +250,82 @@ def night_day(store: Store, number: int | None = None) -> Day:
     if not closed:
         raise NightError("no day has been closed yet: there is nothing to sleep on")
     last = closed[-1]
-    status = store.nights(last.id)[-1].status if store.nights(last.id) else "none"
+    if not store.nights(last.id):  # a newer day was opened before its night ran
+        opened = store.current_day()
+        after = f"day {opened.number} was opened before it ran" if opened is not None else "it never ran"
+        raise NightError(f"day {last.number}, the last closed day, has had no night ({after}); "
+                         f"run `companion sleep --day {last.number}` to sleep on it now")
+    status = store.nights(last.id)[-1].status
     raise NightError(f"day {last.number}, the last closed day, already had its night ({OUTCOMES.get(status, status)}); "
                      f"name a day (--day N) to sleep on it again")
 
 
 def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
-    """The weights the night starts from: the current checkpoint, unless it is this day's own night
-    checkpoint left by a crash between saving it and recording the night (then its parent)."""
+    """The weights the night starts from: the current checkpoint, once the pointer is settled (a
+    checkpoint a crash left under CURRENT without an accepted night is never started from)."""
+    weights.settle()
     current = weights.current()
     if current is None:
         raise NightError("the companion has no weights yet (it is not born)")
-    if current.reason == "night" and current.day_id == day.id and current.parent_id is not None:
-        accepted = [n for n in store.nights(day.id) if n.status == "accepted" and n.post_checkpoint_id == current.id]
-        if not accepted:
-            parent = store.get_checkpoint(current.parent_id)
-            if parent is not None:
-                weights.set_current(parent)
-                return parent
     return current
+
+
+def _room_problem(home: Home, weights: Weights, pre: Checkpoint) -> str | None:
+    """Whether the disk has room for the night's checkpoint and rows (asked before the night's hours)."""
+    from companion.safety.room import room_problem
+
+    try:
+        size = weights.path_of(pre).stat().st_size
+    except OSError:
+        size = pre.size_bytes
+    return room_problem(home.checkpoints_dir, home.store_path, size)
+
+
+def _commit(weights: Weights, post: Checkpoint) -> None:
+    """The last step of an accepted night, after the store records it: only now is CURRENT moved."""
+    weights.set_current(post)
 
 
 # ---------------------------------------------------------------------------------------------------
 # The pipeline.
+
+PROGRESS_EVERY_S = 0.25
+"""The most often a phase's progress is reported (the UI needs no more)."""
+
+
+class PhaseMeter:
+    """Real progress and time left for the phases that are not training steps.
+
+    The night already checks `should_stop` once per sampled token while dreaming and once per batch
+    while scoring the probe; the meter counts those checks against the phase's known total (the
+    dream's token budget, the probe's batches) and reports them as "progress" events, at most every
+    `every_s` seconds, so the bar and the time left move in every phase."""
+
+    def __init__(self, emit: Callable[[NightEvent], None], t0: float, every_s: float | None = None) -> None:
+        self.emit, self.t0 = emit, t0
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.phase, self.total, self.done, self.started, self.last = "", 0, 0, 0.0, 0.0
+
+    def begin(self, phase: str, total: int) -> None:
+        self.phase, self.total, self.done = phase, max(1, int(total)), 0
+        self.started = self.last = time.monotonic()
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last < self.every_s or not self.phase:
+            return
+        self.last = now
+        done = min(self.done, self.total)
+        spent = now - self.started
+        eta = spent / done * (self.total - done) if done else None
+        self.emit(NightEvent("progress", phase=self.phase, step=done, total=self.total, eta_s=eta,
+                             elapsed_s=now - self.t0))
+
+
+def _batches(count: int, size: int = 8) -> int:
+    return -(-count // size)
+
 
 def run_night(
     home: Home,
@@ -301,6 +374,12 @@ def run_night(
             raise Stopped()
         emit(NightEvent("phase", phase=name, text=text, elapsed_s=time.monotonic() - t0))
 
+    meter = PhaseMeter(emit, t0)
+
+    def metered_stop() -> bool:
+        meter.tick()
+        return stop()
+
     def note(text: str) -> None:
         report.notes.append(text)
         emit(NightEvent("note", text=text, elapsed_s=time.monotonic() - t0))
@@ -316,6 +395,8 @@ def run_night(
                 report.notes.append(f"WARNING: the pre-night weights file {pre.path} no longer matches its checksum")
         store.finish_night(night.id, status, reason=reason or None, report=report.to_dict(),
                            post_checkpoint_id=post.id if post is not None else None)
+        if post is not None:
+            _commit(weights, post)
         emit(NightEvent("done", text=report.summary(), report=report, elapsed_s=report.duration_s))
         return report
 
@@ -323,6 +404,9 @@ def run_night(
         turns = store.turns(day.id)
         if not any(t.role == "owner" for t in turns):
             return end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
+        room = _room_problem(home, weights, pre)  # before the night's hours, not found out at their end
+        if room is not None:
+            return end("interrupted", room)
         tokenizer = Tokenizer.load(home.tokenizer_path)
         model = weights.load(pre, device).model
         if _model_checksum(model) != pre.checksum:
@@ -340,9 +424,11 @@ def run_night(
             report.dream_id, report.dream_source, report.dream_text = kept.id, kept.source, kept.text
             note("the day's dream from an earlier night is kept")
         else:
+            day_turns = [Turn(t.role, t.text) for t in turns]
+            goodnight = turns[-1].text if turns[-1].source == "goodnight" else settings.goodnight_line()
+            meter.begin("dreaming", block - len(day_context(tokenizer, day_turns, goodnight, block)))
             with autocast:
-                dreamt = make_dream(model, tokenizer, [Turn(t.role, t.text) for t in turns], settings, seed=seed,
-                                    should_stop=stop,
+                dreamt = make_dream(model, tokenizer, day_turns, settings, seed=seed, should_stop=metered_stop,
                                     goodnight=turns[-1].text if turns[-1].source == "goodnight" else None)
             for text in dreamt.notes:
                 note(text)
@@ -357,8 +443,10 @@ def run_night(
         # 2. The probe, before.
         phase("probing")
         probe = build_probe(tokenizer, store, settings.day.greeting, settings.day.goodnight, block, probe_windows)
+        probe_batches = _batches(len(probe.starter)) + _batches(len(probe.days))
+        meter.begin("probing", probe_batches)
         with autocast:
-            before = probe_score(model, probe, stop)
+            before = probe_score(model, probe, metered_stop)
         report.probe_before = before.to_dict()
 
         # 3. The material, with the reference log-probabilities of the pre-night weights.
@@ -366,8 +454,9 @@ def run_night(
         recent = store.dreams(last=settings.night.dreams_kept) if settings.night.dreams_kept else []
         verdicts = dream_verdicts(store, [d.id for d in recent])
         prefs = collect_preferences(tokenizer, store, day.id, block, [d.id for d in recent])
+        meter.begin("preparing", _batches(len(prefs.taught) + 2 * len(prefs.pairs) + len(prefs.unpaired)))
         with autocast:
-            references = set_references(model, prefs, stop)
+            references = set_references(model, prefs, metered_stop)
         material = gather(home, store, tokenizer, day, settings, block, prefs,
                           [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], seed)
         for text in material.notes:
@@ -378,7 +467,7 @@ def run_night(
         taught_before = [references[id(r)] for r in prefs.taught]
 
         # 4. Training: a fresh optimizer, the night's own schedule, every loss guarded.
-        phase("training", f"{len(steps)} steps")
+        phase("training", plural(len(steps), "step"))
         lr_peak = report.learning_rate
         optimizer = make_optimizer(model, lr_peak)
         watch = LossWatch(settings.night.spike_factor)
@@ -413,18 +502,21 @@ def run_night(
 
         # 5. The probe, after, and what the night taught.
         phase("checking")
+        meter.begin("checking", probe_batches + _batches(len(prefs.taught)))
         with autocast:
-            after = probe_score(model, probe, stop)
-            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=stop))
+            after = probe_score(model, probe, metered_stop)
+            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=metered_stop))
         report.probe_after = after.to_dict()
         why = probe_verdict(before, after, settings.night.probe_bound)
         if why is not None:
             return end("rolled_back", why)
 
-        # 6. Accept: save the night's checkpoint, make it current, then record the night.
+        # 6. Accept: save the night's checkpoint, record the night accepted, then make it current
+        # (`end` -> `_commit`): a stop anywhere before that leaves CURRENT on the pre-night weights.
         phase("saving")
         post = weights.save(model, "night", step=pre.step + report.steps, day_id=day.id, day_number=day.number,
-                            parent_id=pre.id, probe_ppl=after.ppl, make_current=True)
+                            parent_id=pre.id, probe_ppl=checkpoint_figure(after),
+                            probe_set=probe_set_name(block, probe_windows), make_current=False)
         report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
         for book, tokens in material.books:
             store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
@@ -441,6 +533,9 @@ def run_night(
         report.losses = _downsample(report.losses)
         return end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
     except BaseException as exc:
+        if _disk_full(exc) and (store.get_night(night.id) or night).status == "running":
+            report.losses = _downsample(report.losses)  # a full disk ends in a sentence, not a traceback
+            return end("failed", _disk_full_reason(exc, home))
         if (store.get_night(night.id) or night).status == "running":
             report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
             report.duration_s = time.monotonic() - t0
@@ -449,6 +544,18 @@ def run_night(
                     weights.set_current(pre)
                 store.finish_night(night.id, "failed", reason=report.reason[:2000], report=report.to_dict())
         raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    from companion.safety.room import is_disk_full
+
+    return is_disk_full(exc) or is_disk_full(exc.__cause__ or exc)
+
+
+def _disk_full_reason(exc: BaseException, home: Home) -> str:
+    from companion.safety.room import disk_full_sentence
+
+    return disk_full_sentence(getattr(exc, "filename", None) or home.checkpoints_dir)
 
 
 def _model_checksum(model: torch.nn.Module) -> str:

@@ -57,6 +57,10 @@ def cmd_sleep(args) -> int:
 
     try:
         with home.lock(), Store.open(home.store_path) as store:
+            from companion.safety.start import tidy_at_start
+
+            for note in tidy_at_start(home, store):
+                print(f"note: {note}", file=sys.stderr)
             try:
                 day = night_day(store, args.day)
             except NightError as exc:

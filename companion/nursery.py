@@ -71,6 +71,7 @@ def run_nursery(
     *,
     steps: int | None = None,
     minutes: float | None = None,
+    deadline: float | None = None,
     batch_size: int = 8,
     peak_lr: float = 1e-3,
     warmup: float = 0.03,
@@ -81,10 +82,17 @@ def run_nursery(
     should_stop: Callable[[], bool] | None = None,
     sample: Callable[[Transformer], str] | None = None,
 ) -> tuple[NurseryResult, torch.optim.AdamW]:
-    """Train for `steps` optimizer steps or `minutes` of wall-clock time, whichever is given."""
+    """Train for `steps` optimizer steps or `minutes` of wall-clock time, whichever is given.
+
+    With `deadline` (a `time.monotonic()` instant) the minutes are the whole run's: training stops early
+    enough that the final held-out check fits before it (measured by timing the first check). At least
+    one step is always taken, so a run always has weights to save. The held-out loss is measured on
+    `heldout_windows` fixed windows (the starter probe, seconds), never on the whole held-out split."""
+    if deadline is not None and minutes is None and steps is None:
+        minutes = max(deadline - time.monotonic(), 0.0) / 60 or 1e-9
     if (steps is None) == (minutes is None):
         raise ValueError("give the nursery either steps or minutes")
-    if steps is not None and steps < 1 or minutes is not None and minutes <= 0:
+    if steps is not None and steps < 1 or minutes is not None and minutes <= 0 and deadline is None:
         raise ValueError("the nursery's budget must be positive")
     block = model.config.block_size
     if len(data.train) < block + 2:
@@ -95,8 +103,11 @@ def run_nursery(
     gen = torch.Generator().manual_seed(seed)
     budget_s = minutes * 60 if minutes is not None else None
 
+    eval_start = time.monotonic()
     heldout_before = mean_loss(model, windows)
     start = time.monotonic()
+    if deadline is not None and steps is None:  # leave room for the closing check, the sample and the save
+        budget_s = max(deadline - start - 2 * (start - eval_start) - 2.0, 1e-3)
     last_eval = start
     step = tokens = 0
     loss_value = float("nan")
@@ -106,7 +117,7 @@ def run_nursery(
     while True:
         elapsed = time.monotonic() - start
         fraction = step / steps if steps is not None else elapsed / budget_s
-        if fraction >= 1.0:
+        if fraction >= 1.0 and step > 0:
             break
         if should_stop is not None and should_stop():
             stopped = True

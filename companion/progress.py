@@ -1,5 +1,6 @@
 """Text progress for the headless commands (`companion birth`, `nursery`, `sleep`) and the night's
-report: a one-line bar redrawn in place on a terminal, and durations as h:mm:ss. No torch here."""
+report: a one-line bar redrawn in place on a terminal, durations as h:mm:ss, and counts with their
+nouns in the right number. No torch here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ def format_duration(seconds: float) -> str:
     """`h:mm:ss`, for progress lines and reports."""
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 reply`, `2 replies`, `0 steps`: a count with its noun in the right number."""
+    if n == 1:
+        return f"{n:,} {word}"
+    if many is None:
+        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+    return f"{n:,} {many}"
 
 
 class ProgressBar:

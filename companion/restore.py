@@ -2,8 +2,12 @@
 
 A restore must never lose weights, so the weights the companion lives on now are saved first as a
 ``pre-restore`` checkpoint (whose parent is the checkpoint they were loaded from): restoring that
-checkpoint undoes the restore exactly. The days lived after the restored checkpoint stay in the store;
+checkpoint undoes the restore exactly. When a live checkpoint already holds exactly those weights
+(same checksum: the usual case, and always when undoing a restore) it is referred to instead, so a
+restore and its undo never leave two files of one set of weights. The days lived after the restored checkpoint stay in the store;
 they are only marked as not in the weights, and marked back when a later restore brings them back.
+Lessons follow their day: those taught on a day that leaves are not in the weights (and are due again
+at the next night), and the recall measured by nights that leave no longer counts for their status.
 
 Everything that can refuse is checked before anything is written: a night running, an unknown or
 deleted checkpoint, a missing or damaged file. A refusal is a ``RestoreError`` with a message for the
@@ -33,6 +37,8 @@ class RestorePlan:
     target_day_number: int | None
     days_leaving: tuple[int, ...]     # day numbers that will be marked as not in the weights
     days_returning: tuple[int, ...]   # day numbers marked out that the target's weights do hold
+    lessons_leaving: tuple[int, ...] = ()    # ids of lessons taught on the days leaving
+    lessons_returning: tuple[int, ...] = ()  # ids of lessons taught on the days returning
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class RestoreResult:
     previous: Checkpoint | None
     days_marked: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    lessons_marked: int = 0  # lessons now marked as not in the weights (their days left)
+    lessons_returned: int = 0  # lessons in the weights again (an undo)
 
 
 def _lineage(store: Store, checkpoint: Checkpoint) -> set[int]:
@@ -101,7 +109,11 @@ def plan_restore(home: Home, store: Store, checkpoint_id: int) -> RestorePlan:
     cutoff = max((d.number for d in days if d.id in held), default=0)
     leaving = tuple(d.number for d in days if d.number > cutoff and d.in_weights)
     returning = tuple(d.number for d in days if d.id in held and not d.in_weights)
-    return RestorePlan(target, current, _day_number(store, target.day_id), leaving, returning)
+    lessons = store.lessons(history=0)
+    lessons_leaving = tuple(x.id for x in lessons if x.day_number in leaving)
+    lessons_returning = tuple(x.id for x in lessons if x.day_number in returning)
+    return RestorePlan(target, current, _day_number(store, target.day_id), leaving, returning,
+                       lessons_leaving, lessons_returning)
 
 
 def _span(numbers: tuple[int, ...]) -> str:
@@ -118,13 +130,21 @@ def describe_plan(plan: RestorePlan) -> str:
     day = f", day {plan.target_day_number}" if plan.target_day_number is not None else ""
     lines = [f"Restore checkpoint {t.id} ({t.reason}{day}, {t.created_at[:16].replace('T', ' ')})."]
     if plan.current is not None:
-        lines.append(f"The weights it lives on now (checkpoint {plan.current.id}) are saved first as a "
-                     "pre-restore checkpoint, so this can be undone.")
+        lines.append(f"The weights it lives on now (checkpoint {plan.current.id}) are kept (saved first as a "
+                     "pre-restore checkpoint unless a checkpoint already holds them), so this can be undone.")
     if plan.days_leaving:
-        lines.append(f"{_span(plan.days_leaving).capitalize()} stay in the history but will be marked as not "
+        verb = "stays" if len(plan.days_leaving) == 1 else "stay"
+        lines.append(f"{_span(plan.days_leaving).capitalize()} {verb} in the history but will be marked as not "
                      "in the weights.")
     if plan.days_returning:
         lines.append(f"{_span(plan.days_returning).capitalize()} will be in the weights again.")
+    if plan.lessons_leaving:
+        n = len(plan.lessons_leaving)
+        lines.append(f"{n} lesson{'s' if n != 1 else ''} taught on those days will be marked as not in the "
+                     "weights; the nights will teach them again.")
+    if plan.lessons_returning:
+        n = len(plan.lessons_returning)
+        lines.append(f"{n} lesson{'s' if n != 1 else ''} will be in the weights again.")
     if not plan.days_leaving and not plan.days_returning:
         lines.append("No day changes.")
     return "\n".join(lines)
@@ -154,9 +174,13 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
         else:
             notes += loaded.notes
             source = loaded.checkpoint
-            saved = weights.save(loaded.model, "pre-restore", step=loaded.meta.step, day_id=source.day_id,
-                                 day_number=loaded.meta.day, parent_id=source.id, probe_ppl=source.probe_ppl,
-                                 make_current=False)
+            saved = weights.identical(loaded.model)  # restore then undo: never two files of one set of weights
+            if saved is None:
+                saved = weights.save(loaded.model, "pre-restore", step=loaded.meta.step, day_id=source.day_id,
+                                     day_number=loaded.meta.day, parent_id=source.id, probe_ppl=source.probe_ppl,
+                                     make_current=False)
     weights.set_current(target)
     marked = store.mark_days_not_in_weights(after_checkpoint_id=target.id)
-    return RestoreResult(target, saved, previous, marked, tuple(notes))
+    # Lessons follow their day (``Lesson.in_weights``): nothing more to write, only to say.
+    return RestoreResult(target, saved, previous, marked, tuple(notes),
+                         lessons_marked=len(plan.lessons_leaving), lessons_returned=len(plan.lessons_returning))

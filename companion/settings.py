@@ -301,6 +301,19 @@ class _Text(_Spec):
         return v
 
 
+def _preset_names() -> list[str]:
+    from model.config import PRESETS  # plain dataclasses: no torch on the UI's start-up path
+
+    return list(PRESETS)
+
+
+def _known_preset(value: str, allowed: str) -> str:
+    """A preset the model code knows: a made-up one ("v9") would only fail later, at birth or growth."""
+    if value not in _preset_names():
+        raise _Bad(allowed, "no such preset")
+    return value
+
+
 class _Name(_Spec):
     """A companion's name (the name of its folder too): checked by home.validate_name."""
 
@@ -490,10 +503,11 @@ class CompanionSettings:
     preset: str = _setting(
         DEFAULT_PRESET,
         _Text(
-            "a model preset name (letters, digits, '-', '_', '.')",
+            "a model preset name: " + ", ".join(_preset_names()),
             nonempty=True,
             max_len=64,
             pattern=r"[A-Za-z0-9_.\-]+",
+            extra=lambda v, allowed: _known_preset(v, allowed),
         ),
         "the model preset the companion was born with",
     )
@@ -544,6 +558,11 @@ class DaySettings:
     )
     goodnight: str = _setting(
         DEFAULT_GOODNIGHT, _Template(("companion",)), "the line that closes each day"
+    )
+    reply_takes_highlighted: bool = _setting(
+        True,
+        _Bool(),
+        "replying while candidates wait takes the highlighted one as the reply (an implicit pick)",
     )
 
 

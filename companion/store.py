@@ -9,7 +9,9 @@ and it is the only thing from which a lost model could be taught again. Hence:
   ``synchronous=FULL`` makes each commit durable, not just visible.
 * **Append-only where it matters.** Turns, candidates, choices, ratings, corrections and annotations are
   never updated or deleted (triggers refuse it). Re-rating or re-annotating adds a row; the latest row
-  counts. Asking for more candidates adds rows; earlier ones stay.
+  counts. Asking for more candidates adds rows; earlier ones stay. Mending a reply adds a choice that
+  supersedes the last one (``amend_reply``); ``turns()`` shows each reply as its latest version, and
+  ``recorded_turn`` / ``amendments`` give what was first recorded and every version.
 * **One connection, one lock.** The Textual UI thread, thread workers and the trainer thread share one
   ``Store``; a ``threading.RLock`` serialises use of the connection (``check_same_thread=False``).
 * **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``MIGRATIONS`` is the ordered
@@ -39,10 +41,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from companion.lessons.status import lesson_status
+from companion.safety.private import create_private_file, make_private
+from companion.safety.room import disk_full_sentence, is_disk_full
+from companion.safety.text import surrogate_problem
 from model.atomic import fsync_dir
 
 __all__ = [
     "StoreError",
+    "StoreDamaged",
     "Store",
     "Migration",
     "MIGRATIONS",
@@ -63,6 +70,13 @@ __all__ = [
     "Checkpoint",
     "Book",
     "Hit",
+    "Lesson",
+    "LessonNight",
+    "Phrasing",
+    "PhrasingAdded",
+    "Recall",
+    "Schedule",
+    "LESSON_SOURCES",
     "ROLES",
     "TURN_SOURCES",
     "CANDIDATE_ROLES",
@@ -82,6 +96,17 @@ class StoreError(Exception):
     """Anything the store refuses: an unreadable or too-new file, an unknown id, an invalid value."""
 
 
+class StoreDamaged(StoreError):
+    """The file fails SQLite's check: it is named, and can be restored from the newest verified backup
+    (`companion recover-store`, or the app's offer), the damaged file kept aside."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path, self.problems = Path(path), list(problems)
+        super().__init__(f"{path} is damaged (SQLite's check: {'; '.join(self.problems[:3])}); nothing was "
+                         f"changed. Restore it from the newest verified backup with `companion recover-store` "
+                         f"(the damaged file is kept aside)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Allowed values. Closed sets that are part of the data model also have CHECK constraints in the schema;
 # sets that are expected to grow (turn sources, night statuses, checkpoint reasons) are checked here
@@ -99,6 +124,10 @@ CLOSE_REASONS = ("full", "goodnight")
 DREAM_SOURCES = ("model", "teacher")
 NIGHT_STATUSES = ("running", "accepted", "rolled_back", "interrupted", "nothing", "failed")
 BOOK_STATUSES = ("queued", "read", "refused")
+#: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
+#: Where a lesson came from: a correction or a written reply (recorded with the reply itself), a reply
+#: the owner marked "remember this", or a personality book read back.
+LESSON_SOURCES = ("correction", "written", "remember", "book")
 #: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
 CHECKPOINT_REASONS = ("birth", "nursery", "night", "pre-night", "pre-restore", "seedling", "growth", "import")
 
@@ -155,6 +184,9 @@ class Turn:
     candidate_id: int | None
     tokens: int | None
     created_at: str
+    amended: bool = False
+    """The owner mended this reply: ``text``, ``source``, ``candidate_id`` and ``tokens`` are the
+    latest amendment's (the original stays in the turns table, untouched)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +223,21 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
+    """Which reply the owner let into the day. ``implicit``: the owner replied without picking and the
+    highlighted card was taken (a weaker signal). An amendment is a later choice for the same
+    ``turn_id``: it names the choice it ``supersedes`` and carries the reply's ``text`` from then on
+    (``text`` is None on an original choice: the turn's own text)."""
     id: int
     prompt_turn_id: int | None
     candidate_id: int | None
     kind: str
     turn_id: int
     created_at: str
+    implicit: bool = False
+    supersedes: int | None = None
+    text: str | None = None
+    correction_id: int | None = None
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +262,7 @@ class Reply:
     turn: Turn
     choice: Choice
     correction: Correction | None
+    lesson: Lesson | None = None  # a correction or a written reply is a lesson, recorded with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +315,8 @@ class Checkpoint:
     probe_ppl: float | None
     size_bytes: int
     deleted_at: str | None
+    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.probe_set_name)
+    damaged: str | None = None  # why the file would not load, when a load found it damaged
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +343,109 @@ class Hit:
     day_number: int
     snippet: str
     spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Phrasing:
+    """Another way the owner asks a lesson's question ("also asked as ...")."""
+    id: int
+    lesson_id: int
+    text: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhrasingAdded:
+    """What ``add_phrasing`` wrote, and the other lessons already asked exactly this way
+    (``shared_with``: their ids). Sharing is allowed: the lessons stay apart by their answers, and
+    ``note`` says so in words for the owner (None when nothing is shared)."""
+    phrasing: Phrasing
+    shared_with: tuple[int, ...]
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """One night's test of one lesson on one phrasing (``phrasing_id`` None: the lesson's question):
+    ``hits`` of ``samples`` fresh replies said the answer; ``crosstalk`` of them said another
+    lesson's answer instead."""
+    id: int
+    lesson_id: int
+    night_id: int
+    phrasing_id: int | None
+    hits: int
+    samples: int
+    crosstalk: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LessonNight:
+    """One night's recall of one lesson, all its phrasings summed: a point of the sparkline.
+    ``accepted``: the night's weights were kept; ``in_weights``: and no restore has gone back before
+    that night (its day is in the weights). Only nights with both count for the status."""
+    night_id: int
+    day_number: int
+    accepted: bool
+    hits: int
+    samples: int
+    crosstalk: int
+    in_weights: bool = True
+
+    @property
+    def counts(self) -> bool:
+        """Whether this measurement was of weights the companion still lives on."""
+        return self.accepted and self.in_weights
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.samples if self.samples else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a lesson comes back: every ``interval_nights`` nights, next on the night of day
+    ``due_day``. Written by the night; the latest row counts."""
+    id: int
+    lesson_id: int
+    night_id: int | None
+    interval_nights: int
+    due_day: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    """What the owner taught on purpose, with everything the lessons screen and the night need.
+
+    ``day_id``/``prompt_turn_id``/``reply_turn_id`` place it in its day, so that its context can be
+    rebuilt with the one transcript formatter (``Store.lesson_context``); a lesson read back from a
+    personality book has none. ``in_weights`` follows its day: False once a restore went back to
+    weights that never lived that day (and True again when an undo brings the day back); a lesson
+    with no day (read back from a book) came with the weights it was born with. Recall measured by
+    nights a restore went back before no longer counts for the status. ``retired`` is the latest retire
+    event; ``history`` is its recall night by night, oldest first (the last ``history`` nights asked
+    for); ``status`` comes from the whole history (``companion.lessons.status``)."""
+    id: int
+    day_id: int | None
+    day_number: int | None
+    prompt_turn_id: int | None
+    reply_turn_id: int | None
+    source: str
+    question: str
+    answer: str
+    created_at: str
+    retired: bool
+    in_weights: bool
+    phrasings: tuple[Phrasing, ...]
+    history: tuple[LessonNight, ...]
+    schedule: Schedule | None
+    status: str
+
+    @property
+    def questions(self) -> tuple[str, ...]:
+        """The question and every phrasing of it, in the order they were taught."""
+        return (self.question, *(p.text for p in self.phrasings))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -538,10 +685,121 @@ BEGIN
 END;
 """
 
+
+# Lessons: what the owner taught on purpose. Self-contained (one entry in MIGRATIONS) so that it can be
+# renumbered if another branch adds a migration first.
+_LESSONS = """
+CREATE TABLE lessons (
+    id              INTEGER PRIMARY KEY,
+    day_id          INTEGER REFERENCES days(id),
+    prompt_turn_id  INTEGER REFERENCES turns(id),
+    reply_turn_id   INTEGER REFERENCES turns(id),
+    source          TEXT    NOT NULL CHECK (source IN ('correction', 'written', 'remember', 'book')),
+    question        TEXT    NOT NULL CHECK (question <> ''),
+    answer          TEXT    NOT NULL CHECK (answer <> ''),
+    created_at      TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX lessons_reply_turn ON lessons(reply_turn_id) WHERE reply_turn_id IS NOT NULL;
+CREATE INDEX lessons_day ON lessons(day_id);
+
+CREATE TABLE lesson_phrasings (
+    id          INTEGER PRIMARY KEY,
+    lesson_id   INTEGER NOT NULL REFERENCES lessons(id),
+    text        TEXT    NOT NULL CHECK (text <> ''),
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX lesson_phrasings_lesson ON lesson_phrasings(lesson_id, id);
+
+-- Retiring (and un-retiring) is an event; the latest counts. during_night_id: the night that was
+-- running when it happened, which keeps the lesson it had read at its start.
+CREATE TABLE lesson_events (
+    id               INTEGER PRIMARY KEY,
+    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
+    kind             TEXT    NOT NULL CHECK (kind IN ('retire', 'unretire')),
+    during_night_id  INTEGER REFERENCES nights(id),
+    created_at       TEXT    NOT NULL
+);
+CREATE INDEX lesson_events_lesson ON lesson_events(lesson_id, id);
+
+CREATE TABLE lesson_recalls (
+    id           INTEGER PRIMARY KEY,
+    lesson_id    INTEGER NOT NULL REFERENCES lessons(id),
+    night_id     INTEGER NOT NULL REFERENCES nights(id),
+    phrasing_id  INTEGER REFERENCES lesson_phrasings(id),
+    hits         INTEGER NOT NULL CHECK (hits >= 0),
+    samples      INTEGER NOT NULL CHECK (samples >= 0 AND hits <= samples),
+    crosstalk    INTEGER NOT NULL DEFAULT 0 CHECK (crosstalk >= 0 AND crosstalk <= samples),
+    created_at   TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX lesson_recalls_once ON lesson_recalls(night_id, lesson_id, COALESCE(phrasing_id, 0));
+CREATE INDEX lesson_recalls_lesson ON lesson_recalls(lesson_id, night_id);
+
+CREATE TABLE lesson_schedule (
+    id               INTEGER PRIMARY KEY,
+    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
+    night_id         INTEGER REFERENCES nights(id),
+    interval_nights  INTEGER NOT NULL CHECK (interval_nights >= 1),
+    due_day          INTEGER NOT NULL CHECK (due_day >= 1),
+    created_at       TEXT    NOT NULL
+);
+CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
+
+-- A store lived before lessons existed: its corrections and written replies (of the companion, to an
+-- owner's message) were lessons all along.
+INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)
+SELECT r.day_id, p.id, r.id, ch.kind, p.text, r.text, ch.created_at
+  FROM choices ch JOIN turns r ON r.id = ch.turn_id JOIN turns p ON p.id = ch.prompt_turn_id
+ WHERE ch.kind IN ('correction', 'written') AND r.role = 'companion' AND p.role = 'owner'
+   AND trim(p.text) <> '' AND trim(r.text) <> ''
+   AND ch.id = (SELECT MAX(c2.id) FROM choices c2 WHERE c2.turn_id = ch.turn_id)
+ ORDER BY ch.id;
+
+CREATE TRIGGER lessons_append_only_u BEFORE UPDATE ON lessons
+BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
+CREATE TRIGGER lessons_append_only_d BEFORE DELETE ON lessons
+BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
+CREATE TRIGGER lesson_phrasings_append_only_u BEFORE UPDATE ON lesson_phrasings
+BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
+CREATE TRIGGER lesson_phrasings_append_only_d BEFORE DELETE ON lesson_phrasings
+BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
+CREATE TRIGGER lesson_events_append_only_u BEFORE UPDATE ON lesson_events
+BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
+CREATE TRIGGER lesson_events_append_only_d BEFORE DELETE ON lesson_events
+BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
+CREATE TRIGGER lesson_recalls_append_only_u BEFORE UPDATE ON lesson_recalls
+BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
+CREATE TRIGGER lesson_recalls_append_only_d BEFORE DELETE ON lesson_recalls
+BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
+CREATE TRIGGER lesson_schedule_append_only_u BEFORE UPDATE ON lesson_schedule
+BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
+CREATE TRIGGER lesson_schedule_append_only_d BEFORE DELETE ON lesson_schedule
+BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
+"""
+
+# Version 4: implicit picks and amendments (self-contained: renumber freely at a merge).
+# An amendment never rewrites a row: it is a new choice for the same reply turn, naming the choice it
+# supersedes and carrying the reply's text (and token count) from then on. The latest choice of a turn
+# is the one the night, the personality book and the day's context use.
+_AMENDMENTS = """
+ALTER TABLE choices ADD COLUMN implicit INTEGER NOT NULL DEFAULT 0 CHECK (implicit IN (0, 1));
+ALTER TABLE choices ADD COLUMN supersedes INTEGER REFERENCES choices(id);
+ALTER TABLE choices ADD COLUMN text TEXT;
+ALTER TABLE choices ADD COLUMN correction_id INTEGER REFERENCES corrections(id);
+ALTER TABLE choices ADD COLUMN tokens INTEGER CHECK (tokens IS NULL OR tokens >= 0);
+CREATE INDEX choices_supersedes ON choices(supersedes);
+CREATE INDEX choices_correction ON choices(correction_id);
+"""
+
 #: The schema's history, oldest first. Append only; the version of the last one is the current one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
                  "nights, checkpoints, books, full-text search", _V1),
+    Migration(2, "checkpoints.probe_set: which probe measured a checkpoint's perplexity",
+              "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
+    Migration(3, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
+    Migration(4, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
+    Migration(5, "checkpoints.damaged: why a checkpoint's file would not load, marked in the list",
+              "ALTER TABLE checkpoints ADD COLUMN damaged TEXT;"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -609,6 +867,18 @@ def _unmark(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     return "".join(plain), tuple(spans)
 
 
+def _question_key(text: str) -> str:
+    """How two questions are compared: without case and extra spaces ("What is my name?" and
+    "what is  my name?" are the same question; "What's my name?" is another)."""
+    return " ".join(text.casefold().split())
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    """A piece of the owner's text for a message: quoted, and shortened when long."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[:limit - 1] + "…")
+
+
 def _check_enum(what: str, value: Any, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise StoreError(f"invalid {what} {value!r}: expected one of {', '.join(allowed)}")
@@ -618,6 +888,9 @@ def _check_enum(what: str, value: Any, allowed: Sequence[str]) -> str:
 def _check_text(what: str, value: Any) -> str:
     if not isinstance(value, str):
         raise StoreError(f"{what} must be a string, not {type(value).__name__} {value!r}")
+    problem = surrogate_problem(value, what)
+    if problem is not None:  # it could never be written as UTF-8: refused here, not half-way through a commit
+        raise StoreError(problem)
     return value
 
 
@@ -645,9 +918,14 @@ _T = TypeVar("_T")
 def _record(cls: type[_T], row: sqlite3.Row | None) -> _T | None:
     if row is None:
         return None
-    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    keys = row.keys()
+    values = {f.name: row[f.name] for f in fields(cls) if f.name in keys}  # type: ignore[arg-type]
     if "in_weights" in values:
         values["in_weights"] = bool(values["in_weights"])
+    if "implicit" in values:
+        values["implicit"] = bool(values["implicit"])
+    if "amended" in values:
+        values["amended"] = bool(values["amended"])
     if cls is Annotation:
         values["tags"] = tuple(json.loads(values["tags"]))
     if cls is Night and values["report"] is not None:
@@ -662,7 +940,26 @@ def _records(cls: type[_T], rows: Sequence[sqlite3.Row]) -> list[_T]:
 _TABLE_WHAT = {
     "days": "day", "turns": "turn", "candidates": "candidate", "dreams": "dream",
     "nights": "night", "checkpoints": "checkpoint", "books": "book",
+    "lessons": "lesson", "lesson_phrasings": "phrasing",
 }
+
+
+#: A turn as the day holds it now: the latest amendment of a reply replaces its text, source,
+#: candidate and token count. Everything that reads a day (the context, the night, the personality
+#: book, past days) reads turns through this.
+_TURNS = """
+SELECT t.id, t.day_id, t.seq, t.role, COALESCE(a.text, t.text) AS text,
+       CASE a.kind WHEN 'pick' THEN 'chosen' WHEN 'correction' THEN 'correction'
+                   WHEN 'written' THEN 'written' ELSE t.source END AS source,
+       CASE WHEN a.id IS NULL THEN t.candidate_id ELSE a.candidate_id END AS candidate_id,
+       CASE WHEN a.id IS NULL THEN t.tokens ELSE a.tokens END AS tokens,
+       t.created_at, a.id IS NOT NULL AS amended
+  FROM turns t
+  LEFT JOIN choices a ON a.id = (SELECT MAX(c.id) FROM choices c WHERE c.turn_id = t.id AND c.supersedes IS NOT NULL)
+"""
+
+#: Choices that a later amendment superseded.
+_SUPERSEDED = "SELECT supersedes FROM choices WHERE supersedes IS NOT NULL"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -678,6 +975,7 @@ class Store:
         try:
             if self.path.is_dir():
                 raise StoreError(f"cannot open store {self.path}: it is a directory")
+            _make_store_private(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open store {self.path}: {e}") from e
@@ -689,12 +987,19 @@ class Store:
                 raise StoreError(f"cannot open store {self.path}: WAL mode refused (journal mode {mode!r})")
             # FULL: each commit is on disk, not only in the OS cache, when the write method returns.
             conn.execute("PRAGMA synchronous = FULL")
+            # A fast structural check at every open: a damaged file is named now, before anything is
+            # written into it (the full `integrity_check` runs before every backup).
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise StoreDamaged(self.path, problems)
             self._migrate(conn)
-        except sqlite3.OperationalError as e:
-            conn.close()
-            raise StoreError(f"cannot open store {self.path}: {e}") from e
+            _make_store_private(self.path)
         except sqlite3.DatabaseError as e:
             conn.close()
+            if "malformed" in str(e):
+                raise StoreDamaged(self.path, [str(e)]) from e
+            if isinstance(e, sqlite3.OperationalError):
+                raise StoreError(f"cannot open store {self.path}: {_explain(e, self.path)}") from e
             raise StoreError(f"{self.path} is not a readable companion store "
                              f"(not a SQLite database, or corrupted): {e}") from e
         except BaseException:
@@ -797,7 +1102,7 @@ class Store:
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"refused by {self.path}: {e}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"cannot write to store {self.path}: {e}") from e
+                raise StoreError(f"cannot write to store {self.path}: {_explain(e, self.path)}") from e
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -806,7 +1111,7 @@ class Store:
             try:
                 yield conn
             except sqlite3.Error as e:
-                raise StoreError(f"cannot read store {self.path}: {e}") from e
+                raise StoreError(f"cannot read store {self.path}: {_explain(e, self.path)}") from e
 
     def _stamp(self) -> str:
         moment = self._now()
@@ -890,23 +1195,25 @@ class Store:
         sql = """
             SELECT d.id, d.number, d.opened_at, d.closed_at, d.close_reason, d.budget_tokens, d.in_weights,
                    (SELECT COUNT(*) FROM turns t WHERE t.day_id = d.id) AS turns,
-                   (SELECT COALESCE(SUM(t.tokens), 0) FROM turns t WHERE t.day_id = d.id) AS tokens,
+                   (SELECT COALESCE(SUM(t.tokens), 0) FROM ({_TURNS}) t WHERE t.day_id = d.id) AS tokens,
                    (SELECT COUNT(*) FROM candidates c WHERE c.day_id = d.id
                       AND (SELECT r.stars FROM ratings r WHERE r.candidate_id = c.id
                            ORDER BY r.id DESC LIMIT 1) IS NOT NULL) AS ratings,
                    (SELECT COUNT(*) FROM corrections k JOIN candidates c ON c.id = k.candidate_id
-                     WHERE c.day_id = d.id) AS corrections,
+                     WHERE c.day_id = d.id AND k.id NOT IN (
+                       SELECT correction_id FROM choices WHERE correction_id IS NOT NULL
+                          AND id IN ({_SUPERSEDED}))) AS corrections,
                    (SELECT n.status FROM nights n WHERE n.day_id = d.id
                      ORDER BY n.id DESC LIMIT 1) AS night_status
               FROM days d ORDER BY d.number
-        """
+        """.replace("{_TURNS}", _TURNS).replace("{_SUPERSEDED}", _SUPERSEDED)
         with self._read() as conn:
             return _records(DaySummary, conn.execute(sql).fetchall())
 
     def tokens_used(self, day_id: int) -> int:
         """Sum of the day's turn token counts (turns without a count add nothing): the gauge."""
         with self._read() as conn:
-            return conn.execute("SELECT COALESCE(SUM(tokens), 0) FROM turns WHERE day_id = ?",
+            return conn.execute(f"SELECT COALESCE(SUM(tokens), 0) FROM ({_TURNS}) WHERE day_id = ?",
                                 (day_id,)).fetchone()[0]
 
     def mark_days_not_in_weights(self, *, after_checkpoint_id: int | None = None,
@@ -965,7 +1272,7 @@ class Store:
             "INSERT INTO turns (day_id, seq, role, text, source, candidate_id, tokens, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (day_id, seq, role, text, source, candidate_id, tokens, self._stamp()))
-        return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (cur.lastrowid,)).fetchone())
+        return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
 
     def add_turn(self, day_id: int, role: str, text: str, source: str, candidate_id: int | None = None,
                  tokens: int | None = None) -> Turn:
@@ -974,14 +1281,19 @@ class Store:
             return self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
 
     def turns(self, day_id: int) -> list[Turn]:
-        """The day's transcript, in order."""
+        """The day's transcript, in order, as it stands now (amended replies carry their latest text)."""
         with self._read() as conn:
-            return _records(Turn, conn.execute("SELECT * FROM turns WHERE day_id = ? ORDER BY seq",
+            return _records(Turn, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
                                                (day_id,)).fetchall())
+
+    def recorded_turn(self, turn_id: int) -> Turn | None:
+        """A turn exactly as first recorded, before any amendment."""
+        with self._read() as conn:
+            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
 
     def get_turn(self, turn_id: int) -> Turn | None:
         with self._read() as conn:
-            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+            return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
 
     # -- candidates ---------------------------------------------------------------------------------
 
@@ -1071,7 +1383,9 @@ class Store:
     # -- choices, ratings, corrections --------------------------------------------------------------
 
     def _insert_choice(self, conn: sqlite3.Connection, prompt_turn_id: int | None, kind: str, turn_id: int,
-                       candidate_id: int | None) -> Choice:
+                       candidate_id: int | None, *, implicit: bool = False, supersedes: int | None = None,
+                       text: str | None = None, correction_id: int | None = None,
+                       tokens: int | None = None) -> Choice:
         _check_enum("choice kind", kind, CHOICE_KINDS)
         if kind != "written" and candidate_id is None:
             raise StoreError(f"a {kind!r} choice needs the candidate it came from")
@@ -1079,8 +1393,10 @@ class Store:
         self._require(conn, "turns", turn_id)
         self._require(conn, "candidates", candidate_id, optional=True)
         cur = conn.execute(
-            "INSERT INTO choices (prompt_turn_id, candidate_id, kind, turn_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            (prompt_turn_id, candidate_id, kind, turn_id, self._stamp()))
+            "INSERT INTO choices (prompt_turn_id, candidate_id, kind, turn_id, created_at, implicit, supersedes,"
+            " text, correction_id, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (prompt_turn_id, candidate_id, kind, turn_id, self._stamp(), int(bool(implicit)), supersedes,
+             text, correction_id, tokens))
         return _record(Choice, conn.execute("SELECT * FROM choices WHERE id = ?", (cur.lastrowid,)).fetchone())
 
     def _insert_correction(self, conn: sqlite3.Connection, candidate_id: int, text: str) -> Correction:
@@ -1100,12 +1416,18 @@ class Store:
 
     def record_reply(self, day_id: int, prompt_turn_id: int | None, kind: str, text: str | None = None, *,
                      candidate_id: int | None = None, tokens: int | None = None,
-                     role: str | None = None) -> Reply:
+                     role: str | None = None, implicit: bool = False) -> Reply:
         """The usual way a reply enters the day, all in one transaction (a kill never leaves a turn
         without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
         be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
         becomes a 'correction' turn; for ``'written'`` ``text`` becomes a 'written' turn. The turn's
-        ``role`` defaults to the candidate's role ('companion' for a written reply)."""
+        ``role`` defaults to the candidate's role ('companion' for a written reply). ``implicit``: a pick
+        the owner made by replying without picking (the highlighted card was taken).
+
+        A correction or written reply of the companion to an owner's message is a lesson: it is
+        recorded in the same transaction (``Reply.lesson``), with the message as its question."""
+        if implicit and kind != "pick":
+            raise StoreError(f"only a pick can be implicit, not a {kind!r} choice")
         _check_enum("choice kind", kind, CHOICE_KINDS)
         with self._write() as conn:
             correction = None
@@ -1129,19 +1451,103 @@ class Store:
                     raise StoreError("a 'written' reply needs its text")
                 source = "written"
             turn = self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
-            choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id)
-            return Reply(turn, choice, correction)
+            choice = self._insert_choice(conn, prompt_turn_id, kind, turn.id, candidate_id, implicit=implicit,
+                                         correction_id=correction.id if correction else None)
+            lesson = None
+            if kind != "pick" and role == "companion" and prompt_turn_id is not None:
+                prompt = conn.execute("SELECT role, text FROM turns WHERE id = ?", (prompt_turn_id,)).fetchone()
+                if prompt["role"] == "owner" and prompt["text"].strip() and text.strip():
+                    lesson_id = self._insert_lesson(conn, source, prompt["text"], text, day_id=day_id,
+                                                    prompt_turn_id=prompt_turn_id, reply_turn_id=turn.id,
+                                                    answer_tokens=tokens, budget_tokens=None)
+                    lesson = self._lessons(conn, ids=[lesson_id])[0]
+            return Reply(turn, choice, correction, lesson)
 
-    def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None) -> list[Choice]:
-        """Choices of a day (by the turn they produced), or for one prompt, oldest first."""
+    def amend_reply(self, turn_id: int, kind: str, text: str | None = None, *, candidate_id: int | None = None,
+                    tokens: int | None = None) -> Reply:
+        """Mend a reply already in the day: another pick, a new correction, or a new written reply.
+
+        Nothing is rewritten: a new choice for the same turn supersedes the latest one and carries the
+        reply's text from now on (a correction also adds its correction row). Refused once the day is
+        closed: its night has it. ``latest_choice(turn_id)`` finds the version in force."""
+        _check_enum("choice kind", kind, CHOICE_KINDS)
+        _check_int("tokens", tokens, minimum=0, optional=True)
+        with self._write() as conn:
+            turn = self._require(conn, "turns", turn_id)
+            day = self._require(conn, "days", turn["day_id"])
+            if day["closed_at"] is not None:
+                raise StoreError(f"day {day['number']} is closed and its night has it; its replies can no "
+                                 f"longer be amended")
+            last = conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                (turn_id,)).fetchone()
+            if last is None:
+                raise StoreError(f"turn {turn_id} is not a reply the owner chose; there is nothing to amend")
+            correction = None
+            if kind == "pick":
+                candidate = self._require(conn, "candidates", candidate_id)
+                text = candidate["text"]
+            elif kind == "correction":
+                if candidate_id is None or text is None:
+                    raise StoreError("an amended correction needs the candidate it corrects and its text")
+                correction = self._insert_correction(conn, candidate_id, text)
+            else:
+                if text is None:
+                    raise StoreError("an amended written reply needs its text")
+                _check_text("reply text", text)
+                candidate_id = None
+            if candidate_id is not None:
+                candidate = self._require(conn, "candidates", candidate_id)
+                if candidate["prompt_turn_id"] != last["prompt_turn_id"]:
+                    raise StoreError(f"candidate {candidate_id} does not answer the message this reply answers")
+            choice = self._insert_choice(conn, last["prompt_turn_id"], kind, turn_id, candidate_id,
+                                         supersedes=last["id"], text=text,
+                                         correction_id=correction.id if correction else None, tokens=tokens)
+            new_turn = _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            # A pick mended into a correction or a written reply becomes a lesson; a lesson already held
+            # by this reply follows the amendment (its answer is read from the latest choice).
+            lesson = None
+            held = conn.execute("SELECT id FROM lessons WHERE reply_turn_id = ?", (turn_id,)).fetchone()
+            if held is None and kind != "pick" and last["prompt_turn_id"] is not None and turn["role"] == "companion":
+                prompt = conn.execute("SELECT role, text FROM turns WHERE id = ?", (last["prompt_turn_id"],)).fetchone()
+                if prompt["role"] == "owner" and prompt["text"].strip() and text.strip():
+                    held_id = self._insert_lesson(conn, "correction" if kind == "correction" else "written",
+                                                  prompt["text"], text, day_id=turn["day_id"],
+                                                  prompt_turn_id=last["prompt_turn_id"], reply_turn_id=turn_id,
+                                                  answer_tokens=tokens, budget_tokens=None)
+                    lesson = self._lessons(conn, ids=[held_id])[0]
+            elif held is not None:
+                lesson = self._lessons(conn, ids=[held["id"]])[0]
+            return Reply(new_turn, choice, correction, lesson)
+
+    def latest_choice(self, turn_id: int) -> Choice | None:
+        """The version of a reply in force: the latest choice for this turn (an amendment, or the
+        original choice when it was never amended). None if the turn is not a chosen reply."""
+        with self._read() as conn:
+            return _record(Choice, conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                                (turn_id,)).fetchone())
+
+    def amendments(self, turn_id: int) -> list[Choice]:
+        """Every version of a reply, oldest first: the original choice, then each amendment."""
+        with self._read() as conn:
+            return _records(Choice, conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id",
+                                                 (turn_id,)).fetchall())
+
+    def choices(self, day_id: int | None = None, *, prompt_turn_id: int | None = None,
+                history: bool = False) -> list[Choice]:
+        """Choices in force of a day (by the turn they produced), or for one prompt, in the order their
+        replies were first chosen. An amended reply is listed once, by its latest choice; ``history``
+        lists every version instead, oldest first."""
         if (day_id is None) == (prompt_turn_id is None):
             raise StoreError("choices needs exactly one of day_id or prompt_turn_id")
+        current = "" if history else f" AND ch.id NOT IN ({_SUPERSEDED})"
+        order = "ch.id" if history else "ch.turn_id, ch.id"
         with self._read() as conn:
             if day_id is not None:
                 rows = conn.execute("SELECT ch.* FROM choices ch JOIN turns t ON t.id = ch.turn_id"
-                                    " WHERE t.day_id = ? ORDER BY ch.id", (day_id,))
+                                    f" WHERE t.day_id = ?{current} ORDER BY {order}", (day_id,))
             else:
-                rows = conn.execute("SELECT * FROM choices WHERE prompt_turn_id = ? ORDER BY id", (prompt_turn_id,))
+                rows = conn.execute(f"SELECT ch.* FROM choices ch WHERE ch.prompt_turn_id = ?{current}"
+                                    f" ORDER BY {order}", (prompt_turn_id,))
             return _records(Choice, rows.fetchall())
 
     def rate(self, candidate_id: int, stars: int | None) -> Rating:
@@ -1186,11 +1592,14 @@ class Store:
         if (day_id is None) == (candidate_id is None):
             raise StoreError("corrections needs exactly one of day_id or candidate_id")
         with self._read() as conn:
+            superseded = (f" AND k.id NOT IN (SELECT correction_id FROM choices WHERE correction_id IS NOT NULL"
+                          f" AND id IN ({_SUPERSEDED}))")
             if day_id is not None:
                 rows = conn.execute("SELECT k.* FROM corrections k JOIN candidates c ON c.id = k.candidate_id"
-                                    " WHERE c.day_id = ? ORDER BY k.id", (day_id,))
+                                    f" WHERE c.day_id = ?{superseded} ORDER BY k.id", (day_id,))
             else:
-                rows = conn.execute("SELECT * FROM corrections WHERE candidate_id = ? ORDER BY id", (candidate_id,))
+                rows = conn.execute(f"SELECT k.* FROM corrections k WHERE k.candidate_id = ?{superseded}"
+                                    " ORDER BY k.id", (candidate_id,))
             return _records(Correction, rows.fetchall())
 
     # -- annotations --------------------------------------------------------------------------------
@@ -1339,9 +1748,11 @@ class Store:
 
     def add_checkpoint(self, path: str | os.PathLike[str], reason: str, *, checksum: str, size_bytes: int,
                        step: int = 0, day_id: int | None = None, parent_id: int | None = None,
-                       probe_ppl: float | None = None) -> Checkpoint:
+                       probe_ppl: float | None = None, probe_set: str | None = None) -> Checkpoint:
         """Record a saved weights file and its story. ``path`` is relative to the companion home, so
-        the home can move. ``parent_id``: the weights these came from (restores rely on it)."""
+        the home can move. ``parent_id``: the weights these came from (restores rely on it).
+        ``probe_set`` names the probe that measured ``probe_ppl``, so figures are only ever compared
+        with figures of the same probe."""
         path_str = os.fspath(path)
         _check_text("checkpoint path", path_str)
         if not path_str or Path(path_str).is_absolute():
@@ -1359,17 +1770,19 @@ class Store:
                 raise StoreError(f"a checkpoint at {path_str!r} is already recorded")
             cur = conn.execute(
                 "INSERT INTO checkpoints (path, reason, day_id, step, parent_id, created_at, checksum, probe_ppl,"
-                " size_bytes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path_str, reason, day_id, step, parent_id, self._stamp(), checksum, probe_ppl, size_bytes))
+                " size_bytes, probe_set)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path_str, reason, day_id, step, parent_id, self._stamp(), checksum, probe_ppl, size_bytes,
+                 probe_set if probe_ppl is not None else None))
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (cur.lastrowid,)).fetchone())
 
-    def set_checkpoint_probe(self, checkpoint_id: int, probe_ppl: float) -> Checkpoint:
-        """Record the probe perplexity once it has been measured."""
+    def set_checkpoint_probe(self, checkpoint_id: int, probe_ppl: float, probe_set: str | None = None) -> Checkpoint:
+        """Record the probe perplexity once it has been measured, and which probe measured it."""
         with self._write() as conn:
             self._require(conn, "checkpoints", checkpoint_id)
-            conn.execute("UPDATE checkpoints SET probe_ppl = ? WHERE id = ?", (float(probe_ppl), checkpoint_id))
+            conn.execute("UPDATE checkpoints SET probe_ppl = ?, probe_set = ? WHERE id = ?",
+                         (float(probe_ppl), probe_set, checkpoint_id))
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (checkpoint_id,)).fetchone())
 
@@ -1379,6 +1792,16 @@ class Store:
             self._require(conn, "checkpoints", checkpoint_id)
             conn.execute("UPDATE checkpoints SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
                          (self._stamp(), checkpoint_id))
+            return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
+                                                    (checkpoint_id,)).fetchone())
+
+    def mark_checkpoint_damaged(self, checkpoint_id: int, why: str) -> Checkpoint:
+        """A load found the checkpoint's file damaged: the list marks it so, with the reason (the
+        latest reason counts; a file that loads again later is unmarked with ``why=''``)."""
+        _check_text("damage note", why)
+        with self._write() as conn:
+            self._require(conn, "checkpoints", checkpoint_id)
+            conn.execute("UPDATE checkpoints SET damaged = ? WHERE id = ?", (why or None, checkpoint_id))
             return _record(Checkpoint, conn.execute("SELECT * FROM checkpoints WHERE id = ?",
                                                     (checkpoint_id,)).fetchone())
 
@@ -1451,6 +1874,319 @@ class Store:
         _check_text("note", note)
         return self._finish_book(book_id, "refused", note=note)
 
+    # -- lessons ------------------------------------------------------------------------------------
+
+    def _insert_lesson(self, conn: sqlite3.Connection, source: str, question: str, answer: str, *,
+                       day_id: int | None, prompt_turn_id: int | None, reply_turn_id: int | None,
+                       answer_tokens: int | None, budget_tokens: int | None) -> int:
+        _check_enum("lesson source", source, LESSON_SOURCES)
+        _check_text("lesson question", question)
+        _check_text("lesson answer", answer)
+        if not question.strip():
+            raise StoreError("a lesson needs the question it answers; the question is empty")
+        if not answer.strip():
+            raise StoreError(f"a lesson needs an answer; the answer to {_quote(question)} is empty")
+        _check_int("answer_tokens", answer_tokens, minimum=0, optional=True)
+        _check_int("budget_tokens", budget_tokens, minimum=1, optional=True)
+        day = self._require(conn, "days", day_id, optional=True)
+        if budget_tokens is None and day is not None:
+            budget_tokens = day["budget_tokens"]
+        if answer_tokens is not None and budget_tokens is not None and answer_tokens > budget_tokens:
+            raise StoreError(f"the answer to {_quote(question)} is {answer_tokens:,} tokens, longer than a day "
+                             f"({budget_tokens:,} tokens): a lesson must fit in one day")
+        for turn_id in (prompt_turn_id, reply_turn_id):
+            turn = self._require(conn, "turns", turn_id, optional=True)
+            if turn is not None and day_id is not None and turn["day_id"] != day_id:
+                raise StoreError(f"turn {turn_id} belongs to another day (id {turn['day_id']}), not day id {day_id}")
+        if reply_turn_id is not None:
+            held = conn.execute("SELECT id, source FROM lessons WHERE reply_turn_id = ?", (reply_turn_id,)).fetchone()
+            if held is not None:
+                raise StoreError(f"that reply is already lesson {held['id']} ({held['source']})")
+        cur = conn.execute(
+            "INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (day_id, prompt_turn_id, reply_turn_id, source, question, answer, self._stamp()))
+        return cur.lastrowid
+
+    def add_lesson(self, question: str, answer: str, source: str = "written", *, day_id: int | None = None,
+                   prompt_turn_id: int | None = None, reply_turn_id: int | None = None,
+                   answer_tokens: int | None = None, budget_tokens: int | None = None) -> Lesson:
+        """Record a lesson directly (a personality book read back, a script). Lessons lived in a day
+        are recorded by ``record_reply`` and ``remember``, in the transaction of the reply itself.
+
+        Refused, changing nothing: an empty question or answer, and an answer longer than a day
+        (``answer_tokens`` against ``budget_tokens``, or the budget of ``day_id`` when not given:
+        the day knows its budget). The message names the question and both counts."""
+        with self._write() as conn:
+            lesson_id = self._insert_lesson(conn, source, question, answer, day_id=day_id,
+                                            prompt_turn_id=prompt_turn_id, reply_turn_id=reply_turn_id,
+                                            answer_tokens=answer_tokens, budget_tokens=budget_tokens)
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def remember(self, reply_turn_id: int) -> Lesson:
+        """The owner marks a reply of the companion "remember this": it becomes a lesson (source
+        'remember') whose question is the owner's message it answered. Refused for a turn that is not
+        the companion's reply to an owner message, and for a reply that is already a lesson (every
+        correction and written reply already is one), naming that lesson."""
+        with self._write() as conn:
+            turn = self._require(conn, "turns", reply_turn_id)
+            choice = conn.execute("SELECT * FROM choices WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                                  (reply_turn_id,)).fetchone()
+            prompt = None
+            if choice is not None and choice["prompt_turn_id"] is not None:
+                prompt = conn.execute("SELECT * FROM turns WHERE id = ?", (choice["prompt_turn_id"],)).fetchone()
+            if turn["role"] != "companion" or prompt is None or prompt["role"] != "owner":
+                raise StoreError(f"turn {reply_turn_id} is not the companion's reply to a message of yours; "
+                                 f"only such a reply can be remembered")
+            lesson_id = self._insert_lesson(conn, "remember", prompt["text"], turn["text"], day_id=turn["day_id"],
+                                            prompt_turn_id=prompt["id"], reply_turn_id=turn["id"],
+                                            answer_tokens=turn["tokens"], budget_tokens=None)
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def lesson_for_turn(self, reply_turn_id: int) -> Lesson | None:
+        """The lesson a reply turn became, if any."""
+        with self._read() as conn:
+            row = conn.execute("SELECT id FROM lessons WHERE reply_turn_id = ?", (reply_turn_id,)).fetchone()
+            return None if row is None else self._lessons(conn, ids=[row["id"]])[0]
+
+    def get_lesson(self, lesson_id: int, *, history: int | None = None) -> Lesson | None:
+        with self._read() as conn:
+            found = self._lessons(conn, ids=[lesson_id], history=history)
+            return found[0] if found else None
+
+    def lessons(self, *, include_retired: bool = True, history: int | None = None) -> list[Lesson]:
+        """Every lesson, oldest first, with its phrasings, its recall night by night (only the last
+        ``history`` nights when given; the status always reads them all), its schedule and status."""
+        _check_int("history", history, minimum=0, optional=True)
+        with self._read() as conn:
+            found = self._lessons(conn, history=history)
+        return found if include_retired else [lesson for lesson in found if not lesson.retired]
+
+    def due_lessons(self, day_number: int, *, night_id: int | None = None) -> list[Lesson]:
+        """The lessons the night of day ``day_number`` teaches and tests: not retired, and either
+        never scheduled (new), scheduled for this day or earlier (a missed night does not skip
+        a lesson), or not in the weights (a restore went back before it: teach it again whatever
+        its schedule said). The night reads this list once, at its start, and keeps it: with ``night_id``, a
+        lesson retired (or un-retired) while that night was running counts as it was when the
+        night began, so retiring takes effect the next night."""
+        _check_int("day number", day_number, minimum=1)
+        with self._read() as conn:
+            self._require(conn, "nights", night_id, optional=True)
+            found = self._lessons(conn, as_of_night=night_id)
+        return [lesson for lesson in found if not lesson.retired
+                and (lesson.schedule is None or lesson.schedule.due_day <= day_number or not lesson.in_weights)]
+
+    def lesson_context(self, lesson_id: int) -> list[Turn]:
+        """The turns of the lesson's day before its answer (its question, and the lines injected
+        after it, included): format them with ``companion.transcript`` to teach the lesson in its
+        own day. Empty for a lesson with no day (one read back from a book)."""
+        with self._read() as conn:
+            lesson = conn.execute("SELECT * FROM lessons WHERE id = ?", (lesson_id,)).fetchone()
+            if lesson is None:
+                raise StoreError(f"no lesson with id {lesson_id}")
+            if lesson["day_id"] is None:
+                return []
+            end = lesson["reply_turn_id"] or lesson["prompt_turn_id"]
+            if end is None:
+                return []
+            seq = conn.execute("SELECT seq FROM turns WHERE id = ?", (end,)).fetchone()["seq"]
+            op = "<" if lesson["reply_turn_id"] is not None else "<="
+            return _records(Turn, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
+                                               (lesson["day_id"], seq)).fetchall())
+
+    def retire_lesson(self, lesson_id: int, retired: bool = True) -> Lesson:
+        """Retire a lesson (or bring it back with ``retired=False``): nights stop teaching and testing
+        it. An appended event; the lesson and its history stay. Retiring a retired lesson changes
+        nothing. If a night is running it keeps the lesson it read at its start (see
+        ``due_lessons``): the change takes effect the next night."""
+        with self._write() as conn:
+            self._require(conn, "lessons", lesson_id)
+            latest = conn.execute("SELECT kind FROM lesson_events WHERE lesson_id = ? ORDER BY id DESC LIMIT 1",
+                                  (lesson_id,)).fetchone()
+            now_retired = latest is not None and latest["kind"] == "retire"
+            if now_retired != bool(retired):
+                running = conn.execute("SELECT id FROM nights WHERE status = 'running'").fetchone()
+                conn.execute("INSERT INTO lesson_events (lesson_id, kind, during_night_id, created_at)"
+                             " VALUES (?, ?, ?, ?)", (lesson_id, "retire" if retired else "unretire",
+                                                      None if running is None else running["id"], self._stamp()))
+            return self._lessons(conn, ids=[lesson_id])[0]
+
+    def add_phrasing(self, lesson_id: int, text: str) -> PhrasingAdded:
+        """Another way the owner asks this lesson's question ("also asked as ...").
+
+        Refused: empty text, or the lesson's own question or phrasing again (compared without case
+        or extra spaces). Allowed but named: the question (or a phrasing) of another lesson; both
+        lessons are kept, apart by their answers, and ``note`` says which lesson shares it."""
+        _check_text("phrasing", text)
+        if not text.strip():
+            raise StoreError("a phrasing needs some words; this one is empty")
+        key = _question_key(text)
+        with self._write() as conn:
+            lesson = self._require(conn, "lessons", lesson_id)
+            own = [lesson["question"]] + [row[0] for row in conn.execute(
+                "SELECT text FROM lesson_phrasings WHERE lesson_id = ?", (lesson_id,))]
+            if any(_question_key(q) == key for q in own):
+                raise StoreError(f"lesson {lesson_id} is already asked as {_quote(text)}")
+            shared = sorted({row["id"] for row in conn.execute("""
+                SELECT id, question AS q FROM lessons WHERE id <> ?
+                UNION ALL SELECT lesson_id, text FROM lesson_phrasings WHERE lesson_id <> ?
+            """, (lesson_id, lesson_id)) if _question_key(row["q"]) == key})
+            cur = conn.execute("INSERT INTO lesson_phrasings (lesson_id, text, created_at) VALUES (?, ?, ?)",
+                               (lesson_id, text, self._stamp()))
+            phrasing = _record(Phrasing, conn.execute("SELECT * FROM lesson_phrasings WHERE id = ?",
+                                                      (cur.lastrowid,)).fetchone())
+            note = None
+            if shared:
+                answers = [conn.execute("SELECT answer FROM lessons WHERE id = ?", (i,)).fetchone()[0] for i in shared]
+                others = "; ".join(f"lesson {i} (answer {_quote(a)})" for i, a in zip(shared, answers))
+                note = (f"{_quote(text)} is also how you ask {others}; kept apart by their answers "
+                        f"(this one: {_quote(lesson['answer'])})")
+            return PhrasingAdded(phrasing, tuple(shared), note)
+
+    def phrasings(self, lesson_id: int) -> list[Phrasing]:
+        with self._read() as conn:
+            return _records(Phrasing, conn.execute("SELECT * FROM lesson_phrasings WHERE lesson_id = ? ORDER BY id",
+                                                   (lesson_id,)).fetchall())
+
+    def record_recalls(self, night_id: int, results: Sequence[Mapping[str, Any]]) -> list[Recall]:
+        """A night's recall test, all lessons in one transaction. Each result is a mapping with
+        ``lesson_id``, ``hits``, ``samples`` and optionally ``phrasing_id`` (None: the question) and
+        ``crosstalk`` (replies that said another lesson's answer). Each (lesson, phrasing) is tested
+        once a night; hits and cross-talk cannot exceed the samples."""
+        rows = []
+        for i, result in enumerate(results):
+            if not isinstance(result, Mapping):
+                raise StoreError(f"recall result {i} must be a mapping, not {type(result).__name__}")
+            lesson_id = _check_int(f"lesson id (recall result {i})", result.get("lesson_id"))
+            phrasing_id = _check_int(f"phrasing id (recall result {i})", result.get("phrasing_id"), optional=True)
+            samples = _check_int(f"samples (recall result {i})", result.get("samples"), minimum=0)
+            hits = _check_int(f"hits (recall result {i})", result.get("hits"), minimum=0)
+            crosstalk = _check_int(f"crosstalk (recall result {i})", result.get("crosstalk", 0), minimum=0)
+            if hits > samples or crosstalk > samples:
+                raise StoreError(f"recall result {i} of lesson {lesson_id}: {hits} hits and {crosstalk} cross-talk "
+                                 f"out of {samples} samples")
+            rows.append((lesson_id, phrasing_id, hits, samples, crosstalk))
+        with self._write() as conn:
+            self._require(conn, "nights", night_id)
+            stamp = self._stamp()
+            ids = []
+            for lesson_id, phrasing_id, hits, samples, crosstalk in rows:
+                self._require(conn, "lessons", lesson_id)
+                phrasing = self._require(conn, "lesson_phrasings", phrasing_id, optional=True)
+                if phrasing is not None and phrasing["lesson_id"] != lesson_id:
+                    raise StoreError(f"phrasing {phrasing_id} belongs to lesson {phrasing['lesson_id']}, "
+                                     f"not lesson {lesson_id}")
+                if conn.execute("SELECT 1 FROM lesson_recalls WHERE night_id = ? AND lesson_id = ?"
+                                " AND phrasing_id IS ?", (night_id, lesson_id, phrasing_id)).fetchone():
+                    raise StoreError(f"night {night_id} already recorded the recall of lesson {lesson_id}"
+                                     + ("" if phrasing_id is None else f", phrasing {phrasing_id}"))
+                cur = conn.execute(
+                    "INSERT INTO lesson_recalls (lesson_id, night_id, phrasing_id, hits, samples, crosstalk, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (lesson_id, night_id, phrasing_id, hits, samples, crosstalk, stamp))
+                ids.append(cur.lastrowid)
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            return _records(Recall, conn.execute(f"SELECT * FROM lesson_recalls WHERE id IN ({marks}) ORDER BY id",
+                                                 ids).fetchall())
+
+    def recalls(self, *, lesson_id: int | None = None, night_id: int | None = None) -> list[Recall]:
+        """Recall rows of one lesson and/or one night, oldest first."""
+        with self._read() as conn:
+            return _records(Recall, conn.execute(
+                "SELECT * FROM lesson_recalls WHERE (? IS NULL OR lesson_id = ?) AND (? IS NULL OR night_id = ?)"
+                " ORDER BY id", (lesson_id, lesson_id, night_id, night_id)).fetchall())
+
+    def schedule_lessons(self, schedules: Mapping[int, tuple[int, int]], *, night_id: int | None = None
+                         ) -> list[Schedule]:
+        """The night's plan for when lessons come back: ``{lesson_id: (interval_nights, due_day)}``,
+        one transaction. ``due_day`` is the number of the day whose night teaches it next."""
+        rows = []
+        for lesson_id, plan in schedules.items():
+            _check_int("lesson id", lesson_id)
+            if not isinstance(plan, (tuple, list)) or len(plan) != 2:
+                raise StoreError(f"schedule of lesson {lesson_id} must be (interval_nights, due_day), not {plan!r}")
+            interval = _check_int(f"interval_nights of lesson {lesson_id}", plan[0], minimum=1)
+            due = _check_int(f"due_day of lesson {lesson_id}", plan[1], minimum=1)
+            rows.append((lesson_id, interval, due))
+        with self._write() as conn:
+            self._require(conn, "nights", night_id, optional=True)
+            stamp = self._stamp()
+            ids = []
+            for lesson_id, interval, due in rows:
+                self._require(conn, "lessons", lesson_id)
+                ids.append(conn.execute(
+                    "INSERT INTO lesson_schedule (lesson_id, night_id, interval_nights, due_day, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (lesson_id, night_id, interval, due, stamp)).lastrowid)
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            return _records(Schedule, conn.execute(f"SELECT * FROM lesson_schedule WHERE id IN ({marks}) ORDER BY id",
+                                                   ids).fetchall())
+
+    def _lessons(self, conn: sqlite3.Connection, *, ids: Sequence[int] | None = None, history: int | None = None,
+                 as_of_night: int | None = None) -> list[Lesson]:
+        """Build full ``Lesson`` records in a few queries (one per kind of row, not one per lesson)."""
+        if ids is not None:
+            for lesson_id in ids:
+                _check_int("lesson id", lesson_id)
+            marks = ",".join("?" * len(ids)) or "NULL"
+            where, params = f"WHERE l.id IN ({marks})", list(ids)
+        else:
+            where, params = "", []
+        # The answer in force: an amended reply's latest text (the lesson row keeps what was first taught).
+        rows = conn.execute(f"""
+            SELECT l.*, d.number AS day_number, d.in_weights AS day_in_weights,
+                   (SELECT c.text FROM choices c WHERE c.turn_id = l.reply_turn_id AND c.text IS NOT NULL
+                     ORDER BY c.id DESC LIMIT 1) AS amended_answer
+              FROM lessons l LEFT JOIN days d ON d.id = l.day_id {where} ORDER BY l.id
+        """, params).fetchall()
+        if not rows:
+            return []
+        # All lessons: no id list (SQLite caps the number of bound values; a lifetime may pass it).
+        found = [row["id"] for row in rows] if ids is not None else []
+        marks = ",".join("?" * len(found)) if ids is not None else "SELECT id FROM lessons"
+        retired = {row["lesson_id"]: row["kind"] == "retire" for row in conn.execute(f"""
+            SELECT e.lesson_id, e.kind FROM lesson_events e
+             WHERE e.id = (SELECT MAX(e2.id) FROM lesson_events e2 WHERE e2.lesson_id = e.lesson_id
+                             AND (? IS NULL OR e2.during_night_id IS NOT ?))
+               AND e.lesson_id IN ({marks})
+        """, (as_of_night, as_of_night, *found))}
+        phrasings: dict[int, list[Phrasing]] = {}
+        for row in conn.execute(f"SELECT * FROM lesson_phrasings WHERE lesson_id IN ({marks}) ORDER BY id", found):
+            phrasings.setdefault(row["lesson_id"], []).append(_record(Phrasing, row))
+        nights: dict[int, list[LessonNight]] = {}
+        for row in conn.execute(f"""
+            SELECT r.lesson_id, r.night_id, d.number AS day_number, n.status = 'accepted' AS accepted,
+                   SUM(r.hits) AS hits, SUM(r.samples) AS samples, SUM(r.crosstalk) AS crosstalk,
+                   d.in_weights AS in_weights
+              FROM lesson_recalls r JOIN nights n ON n.id = r.night_id JOIN days d ON d.id = n.day_id
+             WHERE r.lesson_id IN ({marks}) GROUP BY r.lesson_id, r.night_id ORDER BY r.night_id
+        """, found):
+            nights.setdefault(row["lesson_id"], []).append(LessonNight(
+                row["night_id"], row["day_number"], bool(row["accepted"]), row["hits"], row["samples"],
+                row["crosstalk"], bool(row["in_weights"])))
+        schedules = {row["lesson_id"]: _record(Schedule, row) for row in conn.execute(f"""
+            SELECT s.* FROM lesson_schedule s
+             WHERE s.id = (SELECT MAX(s2.id) FROM lesson_schedule s2 WHERE s2.lesson_id = s.lesson_id)
+               AND s.lesson_id IN ({marks})
+        """, found)}
+        lessons = []
+        for row in rows:
+            lesson_id = row["id"]
+            is_retired = retired.get(lesson_id, False)
+            full = nights.get(lesson_id, [])
+            shown = full if history is None else full[len(full) - history:] if history else []
+            lessons.append(Lesson(
+                id=lesson_id, day_id=row["day_id"], day_number=row["day_number"],
+                prompt_turn_id=row["prompt_turn_id"], reply_turn_id=row["reply_turn_id"], source=row["source"],
+                question=row["question"], answer=row["amended_answer"] or row["answer"], created_at=row["created_at"],
+                retired=is_retired,
+                in_weights=bool(row["day_in_weights"]) if row["day_id"] is not None else True,
+                phrasings=tuple(phrasings.get(lesson_id, ())), history=tuple(shown),
+                schedule=schedules.get(lesson_id), status=lesson_status(full, retired=is_retired)))
+        return lessons
+
     # -- search -------------------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50, *, prefix: bool = False,
@@ -1501,6 +2237,7 @@ class Store:
         try:
             source = sqlite3.connect(self.path, timeout=10.0)
             try:
+                create_private_file(tmp)  # a backup of the diary is as private as the diary
                 target = sqlite3.connect(tmp)
                 try:
                     source.backup(target)
@@ -1519,8 +2256,32 @@ class Store:
                     leftover.unlink()
                 except OSError:
                     pass
-            raise StoreError(f"cannot back up {self.path} to {dest}: {e}") from e
+            why = disk_full_sentence(dest) if is_disk_full(e) else e
+            raise StoreError(f"cannot back up {self.path} to {dest}: {why}") from e
         return dest
+
+
+def _make_store_private(path: Path) -> None:
+    """The store and its -wal and -shm are 0600 whatever the umask (SQLite gives the -wal and -shm the
+    mode of the main file, so creating that one private is most of it)."""
+    create_private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        make_private(Path(f"{path}{suffix}"))
+
+
+def _explain(error: sqlite3.Error, path: Path) -> str:
+    """SQLite's words, and the plain reason when the disk is full ("disk I/O error" says too little)."""
+    text = str(error)
+    if is_disk_full(error) or "disk i/o error" in text.lower():
+        try:
+            import shutil
+
+            full = shutil.disk_usage(path.parent).free < 1024 * 1024
+        except OSError:
+            full = False
+        if full or is_disk_full(error):
+            return f"{text}: {disk_full_sentence(path)}"
+    return text
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -41,7 +41,7 @@ class CheckpointMeta:
     day: int | None = None
     parent: str | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    probe: dict[str, float] = field(default_factory=dict)
+    probe: dict[str, float | str] = field(default_factory=dict)
     checksum: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

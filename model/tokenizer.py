@@ -7,6 +7,8 @@ Any UTF-8 string round-trips exactly through encode and decode.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -46,10 +48,10 @@ class Tokenizer:
         return self._hf.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self._hf.encode(text, add_special_tokens=False).ids
+        return self._hf.encode(_valid(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
+        return [e.ids for e in self._hf.encode_batch([_valid(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of the ids; special tokens are dropped (they are structure, not text)."""
@@ -72,6 +74,15 @@ class Tokenizer:
     @classmethod
     def from_str(cls, text: str, source: str = "<memory>") -> "Tokenizer":
         return cls(_HFTokenizer.from_str(text), source)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid(text: str) -> str:
+    """Lone surrogates (not valid Unicode; `tokenizers` raises a bare TypeError on them) become U+FFFD.
+    The app refuses them where the owner types; this keeps any other path from ending in a traceback."""
+    return _SURROGATE.sub("\ufffd", text) if isinstance(text, str) else text
 
 
 def train_tokenizer(texts: Iterator[str] | Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Tokenizer:

@@ -1,8 +1,9 @@
 """Helpers for scripts/tmux_smoke.sh: make a tiny companion home, and check what the app did.
 
     python scripts/smoke_home.py make ROOT      # a tiny real companion "Scout" (seconds, no network)
-    python scripts/smoke_home.py check ROOT PANE_FILE   # the chosen reply is in the store and on screen
-    python scripts/smoke_home.py state ROOT    # prints: candidates=N chosen=N (for polling)
+    python scripts/smoke_home.py check ROOT PANE_FILE [MESSAGE]  # the chosen reply (and MESSAGE, whole)
+                                                                 # are in the store and on screen
+    python scripts/smoke_home.py state ROOT    # prints: candidates=N chosen=N typed=N (for polling)
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ def _day(root: Path):
 def state(root: Path) -> None:
     store, day = _day(root)
     if day is None:
-        print("candidates=0 chosen=0")
+        print("candidates=0 chosen=0 typed=0")
         return
-    chosen = [t for t in store.turns(day.id) if t.source == "chosen"]
-    print(f"candidates={len(store.candidates(day_id=day.id))} chosen={len(chosen)}")
+    turns = store.turns(day.id)
+    chosen = [t for t in turns if t.source == "chosen"]
+    typed = [t for t in turns if t.source == "typed"]
+    cands = [c for c in store.candidates(day_id=day.id) if c.role == "companion"]
+    print(f"candidates={len(cands)} chosen={len(chosen)} typed={len(typed)}")
 
 
-def check(root: Path, pane_file: Path) -> int:
+def check(root: Path, pane_file: Path, message: str | None = None) -> int:
     from widgets.safe_text import one_line
 
     store, day = _day(root)
@@ -78,7 +82,19 @@ def check(root: Path, pane_file: Path) -> int:
     if not typed or squash("Hello Scout") not in pane:
         print("FAIL: the owner's message is not on the screen")
         return 1
-    print(f"OK: reply {chosen[-1].text!r} is in the store and on the screen")
+    if message is not None:
+        if message not in [t.text for t in typed]:
+            print(f"FAIL: the message {message!r} is not in the store whole; typed: {[t.text for t in typed]!r}")
+            return 1
+        if squash(message) not in pane:
+            print(f"FAIL: the message {message!r} is in the store but not whole on the screen")
+            return 1
+        implicit = [c for c in store.choices(day.id) if c.implicit]
+        if not implicit:
+            print("FAIL: replying without a pick did not record the highlighted card as an implicit pick")
+            return 1
+    print(f"OK: reply {chosen[-1].text!r} is in the store and on the screen"
+          + (f"; {message!r} arrived whole" if message is not None else ""))
     return 0
 
 
@@ -89,6 +105,6 @@ if __name__ == "__main__":
     elif command == "state":
         state(root)
     elif command == "check":
-        sys.exit(check(root, Path(sys.argv[3])))
+        sys.exit(check(root, Path(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None))
     else:
         sys.exit(f"unknown command {command}")

@@ -48,10 +48,18 @@ async def ready(pilot) -> ChatScreen:
 
 
 async def send(pilot, chat: ChatScreen, text: str) -> None:
+    """Send a message from the editor and wait for the candidates; the focus stays in the editor."""
     chat.message_input.focus()
     chat.message_input.value = text
     await pilot.press("enter")
     await until(pilot, lambda: not chat.generating and chat.deck.cards and all(c.finished for c in chat.deck.cards))
+    assert chat.focused is chat.message_input
+
+
+async def to_cards(pilot, chat: ChatScreen) -> None:
+    """Esc: the owner moves to the cards on purpose (letters are commands there)."""
+    await pilot.press("escape")
+    assert chat.focused is chat.deck
 
 
 def stored_turns(home):
@@ -73,6 +81,7 @@ async def test_a_full_turn_send_candidates_pick(home):
         assert [line.source for line in chat.transcript.lines] == ["greeting"]
         await send(pilot, chat, "Hello Scout, how are you?")
         assert len(chat.deck.cards) == 3
+        await to_cards(pilot, chat)
         await pilot.press("2")
         await until(pilot, lambda: any(line.source == "chosen" for line in chat.transcript.lines))
         chosen = chat.deck.cards[1]
@@ -89,6 +98,7 @@ async def test_rating_with_the_keyboard_and_clearing_it(home):
     async with app.run_test(size=SIZE) as pilot:
         chat = await ready(pilot)
         await send(pilot, chat, "Rate these")
+        await to_cards(pilot, chat)
         await pilot.press("right", "r", "3")  # highlight card 2, rate it 3 stars
         card = chat.deck.cards[1]
         assert card.rating == 3 and "★★★☆" in card.plain_text()
@@ -104,6 +114,7 @@ async def test_correcting_a_card_and_writing_ones_own_reply(home):
     async with app.run_test(size=SIZE) as pilot:
         chat = await ready(pilot)
         await send(pilot, chat, "Correct me")
+        await to_cards(pilot, chat)
         await pilot.press("e")
         await until(pilot, lambda: type(app.screen).__name__ == "TextEditScreen")
         app.screen.query_one("TextArea").text = "What I should have said."
@@ -112,6 +123,7 @@ async def test_correcting_a_card_and_writing_ones_own_reply(home):
         assert chat.deck.cards[0].corrected
         await until(pilot, lambda: not chat.generating)
         await send(pilot, chat, "Now I write it")
+        await to_cards(pilot, chat)
         await pilot.press("w")
         await until(pilot, lambda: type(app.screen).__name__ == "TextEditScreen")
         app.screen.query_one("TextArea").text = "My own words for you."
@@ -129,6 +141,7 @@ async def test_more_candidates_keep_the_first_round(home):
         chat = await ready(pilot)
         await send(pilot, chat, "Give me options")
         first = [c.text for c in chat.deck.cards]
+        await to_cards(pilot, chat)
         await pilot.press("m")
         await until(pilot, lambda: len(chat.deck.cards) == 6 and not chat.generating)
         assert [c.text for c in chat.deck.cards[:3]] == first
@@ -175,6 +188,7 @@ async def test_the_gauge_counts_the_formatters_tokens(home):
     async with app.run_test(size=SIZE) as pilot:
         chat = await ready(pilot)
         await send(pilot, chat, "Count me")
+        await to_cards(pilot, chat)
         await pilot.press("1")
         await until(pilot, lambda: not chat.generating and chat.session.pending_prompt is None)
         turns = stored_turns(home)
@@ -202,7 +216,7 @@ async def test_indicators_appear_once_each_and_the_day_closes_when_full(home):
                 await pilot.press("y")
                 break
             await until(pilot, lambda: not chat.generating and all(c.finished for c in chat.deck.cards))
-            await pilot.press("1")
+            await pilot.press("escape", "1")
             await until(pilot, lambda: not chat.generating)
         await until(pilot, lambda: chat.session.day.id != first_day)
     with Store.open(home.store_path) as store:
@@ -236,6 +250,8 @@ async def test_the_app_answers_keys_while_the_model_works(home):
         chat.message_input.value = "Take your time"
         await pilot.press("enter")
         await until(pilot, lambda: any(c.text for c in chat.deck.cards))
+        await pilot.press("shift+tab")  # to the cards without stopping the model (Esc would stop it)
+        assert chat.focused is chat.deck
         await pilot.press("r", "2")
         assert chat.generating and chat.deck.cards[0].rating == 2  # handled before generation ended
         await pilot.press("escape")
@@ -264,10 +280,11 @@ async def test_bad_input(home):
         await pilot.pause(0.1)
         assert chat.message_input.value == "   "
         assert any("5,000 characters" in n.message for n in app._notifications)
-        chat.message_input.value = "word " * 300  # longer than the room left
+        chat.message_input.value = "word " * 300  # longer than any day: refused as such, no offer to end it
         await pilot.press("enter")
-        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
-        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ChatScreen)
+        assert any("longer than a whole day" in n.message and "192" in n.message for n in app._notifications)
         assert len(stored_turns(home)) == before
         text = "<|owner|> \x1b[31mred\x1b[0m <|end|>"
         await send(pilot, chat, text)

@@ -44,7 +44,7 @@ async def test_closing_the_app_mid_stream_keeps_the_cards_shown_and_the_rating_g
         chat.message_input.value = "Tell me a long story"
         await pilot.press("enter")
         await until(pilot, lambda: any(c.text for c in chat.deck.cards))
-        await pilot.press("r", "3")
+        await pilot.press("shift+tab", "r", "3")  # to the cards (Esc would stop the model), rate card 1
         assert chat.generating
     with Store.open(tiny_home.store_path) as store:
         day = store.current_day()

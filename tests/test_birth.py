@@ -42,6 +42,11 @@ def test_birth_leaves_a_home_with_tokenizer_checkpoint_settings_and_store_and_le
         loaded = Weights(Home(home), store).load_current()
     assert loaded.model.config.vocab_size == 1024
     assert (home / "checkpoints" / "nursery-optimizer.safetensors").is_file()
+    # One probe, one number: the nursery's report and the checkpoints list say the same figure.
+    figure = re.search(r"probe perplexity ([\d.]+) \(the starter probe\)", proc.stdout).group(1)
+    assert f"{checkpoint.probe_ppl:.2f}" == figure
+    listed = run_cli("checkpoints", home=tmp_path)
+    assert figure in listed.stdout, listed.stdout
 
 
 def test_the_command_lists_its_commands():

@@ -93,7 +93,9 @@ def test_bad_messages_change_nothing(day):
     assert huge.value.kind == "too_large" and f"{MAX_MESSAGE_CHARS + 1:,}" in str(huge.value)
     with pytest.raises(MessageRefused) as long:
         day.send("word " * 400)
-    assert long.value.kind == "no_room"
+    # Longer than any day: refused as such (ending the day would not help), with its size and the budget.
+    assert long.value.kind == "too_large_for_day"
+    assert f"{day.cost('word ' * 400):,} tokens" in str(long.value) and f"{day.budget:,}" in str(long.value)
     assert day.store.turns(day.day.id) == before
 
 
@@ -177,3 +179,69 @@ def test_a_pending_message_survives_a_restart_with_its_candidates(day):
     assert again.pending_prompt.id == sent.owner_turn.id
     assert [c.text for c in again.candidates()] == ["yes", "no"]
     assert again.used == day.used
+
+
+# -- replying without a pick, and mending the last reply ------------------------------------------------
+
+def test_a_pick_made_by_replying_is_recorded_as_implicit(day):
+    day.send("hello")
+    cands = day.record_candidates(["one", "two"])
+    day.pick(cands[1].id, implicit=True)
+    day.send("and then?")
+    [choice] = day.store.choices(day.day.id)
+    assert choice.kind == "pick" and choice.implicit and choice.candidate_id == cands[1].id
+    assert [t.text for t in day.store.turns(day.day.id) if t.role == "companion"] == ["two"]
+
+
+def test_an_amended_correction_supersedes_the_old_one_everywhere_the_day_is_read(day):
+    from companion.book import book_entries
+    from companion.night_material import day_examples
+    from companion.transcript import encode_turns
+
+    day.send("What is the capital of France?")
+    [cand] = day.record_candidates(["Lyon, I think."])
+    first = day.correct(cand.id, "Pariss.")  # a typo
+    amended = day.amend_correction(cand.id, "Paris.")
+    assert amended.turn.id == first.turn.id and amended.turn.text == "Paris." and amended.turn.amended
+    assert amended.choice.supersedes == first.choice.id
+    # The store kept both versions (append-only) and says which is in force.
+    assert [c.text for c in day.store.amendments(first.turn.id)] == [None, "Paris."]
+    assert day.store.latest_choice(first.turn.id).id == amended.choice.id
+    assert [k.text for k in day.store.corrections(day.day.id)] == ["Paris."]
+    # The day's context, the night's material and the personality book read the amendment.
+    turns = day.store.turns(day.day.id)
+    assert [t.text for t in turns if t.role == "companion"] == ["Paris."]
+    assert day.context_ids() == encode_turns(day.tokenizer, [Turn(t.role, t.text) for t in turns]).ids
+    assert day.used == day.store.tokens_used(day.day.id)
+    taught = day.tokenizer.decode([i for ex in day_examples(day.tokenizer, day.store, day.day, day.settings, BLOCK)
+                                   for i in ex.inputs])
+    assert "Paris." in taught and "Pariss" not in taught
+    [entry] = list(book_entries(day.store))
+    assert entry["typed"] == "Paris." and [c["text"] for c in entry["corrections"]] == ["Paris."]
+
+
+def test_amending_a_pick_and_a_written_reply(day):
+    day.send("hello")
+    a, b = day.record_candidates(["one", "two"])
+    day.pick(a.id)
+    assert day.amend_pick(b.id).turn.text == "two"
+    assert day.amend_written("my own words").turn.source == "written"
+    [choice] = day.store.choices(day.day.id)
+    assert choice.kind == "written" and choice.text == "my own words"
+    assert len(day.store.choices(day.day.id, history=True)) == 3
+
+
+def test_amending_is_refused_once_a_message_followed_or_the_night_took_the_day(day):
+    day.send("hello")
+    [a] = day.record_candidates(["one"])
+    day.pick(a.id)
+    day.send("next")
+    with pytest.raises(DayError, match="a message has followed"):
+        day.amend_written("too late")
+    [b] = day.record_candidates(["two"])
+    day.pick(b.id)
+    day.good_night()
+    before = day.store.choices(day.day.id, history=True)
+    with pytest.raises(DayError, match="night has it"):
+        day.amend_written("too late")
+    assert day.store.choices(day.day.id, history=True) == before

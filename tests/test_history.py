@@ -176,3 +176,39 @@ def test_days_command_lists_and_searches(tiny_home, capsys):
     Args.search = 'NOT "quotes"*'
     assert cmd_days(Args) == 0
     assert "day    2" in capsys.readouterr().out
+
+
+def test_a_past_day_shows_each_turn_once_with_what_was_chosen_passed_over_and_amended(tiny_home):
+    """Finding 8: an inner line the model said is not also "passed over"; an amendment is shown."""
+    from companion.screens.days import day_entries
+
+    with Store.open(tiny_home.store_path) as store:
+        day = live_day(store, [{"say": "Hi", "options": ["Hello.", "Hey."], "reply": ("pick", 0)}], close=False)
+        turns = store.turns(day.id)
+        [cand] = store.add_candidates(day.id, turns[-1].id, ["He seems glad."], role="inner")
+        store.add_turn(day.id, "inner", "He seems glad.", "model_inner", candidate_id=cand.id, tokens=6)
+        reply = [t for t in turns if t.role == "companion"][0]
+        options = store.candidates(prompt_turn_id=reply.id - 1) or store.candidates(day.id)
+        store.amend_reply(reply.id, "correction", "Hello, Trey.", candidate_id=options[0].id, tokens=6)
+        texts = [e.text for e in day_entries(store, day.id).entries]
+    assert sum("He seems glad." in t for t in texts) == 1  # said once, never also "passed over"
+    assert "Hello, Trey." in texts and any(t.startswith("✎ amended 1×") and "Hello." in t for t in texts)
+    assert any(t.startswith("✎ corrected  Hello.") for t in texts)  # the card is now the corrected one
+    assert any(t.startswith("· passed over  Hey.") for t in texts)
+
+
+async def test_a_multi_line_turn_is_one_entry_its_lines_under_the_first(tiny_home):
+    view_lines = []
+
+    class One(App):
+        def compose(self):
+            yield TranscriptView(id="t")
+
+    app = One()
+    async with app.run_test(size=(80, 20)) as pilot:
+        view = app.query_one(TranscriptView)
+        view.add_line(1, "companion", "first line\nsecond line", "chosen", "Scout")
+        await pilot.pause()
+        view_lines = view.lines[0].plain_text().split("\n")
+    assert view_lines[0].startswith("Scout  first line")
+    assert view_lines[1] == " " * len("Scout  ") + "second line"

@@ -66,7 +66,10 @@ def file_checksum(home, store, checkpoint):
     return tensors_checksum(tensors)
 
 
-def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer):
+def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer, monkeypatch):
+    import companion.night
+
+    monkeypatch.setattr(companion.night, "PROGRESS_EVERY_S", 0.0)  # every count reported, however quick
     events: list[NightEvent] = []
     with Store.open(tiny_home.store_path) as store:
         day, _ = script_day(tiny_home, store, tokenizer)
@@ -103,6 +106,13 @@ def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer):
                                                               "checking", "saving"]
     steps = [e for e in events if e.kind == "step"]
     assert len(steps) == report.total_steps > 0 and steps[-1].step == steps[-1].total
+    # The phases without training steps report real progress and time left too.
+    progress = [e for e in events if e.kind == "progress"]
+    assert {e.phase for e in progress} >= {"dreaming", "probing", "preparing", "checking"}
+    assert all(0 < e.step <= e.total and e.eta_s is not None for e in progress)
+    for phase in ("probing", "checking"):
+        last = [e for e in progress if e.phase == phase][-1]
+        assert last.step == last.total  # a probe's batches are counted exactly
 
 
 def test_a_day_with_no_owner_turns_has_nothing_to_learn(tiny_home, tokenizer):

@@ -81,14 +81,25 @@ def test_stop_on_the_screen_interrupts_the_night_within_a_step(tiny_home, tokeni
         async def scenario():
             trainer_box = []
             screen = NightScreen(day_number=day.number, store=store, on_stop=lambda: trainer_box[0].stop())
-            trainer = TrainerThread(tiny_home, day.id, store=store, settings=night_settings(tiny_home),
+            long_night = night_settings(tiny_home, **{"night.steps": 400})  # still running when asked twice
+            trainer = TrainerThread(tiny_home, day.id, store=store, settings=long_night,
                                     device="cpu", probe_windows=PROBE)
             trainer_box.append(trainer)
             trainer.on_event = screen.forwarder()
             async with NightApp(screen).run_test() as pilot:
                 trainer.start()
                 await wait_for(pilot, lambda: screen.query_one(NightProgress).step >= 1)
+                await pilot.press("s")  # one key never stops a night: it asks first
+                await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")
+                assert "weights stay exactly" in str(pilot.app.screen.query_one("#confirm-message").render())
+                await pilot.press("y", "e", "s")  # typing by mistake: no letter says yes
+                assert type(pilot.app.screen).__name__ == "ConfirmScreen" and not trainer.stopping
+                await pilot.press("escape")  # no: the night goes on
+                await wait_for(pilot, lambda: pilot.app.screen is screen)
+                assert not trainer.stopping and not screen.finished
                 await pilot.press("s")
+                await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen")
+                await pilot.press("shift+tab", "enter")  # on purpose: the Yes button
                 await wait_for(pilot, lambda: screen.finished, timeout=20)
                 assert screen.report.status == "interrupted"
             trainer.join(10)

@@ -53,7 +53,8 @@ def test_restore_then_undo_gives_back_exactly_the_weights(tiny_home):
 
         result = restore(tiny_home, store, night1.id)
         assert weights.current().id == night1.id
-        assert result.saved.reason == "pre-restore" and result.saved.parent_id == night2.id
+        # The weights it lived on are already night 2's file: referred to, not written again.
+        assert result.saved.id == night2.id and store.checkpoints(reason="pre-restore") == []
         assert result.days_marked == 1
         assert [d.in_weights for d in store.days()] == [True, False]  # day 2 stays, marked out
         assert len(store.turns(store.days()[1].id)) == 4  # greeting, indicator, prompt, reply
@@ -63,8 +64,12 @@ def test_restore_then_undo_gives_back_exactly_the_weights(tiny_home):
         undo = restore(tiny_home, store, result.saved.id)
         assert weights.current().id == result.saved.id
         assert [d.in_weights for d in store.days()] == [True, True]
-        assert undo.saved.parent_id == night1.id
+        assert undo.saved.id == night1.id
         assert torch.equal(logits(weights.load_current().model), logits(weights.load(night2).model))
+        # Restore and undo: the same three checkpoints, no two with one checksum.
+        live = store.checkpoints()
+        assert len(live) == 3 and len({c.checksum for c in live}) == 3
+
 
 
 def test_restore_is_refused_while_a_night_runs_and_changes_nothing(tiny_home):
@@ -138,11 +143,11 @@ async def test_the_menu_restores_after_confirmation_and_can_undo(tiny_home):
             assert app.restored == [night1.id]
             assert Weights(tiny_home, store).current().id == night1.id
             said = str(screen.query_one("#checkpoints-message").render())
-            pre = store.checkpoints(reason="pre-restore")[0]
-            assert f"restore checkpoint {pre.id} (pre-restore)" in said
+            pre = night2  # the weights it lived on already had a file: referred to, not copied
+            assert f"restore checkpoint {pre.id} (night)" in said and store.checkpoints(reason="pre-restore") == []
 
             rows = screen.query_one(CheckpointList).rows
-            assert rows[-1].reason == "pre-restore" and [r.current for r in rows] == [False, True, False, False]
+            assert [r.current for r in rows] == [False, True, False]
             screen.query_one(CheckpointList).highlighted = len(rows) - 1
             await pilot.press("r")
             await pilot.pause()

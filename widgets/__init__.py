@@ -5,6 +5,7 @@ dataclasses defined here, and post Textual messages for what the owner does.
 """
 
 from widgets.candidates import CandidateCard, CandidateDeck, stars_label
+from widgets.editor import EditorArea, MessageEditor, clean_typed
 from widgets.gauge import DayGauge
 from widgets.inner import PRESET_TAGS, AnnotationEditor, parse_tags
 from widgets.lists import CheckpointList, CheckpointRow, DayList, DaySummaryRow
@@ -22,6 +23,8 @@ __all__ = [
     "CheckpointRow",
     "ConfirmScreen",
     "DayGauge",
+    "EditorArea",
+    "MessageEditor",
     "DayList",
     "DaySummaryRow",
     "NightProgress",
@@ -30,6 +33,7 @@ __all__ = [
     "TranscriptEntry",
     "TranscriptLine",
     "TranscriptView",
+    "clean_typed",
     "display_safe",
     "one_line",
     "parse_tags",

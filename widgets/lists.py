@@ -98,6 +98,10 @@ class CheckpointRow:
     """True for the checkpoint the companion runs on now."""
     shape: str = ""
     """The model's size in short (e.g. ``w384 ctx1024``): checkpoints of different sizes coexist."""
+    damaged: str = ""
+    """Why the file would not load, when a load found it damaged (marked, never restorable as is)."""
+    unaccepted: bool = False
+    """A night's checkpoint whose night was never recorded as accepted (a stop while saving it)."""
 
     def prompt(self) -> Content:
         ppl = f"{self.probe_ppl:.2f}" if self.probe_ppl is not None and math.isfinite(self.probe_ppl) else "—"
@@ -116,6 +120,10 @@ class CheckpointRow:
             parts.append(f"  {one_line(self.shape, 16):<16}")
         if self.missing:
             parts += ["  ", ("missing", "bold reverse")]
+        elif self.damaged:
+            parts += ["  ", ("damaged", "bold reverse")]
+        if self.unaccepted:
+            parts += ["  ", ("never accepted", "italic")]
         return Content.assemble(*parts)
 
 

@@ -24,6 +24,7 @@ __all__ = ["NightProgress", "PHASE_LABELS", "format_duration"]
 PHASE_LABELS: dict[str, str] = {
     "dreaming": "dreaming — going on from the end of the day, inner and outer voice",
     "probing": "probing — scoring the probe set before training",
+    "preparing": "preparing — scoring what the day taught, before training",
     "training": "training — learning the day, the dreams and older material",
     "checking": "checking — scoring the probe set again",
     "saving": "saving — writing the new weights",

@@ -15,17 +15,21 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
+from widgets.editor import EditorArea
 from widgets.safe_text import display_safe
 
 __all__ = ["ConfirmScreen", "TextEditScreen"]
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Ask a yes/no question: ``y`` (or Yes) dismisses True; ``n``, escape (or No) False."""
+    """Ask a yes/no question: ``y`` (or Yes) dismisses True; ``n``, escape (or No) False.
+
+    ``letter_keys=False`` for a question a stray letter must never answer yes to (stopping a night
+    while the owner may be typing): then only the Yes button confirms (shift+tab to it, enter)."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n", "answer(False)", "No"),
+        Binding("y", "letter(True)", "Yes"),
+        Binding("n", "letter(False)", "No"),
         Binding("escape", "answer(False)", "Cancel"),
     ]
 
@@ -50,11 +54,13 @@ class ConfirmScreen(ModalScreen[bool]):
         yes_label: str = "Yes",
         no_label: str = "No",
         focus_yes: bool = False,
+        letter_keys: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.letter_keys = letter_keys
         self.message = message
         self.title_text = title
         self.yes_label = yes_label
@@ -67,12 +73,19 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Label(Content(display_safe(self.title_text)), id="confirm-title")
             yield Static(Content(display_safe(self.message)), id="confirm-message")
             with Horizontal(id="confirm-buttons"):
-                yield Button(Content(f"{self.yes_label} (y)"), variant="warning", id="confirm-yes")
-                yield Button(Content(f"{self.no_label} (n)"), id="confirm-no")
+                keys = ("(y)", "(n)") if self.letter_keys else ("(shift+tab, enter)", "(esc)")
+                yield Button(Content(f"{self.yes_label} {keys[0]}"), variant="warning", id="confirm-yes")
+                yield Button(Content(f"{self.no_label} {keys[1]}"), id="confirm-no")
 
     def on_mount(self) -> None:
         # "No" is focused by default: a stray enter never confirms a destructive action.
         self.query_one("#confirm-yes" if self.focus_yes else "#confirm-no", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.letter_keys if action == "letter" else True
+
+    def action_letter(self, answer: bool) -> None:
+        self.dismiss(answer)
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
@@ -90,7 +103,9 @@ class TextEditScreen(ModalScreen[str | None]):
     """Edit a text in a TextArea: ctrl+s dismisses with the text, escape with None.
 
     ``max_chars`` refuses oversized text with a message (nothing is returned until it fits);
-    ``allow_empty=False`` refuses blank text the same way.
+    ``allow_empty=False`` refuses blank text the same way. ``original``, when given, is shown beside
+    the edit (what the candidate said), so an amendment is made knowing what it replaces.
+    ``ctrl+a`` selects all, so a replacement can be typed over the whole text.
     """
 
     BINDINGS = [
@@ -109,7 +124,12 @@ class TextEditScreen(ModalScreen[str | None]):
         background: $surface;
         padding: 0 1;
     }
-    TextEditScreen #text-edit-area { height: 12; }
+    TextEditScreen #text-edit-area { height: 12; width: 1fr; }
+    TextEditScreen #text-edit-panes { height: auto; }
+    TextEditScreen #text-edit-original {
+        width: 1fr; height: 12; padding: 0 1; color: $text-muted; border: round $panel;
+        overflow-y: auto;
+    }
     TextEditScreen #text-edit-status { color: $text-muted; }
     TextEditScreen #text-edit-status.-error { color: $error; }
     """
@@ -121,6 +141,7 @@ class TextEditScreen(ModalScreen[str | None]):
         title: str = "",
         max_chars: int | None = None,
         allow_empty: bool = False,
+        original: str | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -130,12 +151,20 @@ class TextEditScreen(ModalScreen[str | None]):
         self.title_text = title
         self.max_chars = max_chars
         self.allow_empty = allow_empty
+        self.original = original
 
     def compose(self) -> ComposeResult:
         with Vertical(id="text-edit-dialog"):
             if self.title_text:
                 yield Label(Content(display_safe(self.title_text)), id="text-edit-title")
-            yield TextArea(self.initial_text, id="text-edit-area", tab_behavior="focus")
+            with Horizontal(id="text-edit-panes"):
+                if self.original is not None:
+                    original = Static(Content(display_safe(self.original)), id="text-edit-original")
+                    original.border_title = "original"
+                    yield original
+                area = EditorArea(self.initial_text, id="text-edit-area", max_chars=self.max_chars)
+                area.border_title = "edit" if self.original is not None else None
+                yield area
             yield Static(id="text-edit-status")
 
     def on_mount(self) -> None:

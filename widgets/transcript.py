@@ -192,7 +192,10 @@ class TranscriptLine(Static):
         if label:
             parts.append((label, self.get_visual_style("transcript-line--name", partial=True)))
             parts.append("  ")
-        parts.append(Content(display_safe(self._text)))
+        text = display_safe(self._text)
+        if label and "\n" in text:  # one entry: later lines hang under the first, never look like a turn
+            text = text.replace("\n", "\n" + " " * (len(label) + 2))
+        parts.append(Content(text))
         if self._tags or self._note:
             # The annotation goes on its own line; a badge's spaces do not break, so a badge
             # never wraps in half.

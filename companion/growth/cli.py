@@ -114,9 +114,10 @@ def cmd_grow(args) -> int:
     return {"grown": 0, "stopped": 130}.get(result.status, 1)
 
 
-def add_parser(sub) -> None:
-    """`companion grow` on the CLI's subcommand parser."""
-    grow = sub.add_parser("grow", help="grow the companion: wider (--width) or a longer day (--context)")
+def add_parser(sub, parents=()) -> None:
+    """`companion grow` on the CLI's subcommand parser (`parents`: the shared --home/--name options)."""
+    grow = sub.add_parser("grow", parents=list(parents),
+                          help="grow the companion: wider (--width) or a longer day (--context)")
     what = grow.add_mutually_exclusive_group(required=True)
     what.add_argument("--width", metavar="D", help="new width in dimensions (a multiple of the head size), or v1..v4")
     what.add_argument("--context", type=int, metavar="N", help="new context (block) in tokens, larger than now")

@@ -5,8 +5,16 @@ the screen stays responsive: any key pressed while the model works is handled at
 the model and keeps what it wrote; a pick or an edit pressed mid-stream stops it and acts as soon as
 the round is recorded; a rating pressed mid-stream is shown at once and recorded with the round).
 
-Focus decides what a letter key does: in the message line letters are typed; on the deck or the
-transcript they are commands. Esc moves between the message line and the deck.
+Typing is always safe. The message editor has the focus unless the owner moves away on purpose
+(Esc to the cards, Tab to the transcript): there every printable key is text, never a command, and
+finishing candidates or closing a dialog never moves the focus. On the cards (or the transcript)
+letters and digits are commands; Esc goes back to the message. The footer and the status line say
+what the keys do where the focus is now.
+
+Replying continues the day: sending a message while candidates wait takes the highlighted card as the
+reply, recorded as an implicit pick (a weaker signal), unless `day.reply_takes_highlighted` is off.
+Until the night takes the day the last reply can be mended from the cards: a digit picks another
+card, `e` corrects it again (the original shown beside), `w` rewrites it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual import events
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from companion.day import MAX_MESSAGE_CHARS, DayError, MessageRefused
 from companion.store import StoreError
@@ -33,6 +41,7 @@ from widgets import (
     CandidateDeck,
     ConfirmScreen,
     DayGauge,
+    MessageEditor,
     TextEditScreen,
     TranscriptEntry,
     TranscriptView,
@@ -53,31 +62,18 @@ CHAT_COMMANDS: list[tuple[str, str, str]] = [
     ("Ask for an inner line", "The companion thinks aloud in its inner voice", "inner"),
     ("Write an inner line", "Show the companion how to reflect", "write_inner"),
     ("Annotate an inner line", "Tags and a note on the highlighted inner line", "annotate"),
+    ("Remember this", "Keep the selected (or latest) reply as a lesson the nights teach", "remember"),
     ("Stop generating", "Keep what was written so far", "stop"),
+    ("Go to the cards", "Move the focus to the candidate cards (Esc)", "focus_cards"),
+    ("Go to the message", "Move the focus back to your message", "focus_message"),
     ("Good night", "Close the day with the good-night line", "good_night"),
     ("Settings", "Sampling and the shape of the day", "settings"),
 ]
 
 
-class MessageInput(Input):
-    """The owner's message line. A paste that would make the message longer than
-    `MAX_MESSAGE_CHARS` is refused with its size; a multi-line paste is joined with spaces."""
-
-    async def _on_paste(self, event: events.Paste) -> None:
-        event.prevent_default()
-        event.stop()
-        text = event.text.replace("\r\n", "\n").replace("\n", " ")
-        if not text:
-            return
-        total = len(self.value) + len(text)
-        if total > MAX_MESSAGE_CHARS:
-            self.app.notify(
-                f"Paste refused: {len(event.text):,} characters; a message holds at most {MAX_MESSAGE_CHARS:,}. "
-                "Longer texts can be given as books.",
-                title="Too long", severity="error",
-            )
-            return
-        self.insert_text_at_cursor(text)
+#: Actions that act on the cards or the transcript: their keys are letters and digits, so they are
+#: live only when the owner has moved there (in the message editor those keys are text).
+CARD_ACTIONS = frozenset({"digit", "rate", "edit", "write", "more", "inner", "write_inner", "annotate", "remember"})
 
 
 class ChatScreen(Screen):
@@ -90,18 +86,21 @@ class ChatScreen(Screen):
     ChatScreen #transcript { height: 1fr; }
     ChatScreen #deck { height: auto; max-height: 50%; }
     ChatScreen #deck.-empty { display: none; }
+    ChatScreen #deck.-answered { max-height: 25%; }
     ChatScreen #inner-stream { height: auto; padding: 0 4; color: $text-muted; text-style: italic; display: none; }
     ChatScreen #inner-stream.-active { display: block; }
     ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; }
     ChatScreen #status.-busy { color: $secondary; }
-    ChatScreen #message { margin: 0 0; }
+    ChatScreen #message { height: auto; min-height: 3; max-height: 8; border: tall $panel; }
+    ChatScreen #message:focus { border: tall $accent; }
+    ChatScreen #deck:focus { border-left: thick $accent; }
     ChatScreen #too-small { display: none; height: 1fr; content-align: center middle; text-style: bold; color: $warning; }
     ChatScreen.-too-small #chat-body { display: none; }
     ChatScreen.-too-small #too-small { display: block; }
     """
 
     BINDINGS = [
-        Binding("escape", "escape", "Stop/Back", id="stop"),
+        Binding("escape", "escape", "Cards/Message", id="stop"),
         Binding("1", "digit(1)", "Pick 1-K", id="pick_1"),
         *[Binding(str(n), f"digit({n})", f"Pick {n}", show=False, id=f"pick_{n}") for n in range(2, MAX_CANDIDATES + 1)],
         Binding("0", "digit(0)", "Clear rating", show=False, id="clear_rating"),
@@ -113,10 +112,13 @@ class ChatScreen(Screen):
         Binding("I", "write_inner", "Write inner", id="write_inner"),
         Binding("a", "annotate", "Annotate", id="annotate"),
         Binding("ctrl+n", "good_night", "Good night", id="good_night"),
-        Binding("ctrl+s,comma", "settings", "Settings", id="settings"),
+        Binding("ctrl+s,comma", "settings", "Settings", id="settings", show=False),
         Binding("f2", "app.open_days", "Days", id="days"),
-        Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints"),
-        Binding("f4", "app.open_books", "Books", id="books"),
+        Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints", show=False),
+        Binding("f4", "app.open_books", "Books", id="books", show=False),
+        Binding("f5", "app.show_night", "Night", id="night"),
+        Binding("f6", "app.open_lessons", "Lessons", id="lessons"),
+        Binding("K", "remember", "Remember this", show=False, id="remember"),
     ]
 
     throttle_s: float = 0.0
@@ -147,7 +149,10 @@ class ChatScreen(Screen):
             yield CandidateDeck(id="deck", classes="-empty")
             yield DayGauge(id="gauge")
             yield Static(id="status")
-            yield MessageInput(placeholder="Write to your companion; enter sends", id="message")
+            editor = MessageEditor(id="message", max_chars=MAX_MESSAGE_CHARS,
+                                   placeholder="Write to your companion · enter sends · ctrl+j new line")
+            editor.border_title = "message"
+            yield editor
         yield Static(id="too-small")
         yield Footer()
 
@@ -164,8 +169,30 @@ class ChatScreen(Screen):
         return self.query_one("#gauge", DayGauge)
 
     @property
-    def message_input(self) -> MessageInput:
-        return self.query_one("#message", MessageInput)
+    def message_input(self) -> MessageEditor:
+        return self.query_one("#message", MessageEditor)
+
+    @property
+    def typing(self) -> bool:
+        """The focus is in the message editor (or nowhere): printable keys are text."""
+        return self.focused is None or self.focused is self.message_input
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Card keys are live only on the cards or the transcript (hidden from the footer elsewhere)."""
+        if action in CARD_ACTIONS and self.typing:
+            return False
+        return True
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.refresh_bindings()
+        self._show_hint()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        self.refresh_bindings()
+
+    def _show_hint(self) -> None:
+        if not self.generating and not self.rating_mode:
+            self.set_status(self._idle_hint())
 
     def on_mount(self) -> None:
         settings = self.app.settings
@@ -230,11 +257,30 @@ class ChatScreen(Screen):
                     card.finish(stopped=True)
             if self.deck.cards:
                 self.deck.highlight(0)
+        elif session.amendable_reply is not None:
+            self._show_answered_cards(session)
         self._update_deck_class()
         self.update_gauge()
         self.set_status(self._idle_hint())
         if prompt is not None and not self.deck.cards:
             self.start_generation("reply")  # the app stopped before the candidates were recorded
+
+    def _show_answered_cards(self, session) -> None:
+        """After a restart, the cards of the last reply come back with their marks: it can still be amended."""
+        reply = session.amendable_reply
+        choice = session.store.latest_choice(reply.id)
+        if choice is None or choice.prompt_turn_id is None:
+            return
+        ratings = session.ratings()
+        for cand in session.candidates_for(choice.prompt_turn_id):
+            card = self.deck.add_card(cand.text, round_no=cand.round + 1, candidate_id=cand.id, finished=True,
+                                      rating=ratings.get(cand.id))
+            mine = cand.id == choice.candidate_id
+            card.set_marks(chosen=mine and choice.kind == "pick", corrected=mine and choice.kind == "correction",
+                           passed_over=not mine)
+        if self.deck.cards:
+            self.deck.highlight(0)
+            self.deck.add_class("-answered")
 
     def update_gauge(self) -> None:
         if self.session is not None:
@@ -244,19 +290,34 @@ class ChatScreen(Screen):
         self.deck.set_class(not self.deck.cards, "-empty")
 
     def _idle_hint(self) -> str:
+        """What the keys do now, where the focus is."""
         if self.session is None:
             return "Waking up…"
         if not self.session.is_open:
-            return "The day is over."
-        if self.session.pending_prompt is not None and self.deck.cards:
-            return "Esc to the cards · 1-K pick · r rate · e correct · w write · m more"
-        return "Write a message and press enter · ctrl+n good night · ctrl+p all commands"
+            return "The day is over · F5 the night · F2 past days"
+        waiting = self.session.pending_prompt is not None and bool(self.deck.cards)
+        amendable = self.session.amendable_reply is not None and bool(self.deck.cards)
+        if self.typing:
+            if waiting:
+                card = self.deck.highlighted_card or self.deck.card(0)
+                return (f"Enter replies and takes card {card.number} · Esc to the cards to pick, rate, correct")
+            if amendable:
+                return "Write your next message, enter sends · Esc to the cards to amend the reply"
+            return ("Write a message, enter sends (ctrl+j new line) · Tab to the transcript to annotate · "
+                    "ctrl+n good night · ctrl+p all commands")
+        if self.focused is self.deck and waiting:
+            return "Cards: 1-K pick · ←/→ move · r rate · e correct · w write · m more · Esc back to your message"
+        if self.focused is self.deck and amendable:
+            return "Cards: amend the reply · 1-K pick another · e correct again · w rewrite · Esc back to your message"
+        if self.focused is self.transcript:
+            return "Transcript: ↑/↓ lines · a or enter annotate an inner line · Esc back to your message"
+        return "Esc back to your message"
 
     # -- sending ----------------------------------------------------------------------------------
 
-    @on(Input.Submitted, "#message")
-    def _submitted(self, event: Input.Submitted) -> None:
-        self.send_message(event.value)
+    @on(MessageEditor.Submitted, "#message")
+    def _submitted(self, event: MessageEditor.Submitted) -> None:
+        self.send_message(event.text)
 
     def send_message(self, text: str) -> None:
         session = self.session
@@ -264,14 +325,28 @@ class ChatScreen(Screen):
             self.notify("The companion is still waking up; your message is kept.", severity="warning")
             return
         if not text.strip():
-            return  # an empty message is ignored
-        if self.generating in ("inner", "inner_after"):
-            self.stop_generation()
+            return  # an empty message (a second quick enter) is ignored
+        if self.generating:
+            if self.generating in ("reply", "more") and not self.app.settings.day.reply_takes_highlighted:
+                self.notify("The companion is still answering: pick a card, or Esc to stop it.", severity="warning")
+                return
+            self.stop_generation()  # the cards keep what they wrote; the reply goes once they are recorded
             self._after_generation.append(lambda: self.send_message(text))
             return
-        if self.generating:
-            self.notify("The companion is still answering: pick a card, or Esc to stop it.", severity="warning")
+        try:
+            session.check_message_alone(text)
+        except MessageRefused as refused:
+            self._refused(refused)
             return
+        if session.is_open and session.pending_prompt is not None and self.deck.cards:
+            if not self.app.settings.day.reply_takes_highlighted:
+                self.notify("Pick a card first (Esc to the cards): replying does not take the highlighted one "
+                            "(day.reply_takes_highlighted is off).", severity="warning")
+                return
+            if not self._implicit_pick():
+                return
+            if not session.is_open:
+                return  # the pick filled the day; the message stays in the editor
         try:
             result = session.send(text)
         except MessageRefused as refused:
@@ -289,8 +364,24 @@ class ChatScreen(Screen):
         self.update_gauge()
         self.start_generation("reply")
 
+    def _implicit_pick(self) -> bool:
+        """The owner replied without picking: the highlighted card becomes the reply (implicit)."""
+        card = self.deck.highlighted_card or self.deck.card(0)
+        if card is None or card.candidate_id is None:
+            return False
+        try:
+            reply = self.session.pick(card.candidate_id, implicit=True)
+        except (DayError, StoreError) as error:
+            self.notify(str(error), severity="warning")
+            return False
+        self._replied(reply, card, "chosen", inner_after=False)
+        return True
+
     def _refused(self, refused: MessageRefused) -> None:
         if refused.kind == "empty":
+            return
+        if refused.kind == "too_large_for_day":
+            self.notify(f"Refused: {refused}.", title="Longer than a whole day", severity="error", timeout=12)
             return
         if refused.kind == "no_room":
             def answered(yes: bool | None) -> None:
@@ -322,9 +413,9 @@ class ChatScreen(Screen):
             slots = session.next_slots(k)
             max_tokens = session.reply_tokens()
             self._round_cards = self.deck.start_round(k)
+            self.deck.remove_class("-answered")
             self._pending_ratings = {}
             self._update_deck_class()
-            self.deck.focus()
             role = "companion"
         else:
             k, slots, max_tokens = 1, [1000 + len(session.turns)], session.inner_tokens()
@@ -408,6 +499,7 @@ class ChatScreen(Screen):
             if session.close_if_full():
                 self._day_closed()
         self.set_status(self._idle_hint())
+        self.refresh_bindings()
         queued, self._after_generation = self._after_generation, []
         for action in queued:
             action()
@@ -477,7 +569,7 @@ class ChatScreen(Screen):
 
     def _need_prompt(self) -> bool:
         if self.session is None or not self.session.is_open:
-            self.notify("The day is over.", severity="information")
+            self._amend_refused()
             return False
         if self.session.pending_prompt is None:
             self.notify("This turn is already answered: write your next message.", severity="information")
@@ -506,12 +598,52 @@ class ChatScreen(Screen):
             return
         self.pick(card.number)
 
+    def _amending(self) -> bool:
+        """The cards belong to the last reply, which the owner may still amend (no message since)."""
+        session = self.session
+        return (session is not None and session.is_open and session.pending_prompt is None
+                and session.amendable_reply is not None and bool(self.deck.cards))
+
+    def _amend_refused(self) -> None:
+        session = self.session
+        if session is None or not session.is_open:
+            self.notify("The day is over and the night has it: its replies can no longer be picked or amended.",
+                        title="Too late to amend", severity="warning")
+        else:
+            self.notify("This turn is already answered and a message has followed it: only the last reply "
+                        "can be amended.", severity="information")
+
+    def _amended(self, reply, card: CandidateCard | None, mark: str | None) -> None:
+        """An amendment replaced the last reply: show its new text and the cards' new marks."""
+        for other in self.deck.cards:
+            if other is card:
+                other.set_marks(chosen=mark == "chosen", corrected=mark == "corrected", passed_over=False)
+            else:
+                other.set_marks(chosen=False, corrected=False, passed_over=True)
+        for line in self.transcript.lines_for_turn(reply.turn.id):
+            line.set_text(reply.turn.text)
+        self.update_gauge()
+        self.notify("The reply is amended; the night will learn the new one.", title="Amended")
+        self._show_hint()
+
     def pick(self, number: int) -> None:
         if not self._need_cards():
             return
         cards = self.deck.cards
         if number > len(cards):
             self.notify(f"There is no card {number}; there are {len(cards)}.", severity="information")
+            return
+        if self._amending():
+            card = cards[number - 1]
+            try:
+                reply = self.session.amend_pick(card.candidate_id)
+            except (DayError, StoreError) as error:
+                self.notify(str(error), title="Not amended", severity="warning")
+                return
+            self._amended(reply, card, "chosen")
+            return
+        if self.session is not None and self.session.pending_prompt is None and self.session.is_open:
+            self._amend_refused()
             return
         if not self._need_prompt():
             return
@@ -547,7 +679,12 @@ class ChatScreen(Screen):
         self.notify(f"Card {card.number}: " + (f"{stars} of 4 stars" if stars else "rating cleared"))
 
     def action_edit(self) -> None:
-        if not self._need_cards() or not self._need_prompt():
+        if not self._need_cards():
+            return
+        if self._amending():
+            self._amend_correction()
+            return
+        if not self._need_prompt():
             return
         if self._when_recorded(self.action_edit):
             return
@@ -567,9 +704,49 @@ class ChatScreen(Screen):
             self._replied(reply, card, "corrected")
 
         self.app.push_screen(TextEditScreen(card.text, title=f"Correct candidate {card.number} into what it should say",
-                                            max_chars=MAX_MESSAGE_CHARS), done)
+                                            max_chars=MAX_MESSAGE_CHARS, original=card.text), done)
+
+    def _current_reply_text(self) -> str:
+        turn = self.session.amendable_reply
+        return turn.text if turn is not None else ""
+
+    def _amend_correction(self) -> None:
+        card = self.deck.highlighted_card or self.deck.card(0)
+        turn = self.session.amendable_reply
+        start = turn.text if turn is not None and turn.candidate_id == card.candidate_id else card.text
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                if text == card.text:
+                    reply = self.session.amend_pick(card.candidate_id)
+                else:
+                    reply = self.session.amend_correction(card.candidate_id, text)
+            except (MessageRefused, DayError, StoreError) as error:
+                self.notify(str(error), title="Not amended", severity="error")
+                return
+            self._amended(reply, card, "chosen" if text == card.text else "corrected")
+
+        self.app.push_screen(TextEditScreen(start, title=f"Amend the reply: correct candidate {card.number} again",
+                                            max_chars=MAX_MESSAGE_CHARS, original=card.text), done)
 
     def action_write(self) -> None:
+        if self._amending():
+            def rewritten(text: str | None) -> None:
+                if text is None:
+                    return
+                try:
+                    reply = self.session.amend_written(text)
+                except (MessageRefused, DayError, StoreError) as error:
+                    self.notify(str(error), title="Not amended", severity="error")
+                    return
+                self._amended(reply, None, None)
+
+            current = self._current_reply_text()
+            self.app.push_screen(TextEditScreen(current, title="Amend the reply: write it as you wanted it",
+                                                max_chars=MAX_MESSAGE_CHARS, original=current), rewritten)
+            return
         if not self._need_prompt():
             return
         if self._when_recorded(self.action_write):
@@ -595,13 +772,15 @@ class ChatScreen(Screen):
             return
         self.start_generation("more")
 
-    def _replied(self, reply, card: CandidateCard | None, mark: str | None) -> None:
-        """The reply joined the day: show it, mark the cards, and let the inner voice follow."""
+    def _replied(self, reply, card: CandidateCard | None, mark: str | None, inner_after: bool = True) -> None:
+        """The reply joined the day: show it, mark the cards, and let the inner voice follow
+        (not after an implicit pick: the owner's message follows at once)."""
         for other in self.deck.cards:
             if other is card:
                 other.set_marks(chosen=mark == "chosen", corrected=mark == "corrected")
             else:
                 other.set_marks(passed_over=True)
+        self.deck.add_class("-answered")  # the answered cards give the room back to the transcript
         self._add_turn(reply.turn)
         self.update_gauge()
         self.message_input.focus()
@@ -609,7 +788,8 @@ class ChatScreen(Screen):
             self._day_closed()
             return
         self.set_status(self._idle_hint())
-        self.start_generation("inner_after")
+        if inner_after:
+            self.start_generation("inner_after")
 
     # -- the inner voice --------------------------------------------------------------------------
 
@@ -659,7 +839,13 @@ class ChatScreen(Screen):
         self.annotate_line(line)
 
     def annotate_line(self, line) -> None:
+        """Annotate an inner line, or edit its annotation (the editor opens with the current one),
+        until the night takes the day."""
         if self.session is None:
+            return
+        if not self.session.is_open:
+            self.notify("The night has taken this day: its annotations can no longer be changed here.",
+                        title="Too late to annotate", severity="warning")
             return
 
         def done(result) -> None:
@@ -680,6 +866,23 @@ class ChatScreen(Screen):
     def _line_activated(self, event: TranscriptView.LineActivated) -> None:
         if event.line is not None and event.line.role == "inner" and event.line.turn_id is not None:
             self.annotate_line(event.line)
+
+    # -- lessons ----------------------------------------------------------------------------------
+
+    def action_remember(self) -> None:
+        """The selected companion reply (or the latest) becomes a lesson: "remember this"."""
+        if self.session is None:
+            return
+        line = self.transcript.selected_widget
+        turn_id = line.turn_id if line is not None and line.role == "companion" else None
+        try:
+            lesson = self.session.remember(turn_id)
+        except (DayError, StoreError) as error:
+            self.notify(display_safe(f"Not remembered: {error}"), title="Remember this", severity="warning",
+                        markup=False)
+            return
+        self.notify(display_safe(f"Lesson {lesson.id}: {lesson.question!r} → {lesson.answer!r}"), title="Remembered",
+                    markup=False)
 
     # -- the end of the day -----------------------------------------------------------------------
 
@@ -733,10 +936,16 @@ class ChatScreen(Screen):
         if self.generating:
             self.stop_generation()
             return
-        if self.focused is self.message_input:
-            (self.deck if self.deck.cards else self.transcript).focus()
+        if self.typing:
+            self.action_focus_cards()
         else:
             self.message_input.focus()
+
+    def action_focus_cards(self) -> None:
+        (self.deck if self.deck.cards else self.transcript).focus()
+
+    def action_focus_message(self) -> None:
+        self.message_input.focus()
 
     def action_stop(self) -> None:
         self.stop_generation()

@@ -21,7 +21,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from companion.backup import BackupError, backup_line, due, folder_size, last_backup, make_backup
+from companion.safety.leftovers import checkpoint_bytes
 from companion.home import Home
+from companion.progress import plural
 from companion.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
 from companion.store import Checkpoint, Store
 from widgets.lists import CheckpointList, CheckpointRow, format_bytes
@@ -47,6 +49,7 @@ class CheckpointsScreen(Screen):
         Binding("escape,q", "app.pop_screen", "Back"),
         Binding("r", "restore", "Restore"),
         Binding("b", "backup", "Back up now"),
+        Binding("m", "morning", "Morning report"),
     ]
     DEFAULT_CSS = """
     CheckpointsScreen #checkpoints-list { height: 1fr; }
@@ -96,6 +99,18 @@ class CheckpointsScreen(Screen):
         self.query_one(CheckpointList).focus()
         self.refresh_list()
 
+    def action_morning(self) -> None:
+        """The morning report of the night that made (or started from) the highlighted checkpoint."""
+        row = self.query_one(CheckpointList).highlighted_row
+        if row is None:
+            return
+        nights = [n for n in self.store.nights() if row.id in (n.post_checkpoint_id, n.pre_checkpoint_id) and n.report]
+        opener = getattr(self.app, "open_morning_report", None)
+        if not nights:
+            self.notify(f"Checkpoint {row.id} has no night's report.", severity="information")
+        elif opener is not None:
+            opener(night_id=nights[-1].id)
+
     # -- listing ------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="list")
@@ -103,7 +118,8 @@ class CheckpointsScreen(Screen):
         from companion.growth.plan import checkpoint_size
         from companion.weights import Weights
 
-        current = Weights(self.home, self.store).current()
+        weights = Weights(self.home, self.store)
+        current = weights.current()
         checkpoints = self.store.checkpoints()
         day_numbers = {d.id: d.number for d in self.store.days()}
         rows = []
@@ -116,12 +132,14 @@ class CheckpointsScreen(Screen):
                 id=c.id, reason=c.reason, day=day_numbers.get(c.day_id) if c.day_id else None,
                 created=c.created_at[:16].replace("T", " "), step=c.step, probe_ppl=c.probe_ppl,
                 size_bytes=path.stat().st_size if exists else c.size_bytes, missing=not exists,
-                current=current is not None and current.id == c.id,
-                shape=shape))
-        used = folder_size(self.home.checkpoints_dir)
+                current=current is not None and current.id == c.id, damaged=c.damaged or "",
+                unaccepted=not weights.accepted(c), shape=shape))
+        used, leftover = checkpoint_bytes(self.home.checkpoints_dir)
         settings = self.home.load_settings()
         backups = self.home.backup_dir(settings)
-        status = (f"{len(checkpoints)} checkpoints · {format_bytes(used)} on disk · backups "
+        status = (f"{plural(len(checkpoints), 'checkpoint')} · {format_bytes(used)} on disk"
+                  + (f" (and {format_bytes(leftover)} of leftover temporary files, removed at the next start)"
+                     if leftover else "") + " · backups "
                   f"{format_bytes(folder_size(backups))} in {backups}\n"
                   + backup_line(last_backup(self.home, settings), due(self.home, settings)))
         self.post_message(self._Listed(_Listing(checkpoints, rows, day_numbers, status, stories)))
@@ -212,8 +230,10 @@ class CheckpointsScreen(Screen):
     @on(_RestoreDone)
     def _restored(self, message: _RestoreDone) -> None:
         r = message.result
-        undo = f" To undo, restore checkpoint {r.saved.id} (pre-restore)." if r.saved else ""
+        undo = f" To undo, restore checkpoint {r.saved.id} ({r.saved.reason})." if r.saved else ""
         days = f" {r.days_marked} day(s) marked as not in the weights." if r.days_marked else ""
+        if r.lessons_marked:
+            days += f" {r.lessons_marked} lesson(s) too: the nights will teach them again."
         self.say(f"Restored checkpoint {r.restored.id}.{days}{undo}")
         self.post_message(self.Restored(r.restored.id, r))
         self.refresh_list()

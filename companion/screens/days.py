@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from companion.home import Home
+from companion.progress import plural
 from companion.store import DaySummary, Hit, Store, StoreError
 from companion.transcript import parse_text
 from widgets.lists import DayList, DaySummaryRow
@@ -96,6 +97,9 @@ def day_entries(store: Store, day_id: int, *, owner: str = "", companion: str = 
             entries.append(TranscriptEntry(role=c.role, text=f"{mark}  {c.text}", source="candidate",
                                            speaker=label))
 
+    said = {t.candidate_id for t in turns if t.candidate_id is not None and t.role == "inner"}
+    for key, cands in by_prompt.items():  # an inner line the model said is its turn: shown once
+        by_prompt[key] = [c for c in cands if c.id not in said]
     for t in turns:
         choice = choice_of_turn.get(t.id)
         if choice is not None and choice.prompt_turn_id is None and choice.candidate_id is not None:
@@ -106,6 +110,13 @@ def day_entries(store: Store, day_id: int, *, owner: str = "", companion: str = 
         index[("turn", t.id)] = len(entries)
         entries.append(TranscriptEntry(role=t.role, text=t.text, source=t.source, speaker=speakers.get(t.role, ""),
                                        turn_id=t.id, tags=a.tags if a else (), note=(a.note or "") if a else ""))
+        if t.amended:
+            versions = store.amendments(t.id)
+            original = store.recorded_turn(t.id)
+            was = original.text if original is not None else ""
+            entries.append(TranscriptEntry(
+                role=t.role, source="candidate", speaker="amended",
+                text=f"✎ amended {len(versions) - 1}× · first said: {was}"))
         emit_candidates(t.id)
     for key in sorted(by_prompt):
         emit_candidates(key)
@@ -127,7 +138,7 @@ def day_entries(store: Store, day_id: int, *, owner: str = "", companion: str = 
                                        source="indicator"))
     status = "open" if day.closed_at is None else f"closed ({day.close_reason})"
     weights = "" if day.in_weights else " · not in the weights"
-    title = f"Day {day.number} · {day.opened_at[:10]} · {len(turns)} turns · {status}{weights}"
+    title = f"Day {day.number} · {day.opened_at[:10]} · {plural(len(turns), 'turn')} · {status}{weights}"
     return DayView(title, entries, index)
 
 
@@ -172,7 +183,8 @@ class HitList(OptionList):
 class DayScreen(Screen):
     """One past day, whole. ``focus``: ``(kind, id)`` of a search hit to put the cursor on."""
 
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"),
+                Binding("m", "morning", "Morning report")]
     DEFAULT_CSS = """
     DayScreen #day-title { height: auto; padding: 0 1; text-style: bold; }
     DayScreen TranscriptLine.-src-candidate { padding-left: 6; color: $text-muted; }
@@ -196,6 +208,12 @@ class DayScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(TranscriptView).focus()
         self._load()
+
+    def action_morning(self) -> None:
+        """This day's night, as the morning report showed it."""
+        opener = getattr(self.app, "open_morning_report", None)
+        if opener is not None:
+            opener(day_id=self.day_id)
 
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
@@ -291,7 +309,7 @@ class DaysScreen(Screen):
     def _preview(self, day: DaySummary) -> None:
         row = summary_row(day)
         lines = [f"Day {day.number} · {day.opened_at[:16].replace('T', ' ')}",
-                 f"{day.turns} turns · {day.tokens:,} of {day.budget_tokens:,} tokens ({row.fullness:.0%} full)",
+                 f"{plural(day.turns, 'turn')} · {day.tokens:,} of {day.budget_tokens:,} tokens ({row.fullness:.0%} full)",
                  f"{day.ratings} rated · {day.corrections} corrected · night: {row.night or 'open'}"]
         if not day.in_weights:
             lines.append("Not in the weights: a restore went back to before this day.")

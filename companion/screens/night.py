@@ -126,7 +126,8 @@ class MorningReport(Widget):
 class NightScreen(Screen):
     """The night as it happens, then its morning report. Feed it events with `on_night_event` (on the
     UI thread) or through `forwarder()` (from any thread). `on_stop` is called when the owner asks the
-    night to stop (key `s`); escape leaves the screen while the night goes on."""
+    night to stop (key `s`, confirmed first: one stray key never stops a night); escape leaves the
+    screen while the night goes on, and F5 (or "The night" in the palette) comes back to it."""
 
     class NightUpdate(Message):
         """A NightEvent posted from the trainer thread."""
@@ -192,6 +193,8 @@ class NightScreen(Screen):
             progress.update_progress(event.phase, 0, 0)
         elif event.kind == "step":
             progress.update_progress(event.phase or "training", event.step, event.total, event.loss, event.eta_s)
+        elif event.kind == "progress":  # the dream, the probes: real progress and time left too
+            progress.update_progress(event.phase, event.step, event.total, None, event.eta_s)
         elif event.kind == "note":
             self._note(event.text)
         elif event.kind == "done" and event.report is not None:
@@ -214,8 +217,22 @@ class NightScreen(Screen):
         self.query_one("#night-notes", Static).update(Content("\n".join(display_safe(n) for n in self.notes[-8:])))
 
     def action_stop_night(self) -> None:
+        """Ask first; a stop keeps the weights as they were and the night resumes later."""
+        from widgets.text_prompt import ConfirmScreen
+
         if self.finished:
+            self.notify("The night is over.", severity="information")
             return
+
+        def answered(yes: bool | None) -> None:
+            if yes and not self.finished:
+                self.stop_now()
+
+        self.app.push_screen(ConfirmScreen(
+            "Stop the night now? The weights stay exactly as they were; the night resumes at the next "
+            "start, or at once with r.", title="Stop the night?", yes_label="Stop it", letter_keys=False), answered)
+
+    def stop_now(self) -> None:
         if self.on_stop is not None:
             self.on_stop()
         self._note("Stopping at the next step; the weights stay as they were, and the night resumes next time.")

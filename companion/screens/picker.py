@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 from widgets.safe_text import one_line
 
 NEW_COMPANION = "\x00new"
+UNBORN = "\x00unborn:"
 
 
 class PickerScreen(Screen):
@@ -25,13 +26,18 @@ class PickerScreen(Screen):
 
     BINDINGS = [Binding("n", "new", "New companion", id="picker_new")]
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], unborn: list | None = None) -> None:
         super().__init__()
         self.names = names
+        self.unborn = list(unborn or [])  # folders of births that did not finish
 
     def compose(self) -> ComposeResult:
+        from companion.home import Home
+
         yield Static(Content("Which companion?"), id="picker-title")
         options = [Option(Content(one_line(name, 40)), id=name) for name in self.names]
+        options += [Option(Content(f"{one_line(Home(path).name, 40)} — birth not finished"), id=f"{UNBORN}{i}")
+                    for i, path in enumerate(self.unborn)]
         options.append(Option(Content("+ a new companion…"), id=NEW_COMPANION))
         yield OptionList(*options, id="picker")
         yield Footer()
@@ -42,6 +48,8 @@ class PickerScreen(Screen):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id == NEW_COMPANION:
             self.action_new()
+        elif event.option.id.startswith(UNBORN):
+            self.app.open_unborn(self.unborn[int(event.option.id[len(UNBORN):])])
         else:
             self.app.open_companion(event.option.id)
 

@@ -1,9 +1,13 @@
 """The welcome screen: the first run, when no companion lives here yet (or a birth was left unfinished).
 
 Two ways in: adopt the bundled seedling (seconds), or a birth from scratch on the starter corpus plus
-the owner's own texts, with the nursery's progress bar, held-out loss and sample lines live. A birth
-can be cancelled (the nursery saves what it learnt) and resumed from here or with `companion nursery`.
-Every input is checked before anything is written: a bad name changes nothing.
+the owner's own texts, with the nursery's progress bar, held-out loss and sample lines live. Enter
+moves from field to field and, on the last one, starts; the fields of a birth from scratch (your texts,
+minutes in the nursery) show only once that way is chosen. The footer offers only what can be done now.
+
+A birth is built aside (`companion.birth`) and appears whole at the end. An unfinished one found at
+start opens this screen with three offers: continue the nursery, adopt the seedling into it, or remove
+it (after a confirmation that names the folder). Every input is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, Static
 
 from companion.messages import BirthDone, BirthFailed, BirthLog, BirthProgress
+from widgets.safe_text import one_line
 
 
 class WelcomeScreen(Screen):
@@ -34,6 +39,8 @@ class WelcomeScreen(Screen):
     WelcomeScreen #welcome-buttons Button { margin: 0 1 0 0; }
     WelcomeScreen #welcome-status { height: auto; color: $text-muted; }
     WelcomeScreen #welcome-status.-error { color: $error; text-style: bold; }
+    WelcomeScreen .scratch-only { display: none; }
+    WelcomeScreen.-scratch .scratch-only { display: block; }
     WelcomeScreen #birth-progress, WelcomeScreen #birth-stats, WelcomeScreen #birth-samples { display: none; }
     WelcomeScreen.-birthing #birth-progress, WelcomeScreen.-birthing #birth-stats { display: block; }
     WelcomeScreen.-birthing #birth-samples { display: block; height: 8; border: round $panel; }
@@ -41,8 +48,10 @@ class WelcomeScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel birth", id="welcome_cancel"),
+        Binding("enter", "next_field", "Next", id="welcome_next", priority=True, show=False),
         Binding("ctrl+o", "adopt", "Adopt seedling", id="welcome_adopt", priority=True),
         Binding("ctrl+b", "birth", "Birth from scratch", id="welcome_birth", priority=True),
+        Binding("ctrl+r", "remove", "Remove this birth", id="welcome_remove", priority=True),
     ]
 
     def __init__(self, resume_home=None) -> None:
@@ -50,8 +59,10 @@ class WelcomeScreen(Screen):
         self.resume_home = resume_home  # a home whose birth did not finish
         self._cancel = threading.Event()
         self.busy = False
-        self._home = None
+        self.scratch = resume_home is not None  # the nursery's fields are shown
         self._lock = None
+
+    # -- layout -----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         settings = self.resume_home.load_settings() if self.resume_home is not None else None
@@ -59,25 +70,30 @@ class WelcomeScreen(Screen):
             if settings is None:
                 yield Static(Content("Welcome. Let's bring a companion into being."), id="welcome-title")
             else:
-                yield Static(Content(f"{settings.companion.name}'s birth is not finished: continue the nursery."),
-                             id="welcome-title")
+                yield Static(Content(
+                    f"{one_line(settings.companion.name, 40)}'s birth did not finish (in {self.resume_home.path}). "
+                    "Continue the nursery, adopt the seedling into it, or remove it."), id="welcome-title")
             yield Label("The companion's name")
             yield Input(settings.companion.name if settings else "", placeholder="e.g. Scout", id="name",
                         disabled=settings is not None)
             yield Label("Your name")
             yield Input(settings.companion.owner if settings else "", placeholder="e.g. Trey", id="owner",
                         disabled=settings is not None)
-            yield Label("Your own texts to learn from at birth (optional): .txt/.md files or folders")
-            yield Input(placeholder="~/notes ~/letters.txt", id="corpus", disabled=settings is not None)
-            yield Label("Minutes in the nursery (a birth from scratch)")
-            yield Input("10", id="minutes")
+            yield Label("Your own texts to learn from at birth (optional): .txt/.md files or folders",
+                        classes="scratch-only")
+            yield Input(placeholder="~/notes ~/letters.txt", id="corpus", disabled=settings is not None,
+                        classes="scratch-only")
+            yield Label("Minutes in the nursery (the whole birth: tokenizer, training and checks)",
+                        classes="scratch-only")
+            yield Input("10", id="minutes", classes="scratch-only")
             with Horizontal(id="welcome-buttons"):
                 if settings is None:
                     yield Button("Adopt the seedling (seconds)", variant="primary", id="adopt")
-                    yield Button("Birth from scratch", id="birth")
+                    yield Button("Birth from scratch…", id="birth")
                 else:
                     yield Button("Continue the nursery", variant="primary", id="birth")
-                    yield Button("Open it as it is", id="open")
+                    yield Button("Adopt the seedling into it", id="adopt")
+                    yield Button("Remove it…", variant="error", id="remove")
             yield Static("", id="welcome-status")
             yield ProgressBar(total=1.0, show_eta=False, id="birth-progress")
             yield Static("", id="birth-stats")
@@ -85,7 +101,22 @@ class WelcomeScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_class(self.scratch, "-scratch")
         self.query_one("#minutes" if self.resume_home is not None else "#name", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers only what can be done now."""
+        if action == "cancel":
+            return self.busy or len(self.app.screen_stack) > 2
+        if action == "remove":
+            return self.resume_home is not None and not self.busy
+        if action in ("adopt", "birth"):
+            return not self.busy
+        return True
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.refresh_bindings()
 
     def status(self, text: str, error: bool = False) -> None:
         widget = self.query_one("#welcome-status", Static)
@@ -95,42 +126,73 @@ class WelcomeScreen(Screen):
     def _names(self) -> tuple[str, str]:
         return self.query_one("#name", Input).value.strip(), self.query_one("#owner", Input).value.strip()
 
+    def action_next_field(self) -> None:
+        """Enter moves to the next field shown; on the last one it starts the chosen way in; on a button
+        it presses it. A priority binding, so focus moves before the next key is read: a fast typist's
+        (or a terminal's pasted) next characters land in the next field, not this one."""
+        focused = self.focused
+        if isinstance(focused, Button):
+            focused.press()
+            return
+        fields = [i for i in self.query(Input) if not i.disabled and (self.scratch or not i.has_class("scratch-only"))]
+        if focused in fields and focused is not fields[-1]:
+            self.set_focus(fields[fields.index(focused) + 1])
+        elif self.scratch:
+            self.action_birth()
+        else:
+            self.action_adopt()
+
     # -- adopting ---------------------------------------------------------------------------------
 
     @on(Button.Pressed, "#adopt")
     def action_adopt(self) -> None:
-        if self.busy or self.resume_home is not None:
+        if self.busy:
             return
         from companion.birth import BirthError, check_birth_input, check_seedling
         from companion.home import HomeError
 
-        name, owner = self._names()
         seedling = Path(self.app.seedling_dir)
         try:
-            check_birth_input(self.app.root, name, owner, "seedling", [])
+            if self.resume_home is None:
+                name, owner = self._names()
+                check_birth_input(self.app.root, name, owner, "seedling", [])
+            else:
+                name, owner = self.resume_home.name, ""
             check_seedling(seedling)
         except (BirthError, HomeError) as error:
             self.status(str(error), error=True)
             return
-        self.busy = True
+        self._set_busy(True)
         self.status(f"{name} is adopting the seedling…")
         self._adopt(name, owner, seedling)
 
     @work(thread=True, group="birth", exclusive=True)
     def _adopt(self, name: str, owner: str, seedling: Path) -> None:
-        from companion.birth import adopt_seedling, create_home
+        from companion.birth import adopt_seedling, create_home, discard_unborn, finish_birth
         from companion.store import Store
 
-        lock = None
+        home = lock = None
+        fresh = self.resume_home is None
         try:
-            home, notes = create_home(self.app.root, name, owner, "seedling", [])
-            lock = home.lock()
+            if fresh:
+                home, notes = create_home(self.app.root, name, owner, "seedling", [])
+                fresh = not notes or not notes[-1].startswith("continuing")
+                lock = home.lock()
+            else:
+                home, notes = self.resume_home, []
+                lock = self.app.lock if self.app.lock is not None else home.lock()
             with Store.open(home.store_path) as store:
                 adopt_seedling(home, store, seedling)
-        except Exception as error:
-            if lock is not None:
+            home = finish_birth(home)
+        except Exception as error:  # told on the screen; an adoption that fails leaves nothing behind
+            if fresh and home is not None and home.unborn:
+                try:
+                    discard_unborn(home)
+                except Exception:
+                    pass
+            if lock is not None and lock is not self.app.lock:
                 lock.release()
-            self.post_message(BirthFailed(str(error)))
+            self.post_message(BirthFailed(f"{type(error).__name__}: {error}"))
             return
         self._lock = lock
         self.post_message(BirthDone(home.path, notes))
@@ -151,6 +213,12 @@ class WelcomeScreen(Screen):
     @on(Button.Pressed, "#birth")
     def action_birth(self) -> None:
         if self.busy:
+            return
+        if not self.scratch:  # first press: show the nursery's fields; the next press (or Enter) starts
+            self.scratch = True
+            self.add_class("-scratch")
+            self.set_focus(self.query_one("#corpus", Input))
+            self.status("Your own texts (optional) and the minutes, then Enter or ctrl+b to begin.")
             return
         from companion.birth import BirthError, check_birth_input
         from companion.home import HomeError
@@ -173,7 +241,7 @@ class WelcomeScreen(Screen):
                 return
         else:
             name, owner, corpus = self.resume_home.name, "", []
-        self.busy = True
+        self._set_busy(True)
         self._cancel.clear()
         self.add_class("-birthing")
         self.status(f"{name} is being born… Esc cancels (what was learnt is kept).")
@@ -181,7 +249,7 @@ class WelcomeScreen(Screen):
 
     @work(thread=True, group="birth", exclusive=True)
     def _birth(self, name: str, owner: str, corpus: list[str], minutes: float) -> None:
-        from companion.birth import NurseryPlan, create_home, run_birth_nursery
+        from companion.birth import NurseryPlan, create_home, finish_birth, run_birth_nursery
         from companion.store import Store
 
         try:
@@ -199,7 +267,8 @@ class WelcomeScreen(Screen):
                     should_stop=self._cancel.is_set,
                     log=lambda line: self.post_message(BirthLog(line)),
                 )
-        except Exception as error:
+            home = finish_birth(home)
+        except Exception as error:  # told on the screen; the unfinished birth stays aside, to continue
             self.post_message(BirthFailed(f"{type(error).__name__}: {error}"))
             return
         self.post_message(BirthDone(home.path, notes + outcome.notes, cancelled=self._cancel.is_set()))
@@ -209,7 +278,8 @@ class WelcomeScreen(Screen):
         self.query_one("#birth-progress", ProgressBar).update(progress=min(1.0, p.fraction))
         held = f"{p.heldout:.3f}" if p.heldout is not None else "—"
         self.query_one("#birth-stats", Static).update(Content(
-            f"step {p.step:,} · loss {p.loss:.3f} · held-out loss {held} · {p.tokens / max(p.elapsed, 1e-9):,.0f} tokens/s"))
+            f"step {p.step:,} · loss {p.loss:.3f} · held-out loss {held} (starter probe) · "
+            f"{p.tokens / max(p.elapsed, 1e-9):,.0f} tokens/s"))
         if p.sample is not None:
             self.query_one("#birth-samples", Log).write_line(f"sample: {p.sample}")
 
@@ -218,7 +288,7 @@ class WelcomeScreen(Screen):
         self.add_class("-birthing")
 
     def on_birth_failed(self, message: BirthFailed) -> None:
-        self.busy = False
+        self._set_busy(False)
         self.remove_class("-birthing")
         if self._lock is not None and self._lock is not self.app.lock:
             self._lock.release()
@@ -226,19 +296,40 @@ class WelcomeScreen(Screen):
         self.status(f"Birth failed: {message.error}", error=True)
 
     def on_birth_done(self, message: BirthDone) -> None:
-        self.busy = False
+        self._set_busy(False)
         for note in message.notes:
             self.notify(note, title="Note")
         name = Path(message.home_path).name
         if message.cancelled:
             self.notify(f"{name}'s birth paused; what was learnt is kept. Continue it any time "
-                        f"(here, or `companion nursery --name {name}`).", title="Birth paused")
+                        f"(`companion nursery --name {name}`).", title="Birth paused")
         self.app.open_companion(name, lock=self._lock)
 
-    @on(Button.Pressed, "#open")
-    def _open_as_is(self) -> None:
-        if self.resume_home is not None and not self.busy:
-            self.app.open_companion(self.resume_home.name, lock=self.app.lock, force=True)
+    # -- removing an unfinished birth -----------------------------------------------------------------
+
+    @on(Button.Pressed, "#remove")
+    def action_remove(self) -> None:
+        if self.resume_home is None or self.busy:
+            return
+        from widgets.text_prompt import ConfirmScreen
+
+        folder = self.resume_home.path
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            from companion.birth import BirthError, discard_unborn
+
+            try:
+                discard_unborn(self.resume_home)
+            except (BirthError, OSError) as error:
+                self.status(f"Cannot remove {folder}: {error}", error=True)
+                return
+            self.notify(f"Removed {folder}.", title="Unfinished birth removed")
+            self.app.forget_unborn()
+
+        self.app.push_screen(ConfirmScreen(f"Remove the folder {folder} and everything in it? This cannot be "
+                                           "undone.", title="Remove the unfinished birth"), answered)
 
     def action_cancel(self) -> None:
         if self.busy:
