@@ -142,16 +142,20 @@ class CompanionApp(App):
         try:
             lock = home.lock()
         except (LockedError, HomeError) as error:
-            if exit_on_error:
-                self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
-            else:
-                self.notify(str(error), title="Cannot open", severity="error")
-            return False
+            return self._cannot_open(error, exit_on_error)
         if self.lock is not None and self.lock is not lock:
             self.lock.release()
         self.lock = lock
         self._replace_screens(WelcomeScreen(resume_home=home))
         return True
+
+    def _cannot_open(self, error: Exception, exit_on_error: bool) -> bool:
+        """Say why a companion cannot be opened: as the exit message at start, else in a notification."""
+        if exit_on_error:
+            self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
+        else:
+            self.notify(str(error), title="Cannot open", severity="error")
+        return False
 
     def forget_unborn(self) -> None:
         """An unfinished birth was removed: let go of its lock and show the first screen again."""
@@ -168,11 +172,7 @@ class CompanionApp(App):
             if lock is None:
                 lock = home.lock()
         except (LockedError, HomeError) as error:
-            if exit_on_error:
-                self.exit(return_code=3 if isinstance(error, LockedError) else 2, message=f"companion: {error}")
-            else:
-                self.notify(str(error), title="Cannot open", severity="error")
-            return False
+            return self._cannot_open(error, exit_on_error)
         from companion.store import Store, StoreDamaged
 
         try:

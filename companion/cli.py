@@ -54,6 +54,14 @@ def cmd_birth(args) -> int:
     from companion.store import Store
 
     root = resolve_root(args.home)
+    if args.from_base:
+        if args.from_seedling or args.corpus or args.from_book:
+            print("companion birth: --from-base cannot be combined with --from-seedling, --corpus or --from-book",
+                  file=sys.stderr)
+            return 2
+        from companion.interop.cli import birth_from_base_cli
+
+        return birth_from_base_cli(args, root)
     try:
         if args.from_seedling:
             check_seedling()  # before any folder is made: bad input changes nothing
@@ -171,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     birth.add_argument("--from-seedling", action="store_true", help="adopt the bundled, already-trained seedling (seconds)")
     birth.add_argument("--from-book", metavar="PATH", help="learn from a personality book (the JSON lines of `companion book export`)")
     birth.add_argument("--vocab-size", type=_positive(int, "tokens"), default=8192, help="tokenizer size (default 8192)")
+    birth.add_argument("--from-base", metavar="PATH",
+                       help="be born from an open Llama-family model: a Hugging Face folder or a GGUF file")
+    birth.add_argument("--block-size", type=_positive(int, "tokens"), default=1024,
+                       help="with --from-base: the context the companion lives with (default 1024, at most the base's)")
     _add_nursery_options(birth)
     birth.set_defaults(func=cmd_birth)
 
@@ -206,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                              help="restore a damaged store from the newest verified backup (the damaged file is kept aside)")
     recover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     recover.set_defaults(func=_lazy("companion.history_cli", "cmd_recover_store"))
+
+    export = sub.add_parser("export", parents=[where],
+                            help="write a checkpoint as a Hugging Face folder or a GGUF file for other tools")
+    export.add_argument("path", metavar="PATH", help="the folder (hf) or file (gguf) to write")
+    export.add_argument("--format", required=True, choices=("hf", "gguf"), help="hf: a Llama folder; gguf: llama.cpp")
+    export.add_argument("--dtype", help="hf: f32 (default), f16, bf16; gguf: f16 (default), f32, q8_0")
+    export.add_argument("--checkpoint", type=int, metavar="ID", help="which checkpoint (default: the current one)")
+    export.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
+    export.set_defaults(func=_lazy("companion.interop.cli", "cmd_export"))
 
     backup = sub.add_parser("backup", parents=[where], help="back up weights, tokenizer, settings and store now, verified")
     backup.set_defaults(func=_lazy("companion.history_cli", "cmd_backup"))

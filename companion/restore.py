@@ -179,7 +179,7 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
                 saved = weights.save(loaded.model, "pre-restore", step=loaded.meta.step, day_id=source.day_id,
                                      day_number=loaded.meta.day, parent_id=source.id, probe_ppl=source.probe_ppl,
                                      make_current=False)
-    weights.set_current(target)
+    weights.set_current(target, why="restore")
     marked = store.mark_days_not_in_weights(after_checkpoint_id=target.id)
     # Lessons follow their day (``Lesson.in_weights``): nothing more to write, only to say.
     return RestoreResult(target, saved, previous, marked, tuple(notes),

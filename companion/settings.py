@@ -301,6 +301,10 @@ class _Text(_Spec):
         return v
 
 
+#: The preset a companion born from an open base model names (its size is the base's, not a preset's).
+IMPORTED_PRESET = "base"
+
+
 def _preset_names() -> list[str]:
     from model.config import PRESETS  # plain dataclasses: no torch on the UI's start-up path
 
@@ -309,7 +313,7 @@ def _preset_names() -> list[str]:
 
 def _known_preset(value: str, allowed: str) -> str:
     """A preset the model code knows: a made-up one ("v9") would only fail later, at birth or growth."""
-    if value not in _preset_names():
+    if value not in _preset_names() and value != IMPORTED_PRESET:
         raise _Bad(allowed, "no such preset")
     return value
 

@@ -747,10 +747,10 @@ CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
 -- A store lived before lessons existed: its corrections and written replies (of the companion, to an
 -- owner's message) were lessons all along.
 INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)
-SELECT r.day_id, p.id, r.id, ch.kind, p.text, r.text, ch.created_at
+SELECT r.day_id, p.id, r.id, ch.kind, p.text, COALESCE(ch.text, r.text), ch.created_at
   FROM choices ch JOIN turns r ON r.id = ch.turn_id JOIN turns p ON p.id = ch.prompt_turn_id
  WHERE ch.kind IN ('correction', 'written') AND r.role = 'companion' AND p.role = 'owner'
-   AND trim(p.text) <> '' AND trim(r.text) <> ''
+   AND trim(p.text) <> '' AND trim(COALESCE(ch.text, r.text)) <> ''
    AND ch.id = (SELECT MAX(c2.id) FROM choices c2 WHERE c2.turn_id = ch.turn_id)
  ORDER BY ch.id;
 
@@ -776,7 +776,7 @@ CREATE TRIGGER lesson_schedule_append_only_d BEFORE DELETE ON lesson_schedule
 BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
 """
 
-# Version 4: implicit picks and amendments (self-contained: renumber freely at a merge).
+# Implicit picks and amendments (self-contained: renumber freely at a merge).
 # An amendment never rewrites a row: it is a new choice for the same reply turn, naming the choice it
 # supersedes and carrying the reply's text (and token count) from then on. The latest choice of a turn
 # is the one the night, the personality book and the day's context use.
@@ -796,12 +796,32 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "nights, checkpoints, books, full-text search", _V1),
     Migration(2, "checkpoints.probe_set: which probe measured a checkpoint's perplexity",
               "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
-    Migration(3, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
-    Migration(4, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
-    Migration(5, "checkpoints.damaged: why a checkpoint's file would not load, marked in the list",
+    Migration(3, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
+    Migration(4, "checkpoints.damaged: why a checkpoint's file would not load, marked in the list",
               "ALTER TABLE checkpoints ADD COLUMN damaged TEXT;"),
+    Migration(5, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def copy_database(source: str | os.PathLike[str], tmp: Path, *, read_only: bool = False) -> None:
+    """Copy a whole SQLite database into the new private file ``tmp`` with SQLite's online backup (other
+    connections may keep writing to the source), as one self-contained file (rollback journal, no
+    -wal), fsynced. The caller renames ``tmp`` into place. ``read_only`` opens the source read-only."""
+    create_private_file(tmp)  # a copy of the diary is as private as the diary
+    uri = f"file:{Path(source)}?mode=ro" if read_only else None
+    src = sqlite3.connect(uri, uri=True) if uri else sqlite3.connect(source, timeout=10.0)
+    try:
+        target = sqlite3.connect(tmp)
+        try:
+            src.backup(target)
+            target.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            target.close()
+    finally:
+        src.close()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -2235,19 +2255,7 @@ class Store:
         self._connection()  # refuse on a closed store
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            source = sqlite3.connect(self.path, timeout=10.0)
-            try:
-                create_private_file(tmp)  # a backup of the diary is as private as the diary
-                target = sqlite3.connect(tmp)
-                try:
-                    source.backup(target)
-                    target.execute("PRAGMA journal_mode = DELETE")
-                finally:
-                    target.close()
-            finally:
-                source.close()
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            copy_database(self.path, tmp)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
         except (sqlite3.Error, OSError) as e:

@@ -92,9 +92,13 @@ class Weights:
                 return checkpoint
         return None
 
-    def set_current(self, checkpoint: Checkpoint) -> None:
-        data = json.dumps({"id": checkpoint.id, "path": checkpoint.path}).encode()
-        atomic_write_bytes(self.home.checkpoints_dir / CURRENT_FILE, data)
+    def set_current(self, checkpoint: Checkpoint, why: str | None = None) -> None:
+        """Point CURRENT at `checkpoint`. `why` ("restore") marks a deliberate move, which the start-up
+        mending must never take for a night stopped before it moved the pointer (see `_current`)."""
+        pointer = {"id": checkpoint.id, "path": checkpoint.path}
+        if why:
+            pointer["why"] = why
+        atomic_write_bytes(self.home.checkpoints_dir / CURRENT_FILE, json.dumps(pointer).encode())
 
     def current(self) -> Checkpoint | None:
         """The checkpoint the companion lives on (the newest recorded one if the pointer is lost)."""
@@ -124,6 +128,7 @@ class Weights:
         """The current checkpoint, and what was wrong with the CURRENT pointer if it had to be mended."""
         pointer = self.home.checkpoints_dir / CURRENT_FILE
         found: Checkpoint | None = None
+        data: dict = {}
         try:
             data = json.loads(pointer.read_text())
             found = self.store.get_checkpoint(int(data["id"]))
@@ -143,7 +148,7 @@ class Weights:
                 return back, (f"checkpoint {found.id} under {pointer} was saved by a night that was never recorded "
                               f"as accepted (it stopped while saving); the companion lives on the last accepted "
                               f"checkpoint, {back.id} ({back.reason})")
-        forward = self._accepted_not_current(found)
+        forward = None if isinstance(data, dict) and data.get("why") == "restore" else self._accepted_not_current(found)
         if forward is not None:
             return forward, (f"the night of day {self._day_number(forward)} was accepted but its weights were not "
                              f"made current before the app stopped; they are now (checkpoint {forward.id})")

@@ -29,6 +29,7 @@ class ModelConfig:
     # and the factor the block has grown by since. 1.0 / 0: never stretched (every older checkpoint).
     rope_scaling: float = 1.0
     rope_original_block: int = 0
+    n_kv_head: int = 0  # 0: one key/value head per query head; fewer is grouped-query attention (open bases)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.head_dim:
@@ -40,10 +41,17 @@ class ModelConfig:
             raise ConfigError(f"rope_scaling={self.rope_scaling} must be at least 1")
         if self.rope_scaling > 1.0 and self.rope_original_block <= 0:
             raise ConfigError("rope_scaling > 1 needs rope_original_block, the block the rotary frequencies were trained at")
+        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
+            raise ConfigError(f"n_kv_head={self.n_kv_head} must divide the {self.n_head} query heads")
 
     @property
     def n_head(self) -> int:
         return self.n_embd // self.head_dim
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_kv_head, or one per query head when it is 0 (every older checkpoint)."""
+        return self.n_kv_head or self.n_head
 
     @property
     def hidden(self) -> int:
@@ -52,7 +60,10 @@ class ModelConfig:
         return -(-(8 * self.n_embd // 3) // 64) * 64
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not data["n_kv_head"]:  # written as before, so a file's config is unchanged by this field
+            del data["n_kv_head"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":

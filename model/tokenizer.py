@@ -44,6 +44,12 @@ class Tokenizer:
         self.stop_ids: frozenset[int] = frozenset({self.end_id, *self.role_ids.values()})
 
     @property
+    def raw(self) -> _HFTokenizer:
+        """The `tokenizers.Tokenizer` inside, for exporters and `model.vocab.add_tokens` (do not
+        change it in place: build a new `Tokenizer` from what they return)."""
+        return self._hf
+
+    @property
     def vocab_size(self) -> int:
         return self._hf.get_vocab_size()
 

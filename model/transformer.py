@@ -16,6 +16,9 @@ import torch.nn.functional as F
 
 from model.config import ModelConfig
 
+# scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
+_SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
@@ -77,7 +80,7 @@ class KVCache:
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, device, dtype) -> "KVCache":
-        shape = (batch, config.n_head, config.block_size, config.head_dim)
+        shape = (batch, config.kv_heads, config.block_size, config.head_dim)
         return cls(
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
@@ -101,28 +104,36 @@ class KVCache:
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.n_head, self.head_dim = config.n_head, config.head_dim
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.n_head, self.head_dim, self.n_kv = config.n_head, config.head_dim, config.kv_heads
+        self.kv_dim = self.n_kv * self.head_dim
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_dim, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
     def forward(self, x, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.qkv(x).split((C, self.kv_dim, self.kv_dim), dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k, v = (t.view(B, T, self.n_kv, self.head_dim).transpose(1, 2) for t in (k, v))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
+        if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start : start + T] = k
             cache.values[layer][:, :, start : start + T] = v
             k = cache.keys[layer][:, :, : start + T]
             v = cache.values[layer][:, :, : start + T]
-            if T == 1:
-                y = F.scaled_dot_product_attention(q, k, v)
-            else:  # a chunk appended to a context already read: causal within the chunk, all before it
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        gqa = {}
+        if self.n_kv != self.n_head:  # grouped-query: each key/value head serves n_head // n_kv query heads
+            if _SDPA_GQA:
+                gqa = {"enable_gqa": True}
+            else:
+                k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, **gqa)
+        else:  # a chunk appended to a context already read: causal within the chunk, all before it
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 

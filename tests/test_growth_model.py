@@ -140,3 +140,12 @@ def test_presets_widen_by_adding_heads():
     v1, v2 = preset("v1"), preset("v2")
     grown = widen_config(v1, v2.n_embd)
     assert grown.n_head == v2.n_head and grown.head_dim == v1.head_dim and grown.hidden == v2.hidden
+
+
+def test_a_stretched_model_is_not_exported_as_if_it_were_not(trained):
+    """The export writes plain rotary positions; a stretched model would compute otherwise there."""
+    from model.interop.llama import InteropError, to_llama
+
+    with pytest.raises(InteropError, match="stretched context"):
+        to_llama(stretch(trained, 256).state_dict(), stretch(trained, 256).config)
+    assert to_llama(trained.state_dict(), trained.config)

@@ -91,7 +91,7 @@ async def test_remember_this_in_the_chat_keeps_a_picked_reply_and_the_palette_of
         titles = [command.title for command in app.get_system_commands(chat)]
         assert "Remember this" in titles and "Lessons" in titles
         await send(pilot, chat, "What is my favourite colour?")
-        await pilot.press("1")
+        await pilot.press("escape", "1")  # to the cards, then pick
         await until(pilot, lambda: any(line.source == "chosen" for line in chat.transcript.lines))
         chat.deck.focus()
         await pilot.press("K")

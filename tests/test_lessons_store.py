@@ -220,8 +220,9 @@ def test_a_store_lived_before_lessons_has_its_corrections_and_written_replies_as
     from companion import store as store_module
 
     path = tmp_path / "old.db"
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    before_lessons = store_module.MIGRATIONS[:-1]  # lessons are the newest migration
+    monkeypatch.setattr(store_module, "MIGRATIONS", before_lessons)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", before_lessons[-1].version)
     with Store.open(path) as old:  # written the way version 1 wrote replies: turn, choice, correction
         day = old.open_day(budget_tokens=192)
         for question, kind, answer in [("What is my name?", "correction", "Your name is Trey."),
@@ -235,7 +236,7 @@ def test_a_store_lived_before_lessons_has_its_corrections_and_written_replies_as
             old.record_choice(prompt.id, kind, reply.id, used)
             if kind == "correction":
                 old.add_correction(candidate.id, answer)
-        assert old.schema_version == 1
+        assert old.schema_version == before_lessons[-1].version
     monkeypatch.undo()
     with Store.open(path) as upgraded:
         assert upgraded.schema_version == store_module.SCHEMA_VERSION

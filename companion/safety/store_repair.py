@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from companion.safety.private import create_private_file, make_private
+from companion.safety.private import make_private
 from model.atomic import fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,20 +77,10 @@ def recover_store(home: "Home", now: datetime | None = None) -> StoreRecovery:
     store = home.store_path
     aside = store.with_name(f"{store.name}.damaged-{stamp}")
     tmp = store.with_name(f".{store.name}.{os.getpid()}.recover.tmp")
-    create_private_file(tmp)
+    from companion.store import copy_database
+
     try:  # copy first: a failure here leaves the damaged file where it was, nothing changed
-        source = sqlite3.connect(f"file:{info.folder / 'companion.db'}?mode=ro", uri=True)
-        try:
-            target = sqlite3.connect(tmp)
-            try:
-                source.backup(target)
-                target.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                target.close()
-        finally:
-            source.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        copy_database(info.folder / "companion.db", tmp, read_only=True)
     except (sqlite3.Error, OSError) as exc:
         tmp.unlink(missing_ok=True)
         raise StoreError(f"cannot restore {store} from {info.folder}: {exc}; nothing was changed") from exc

@@ -117,7 +117,7 @@ class ChatScreen(Screen):
         Binding("f3", "app.open_checkpoints", "Checkpoints", id="checkpoints", show=False),
         Binding("f4", "app.open_books", "Books", id="books", show=False),
         Binding("f5", "app.show_night", "Night", id="night"),
-        Binding("f6", "app.open_lessons", "Lessons", id="lessons"),
+        Binding("f6", "app.open_lessons", "Lessons", id="lessons", priority=True),  # over TextArea's f6 (select line)
         Binding("K", "remember", "Remember this", show=False, id="remember"),
     ]
 

@@ -50,6 +50,7 @@ class CheckpointsScreen(Screen):
         Binding("r", "restore", "Restore"),
         Binding("b", "backup", "Back up now"),
         Binding("m", "morning", "Morning report"),
+        Binding("e", "export", "Export"),
     ]
     DEFAULT_CSS = """
     CheckpointsScreen #checkpoints-list { height: 1fr; }
@@ -237,6 +238,44 @@ class CheckpointsScreen(Screen):
         self.say(f"Restored checkpoint {r.restored.id}.{days}{undo}")
         self.post_message(self.Restored(r.restored.id, r))
         self.refresh_list()
+
+    # -- export -------------------------------------------------------------------------------------
+
+    def action_export(self) -> None:
+        from pathlib import Path
+
+        from companion.screens.export import ExportScreen
+
+        row = self.query_one(CheckpointList).highlighted_row
+        if row is None:
+            return
+        if row.missing:
+            self.say(f"Checkpoint {row.id} is missing: its file was deleted outside the app.", error=True)
+            return
+        checkpoint_id = int(row.id)
+
+        def answered(choice: tuple[str, str, str] | None) -> None:
+            if choice:
+                fmt, dtype, path = choice
+                self.say(f"Exporting checkpoint {checkpoint_id} to {path}…")
+                self._export(checkpoint_id, fmt, dtype, path)
+
+        self.app.push_screen(ExportScreen(f"{self.home.name}-checkpoint-{checkpoint_id}", Path.home()), answered)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, checkpoint_id: int, fmt: str, dtype: str, path: str) -> None:
+        from companion.interop.export import ExportError, export_checkpoint
+
+        try:
+            done = export_checkpoint(self.home, self.store, fmt, path, dtype=dtype, checkpoint_id=checkpoint_id)
+        except ExportError as exc:
+            self.post_message(self._Said(f"Export refused: {exc}", True))
+            return
+        except Exception as exc:  # anything else: said, never a crash of the app
+            self.post_message(self._Said(f"Export failed, nothing was written: {exc}", True))
+            return
+        self.post_message(self._Said(f"Exported checkpoint {checkpoint_id} ({done.format} {done.dtype}, "
+                                     f"{format_bytes(done.size_bytes)}) to {done.path}.", False))
 
     # -- backup -------------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """The welcome screen: the first run, when no companion lives here yet (or a birth was left unfinished).
 
 Two ways in: adopt the bundled seedling (seconds), or a birth from scratch on the starter corpus plus
-the owner's own texts, with the nursery's progress bar, held-out loss and sample lines live. Enter
-moves from field to field and, on the last one, starts; the fields of a birth from scratch (your texts,
-minutes in the nursery) show only once that way is chosen. The footer offers only what can be done now.
+the owner's own texts, with the nursery's progress bar, held-out loss and sample lines live. A third
+appears when an open base (SmolLM2-135M, see `companion.interop.base.find_base`) is on disk: a birth
+from it, its tokenizer becoming the companion's. Enter moves from field to field and, on the last one,
+starts; the fields of a birth from scratch (your texts, minutes in the nursery) show only once that way
+is chosen. The footer offers only what can be done now.
 
 A birth is built aside (`companion.birth`) and appears whole at the end. An unfinished one found at
 start opens this screen with three offers: continue the nursery, adopt the seedling into it, or remove
@@ -52,6 +54,7 @@ class WelcomeScreen(Screen):
         Binding("ctrl+o", "adopt", "Adopt seedling", id="welcome_adopt", priority=True),
         Binding("ctrl+b", "birth", "Birth from scratch", id="welcome_birth", priority=True),
         Binding("ctrl+r", "remove", "Remove this birth", id="welcome_remove", priority=True),
+        Binding("ctrl+l", "from_base", "Born from the base", id="welcome_base", priority=True),
     ]
 
     def __init__(self, resume_home=None) -> None:
@@ -61,11 +64,16 @@ class WelcomeScreen(Screen):
         self.busy = False
         self.scratch = resume_home is not None  # the nursery's fields are shown
         self._lock = None
+        self.base_path: Path | None = None
 
     # -- layout -----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         settings = self.resume_home.load_settings() if self.resume_home is not None else None
+        if settings is None:
+            from companion.interop.base import find_base
+
+            self.base_path = find_base(self.app.root)
         with VerticalScroll(id="welcome"):
             if settings is None:
                 yield Static(Content("Welcome. Let's bring a companion into being."), id="welcome-title")
@@ -90,10 +98,14 @@ class WelcomeScreen(Screen):
                 if settings is None:
                     yield Button("Adopt the seedling (seconds)", variant="primary", id="adopt")
                     yield Button("Birth from scratch…", id="birth")
+                    if self.base_path is not None:
+                        yield Button("Born from SmolLM2 (a minute)", id="from-base")
                 else:
                     yield Button("Continue the nursery", variant="primary", id="birth")
                     yield Button("Adopt the seedling into it", id="adopt")
                     yield Button("Remove it…", variant="error", id="remove")
+            if self.base_path is not None:
+                yield Static(Content(f"An open base model is here: {self.base_path}"), id="welcome-base")
             yield Static("", id="welcome-status")
             yield ProgressBar(total=1.0, show_eta=False, id="birth-progress")
             yield Static("", id="birth-stats")
@@ -112,6 +124,8 @@ class WelcomeScreen(Screen):
             return self.resume_home is not None and not self.busy
         if action in ("adopt", "birth"):
             return not self.busy
+        if action == "from_base":
+            return not self.busy and self.resume_home is None and self.base_path is not None
         return True
 
     def _set_busy(self, busy: bool) -> None:
@@ -196,6 +210,38 @@ class WelcomeScreen(Screen):
             return
         self._lock = lock
         self.post_message(BirthDone(home.path, notes))
+
+    # -- from an open base -------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#from-base")
+    def action_from_base(self) -> None:
+        if self.busy or self.resume_home is not None or self.base_path is None:
+            return
+        from companion.birth import BirthError, check_birth_input
+        from companion.home import HomeError
+
+        name, owner = self._names()
+        try:
+            check_birth_input(self.app.root, name, owner, "seedling", [])
+        except (BirthError, HomeError) as error:
+            self.status(str(error), error=True)
+            return
+        self._set_busy(True)
+        self.add_class("-birthing")
+        self.status(f"{name} is being born from {self.base_path.name}…")
+        self._from_base(name, owner, self.base_path)
+
+    @work(thread=True, group="birth", exclusive=True)
+    def _from_base(self, name: str, owner: str, source: Path) -> None:
+        from companion.interop.base import birth_from_base
+
+        try:
+            born = birth_from_base(self.app.root, name, owner, source,
+                                   log=lambda line: self.post_message(BirthLog(line)))
+        except Exception as error:
+            self.post_message(BirthFailed(str(error)))
+            return
+        self.post_message(BirthDone(born.home.path, []))
 
     # -- birth ------------------------------------------------------------------------------------
 
