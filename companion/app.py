@@ -36,7 +36,7 @@ from companion.home import (
     resolve_root,
     themes_dir,
 )
-from companion.messages import DayClosed, EngineFailed, EngineReady, NightFinished, WeightsReloaded
+from companion.messages import DayClosed, EngineFailed, EngineReady, GrowthFinished, NightFinished, WeightsReloaded
 from companion.progress import plural
 from companion.settings import Settings, SettingsError, update_settings_file
 from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
@@ -453,6 +453,48 @@ class CompanionApp(App):
         else:
             self.begin_next_day()
 
+    def start_growth(self, plan, screen) -> None:
+        """Grow in the trainer thread (refused while a night or another growth runs); `screen` (the
+        GrowScreen) shows the progress, and the weights are reloaded when the growth is kept."""
+        from companion.growth.grow import run_growth
+        from companion.trainer import TrainerThread
+
+        if self.night_running:
+            self.notify("The trainer is busy (a night or a growth); grow when it has ended.", severity="warning")
+            return
+        settings, device = self.settings, self.device
+        forward = screen.forwarder()
+
+        def job(store, emit, should_stop):
+            from companion.training import best_device
+
+            return run_growth(self.home, store, plan, settings, device=device or best_device(), on_event=emit,
+                              should_stop=should_stop)
+
+        def on_event(event) -> None:  # on the trainer thread: post, never wait on the UI
+            forward(event)
+            if event.kind in ("done", "error"):
+                self.post_message(GrowthFinished(event))
+
+        self.trainer = TrainerThread(self.home, None, on_event=on_event, store=self.store, job=job)
+        screen.started()
+        self.trainer.start()
+
+    def on_growth_finished(self, message: GrowthFinished) -> None:
+        self.trainer = None
+        result = getattr(message.event, "result", None)
+        if result is not None and result.status == "grown":
+            self.notify(result.lines()[0], title="Growth", timeout=10)
+            self.reload_weights()
+        else:
+            text = result.lines()[0] if result is not None else message.event.text.splitlines()[0]
+            self.notify(text, title="Growth", severity="warning", timeout=10)
+        from companion.night import pending_night
+
+        waiting = pending_night(self.store)  # a day that closed while the growth ran
+        if waiting is not None:
+            self.start_night(waiting.id)
+
     def _show_morning(self) -> None:
         """The morning report opens when the night ends, even if the owner had left the night screen."""
         screen = self.night_screen
@@ -576,6 +618,12 @@ class CompanionApp(App):
     def action_open_checkpoints(self) -> None:
         self._open_screen("companion.screens.checkpoints", "CheckpointsScreen", "Checkpoints")
 
+    def action_grow(self) -> None:
+        if self.night_running:
+            self.notify("A night is running; grow when it has ended.", severity="warning")
+            return
+        self._open_screen("companion.screens.grow", "GrowScreen", "Grow")
+
     def action_open_books(self) -> None:
         self._open_screen("companion.screens.books", "BooksScreen", "Books")
 
@@ -593,6 +641,7 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
+            yield SystemCommand("Grow", "Wider, or a longer day: a preview, then a growth checkpoint", self.action_grow)
             yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire (F6)",
                                 self.action_open_lessons)
             yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",

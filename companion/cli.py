@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     restore.set_defaults(func=_lazy("companion.history_cli", "cmd_restore"))
 
+    from companion.growth.cli import add_parser as add_grow
+
+    add_grow(sub, parents=[where])
+
     recover = sub.add_parser("recover-store", parents=[where],
                              help="restore a damaged store from the newest verified backup (the damaged file is kept aside)")
     recover.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -79,6 +79,7 @@ def cmd_days(args) -> int:
 
 def cmd_checkpoints(args) -> int:
     from companion.backup import backup_line, due, last_backup
+    from companion.growth.plan import checkpoint_size
     from companion.safety.leftovers import checkpoint_bytes
     from companion.weights import Weights
 
@@ -88,20 +89,21 @@ def cmd_checkpoints(args) -> int:
         weights = Weights(home, store)
         current = weights.current()
         numbers = {d.id: d.number for d in store.days()}
-        print(f"{'':1} {'id':>4}  {'reason':<12}  {'day':>4}  {'created':<16}  {'step':>8}  {'ppl':>7}  {'size':>8}")
+        print(f"{'':1} {'id':>4}  {'reason':<12}  {'day':>4}  {'created':<16}  {'step':>8}  {'ppl':>7}  {'size':>8}  {'model':<14}")
         for c in store.checkpoints():
             path = home.path / c.path
             mark = "*" if current is not None and current.id == c.id else " "
             ppl = f"{c.probe_ppl:.2f}" if c.probe_ppl is not None else "—"
             day = numbers.get(c.day_id, "—") if c.day_id else "—"
             size = format_bytes(path.stat().st_size) if path.is_file() else "MISSING"
+            shape = checkpoint_size(path)[0] if path.is_file() else ""
             state = ""
             if c.damaged and path.is_file():
                 state += f"  DAMAGED: {_plain(c.damaged, 80)}"
             if not weights.accepted(c):
                 state += "  never accepted (a night stopped while saving it)"
             print(f"{mark} {c.id:>4}  {_plain(c.reason, 12):<12}  {day:>4}  {c.created_at[:16].replace('T', ' '):<16}  "
-                  f"{c.step:>8,}  {ppl:>7}  {size:>8}{state}")
+                  f"{c.step:>8,}  {ppl:>7}  {size:>8}  {shape:<14}{state}")
         used, leftover = checkpoint_bytes(home.checkpoints_dir)
         extra = (f" (and {format_bytes(leftover)} of leftover temporary files, removed at the next start)"
                  if leftover else "")

@@ -110,3 +110,11 @@ class NightFinished(Message):
         super().__init__()
         self.day_id = day_id
         self.event = event
+
+
+class GrowthFinished(Message):
+    """A growth run by the trainer thread ended (`event` is its last GrowthEvent, or an error event)."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event

@@ -30,14 +30,19 @@ __all__ = ["TrainerThread"]
 
 class TrainerThread(threading.Thread):
     """Runs one night in the background. `report` holds its NightReport once it is done, `error` the
-    exception if it failed (also reported as an "error" event)."""
+    exception if it failed (also reported as an "error" event).
+
+    `job(store, emit, should_stop)` runs another piece of training instead of a night (a growth: see
+    `companion.growth`), so that the app still has one thread that trains, and a night and a growth can
+    never run at once. `day_id` is then None."""
 
     def __init__(
         self,
         home: Home,
-        day_id: int,
+        day_id: int | None,
         on_event: Callable[[object], None] | None = None,
         *,
+        job: Callable[[Store, Callable[[object], None], Callable[[], bool]], object] | None = None,
         store: Store | None = None,
         settings: Settings | None = None,
         device: str | None = None,
@@ -49,6 +54,7 @@ class TrainerThread(threading.Thread):
         self.on_event = on_event or (lambda event: None)
         self._store, self._settings, self._device = store, settings, device
         self._options = night_options
+        self._job = job
         self._threads = torch_threads
         self._stop_event = threading.Event()
         self.report = None
@@ -77,8 +83,11 @@ class TrainerThread(threading.Thread):
             torch.set_num_threads(self._threads)  # process-wide: e.g. cores - 1 on a CPU, to leave the UI a core
         store = self._store or Store.open(self.home.store_path)
         try:
-            self.report = run_night(self.home, store, self.day_id, self._settings, self._device,
-                                    on_event=self._emit, should_stop=self._stop_event.is_set, **self._options)
+            if self._job is not None:
+                self.report = self._job(store, self._emit, self._stop_event.is_set)
+            else:
+                self.report = run_night(self.home, store, self.day_id, self._settings, self._device,
+                                        on_event=self._emit, should_stop=self._stop_event.is_set, **self._options)
         except BaseException as exc:  # reported, never raised into the void of a thread
             self.error = exc
             text = f"{type(exc).__name__}: {exc}"

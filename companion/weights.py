@@ -53,8 +53,10 @@ class Weights:
         probe_set: str | None = None,
         make_current: bool = True,
         dtype: torch.dtype | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Checkpoint:
-        """Write a checkpoint file (atomically), record it, and by default make it current."""
+        """Write a checkpoint file (atomically), record it, and by default make it current. `extra` is
+        more of its story, kept in the file's header (a growth keeps its before and after config there)."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         folder = self.home.checkpoints_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ class Weights:
         if probe and probe_set:
             probe["set"] = probe_set
         meta = CheckpointMeta(model.config, reason=reason, step=step, day=day_number,
-                              parent=parent.path if parent else None, probe=probe)
+                              parent=parent.path if parent else None, probe=probe, extra=dict(extra or {}))
         save_checkpoint(folder / name, model, meta, dtype=dtype)
         record = self.store.add_checkpoint(
             Path(folder.name) / name, reason, checksum=meta.checksum, size_bytes=(folder / name).stat().st_size,

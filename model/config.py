@@ -25,6 +25,10 @@ class ModelConfig:
     mlp_hidden: int = 0  # 0: derived from n_embd (SwiGLU's 8/3 rule, rounded up to a multiple of 64)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    # Context stretching (model.growth.stretch): the block size the rotary frequencies were trained at,
+    # and the factor the block has grown by since. 1.0 / 0: never stretched (every older checkpoint).
+    rope_scaling: float = 1.0
+    rope_original_block: int = 0
     n_kv_head: int = 0  # 0: one key/value head per query head; fewer is grouped-query attention (open bases)
 
     def __post_init__(self) -> None:
@@ -33,6 +37,10 @@ class ModelConfig:
         for name in ("vocab_size", "n_layer", "n_embd", "head_dim", "block_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        if self.rope_scaling < 1.0:
+            raise ConfigError(f"rope_scaling={self.rope_scaling} must be at least 1")
+        if self.rope_scaling > 1.0 and self.rope_original_block <= 0:
+            raise ConfigError("rope_scaling > 1 needs rope_original_block, the block the rotary frequencies were trained at")
         if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
             raise ConfigError(f"n_kv_head={self.n_kv_head} must divide the {self.n_head} query heads")
 

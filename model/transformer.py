@@ -31,9 +31,34 @@ class RMSNorm(nn.Module):
         return (x.float() * norm).type_as(x) * self.weight
 
 
-def rotary_tables(head_dim: int, length: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_inv_freq(head_dim: int, theta: float, scaling: float = 1.0, original_block: int = 0) -> torch.Tensor:
+    """The rotary frequencies, one per pair of dimensions. With `scaling` > 1 (a stretched context) they
+    follow YaRN's "NTK-by-parts" rule (Peng et al. 2023; the same formula as Hugging Face's `yarn` rope type
+    with `attention_factor=1`, `beta_fast=32`, `beta_slow=1`): pairs that turn more than 32 times within the
+    original block keep their frequency, pairs that turn less than once are slowed by `scaling` (position
+    interpolation), and those between are blended linearly. See `model.growth.stretch` for why."""
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
+    pos_freqs = theta ** exponents
+    inv_freq = 1.0 / pos_freqs
+    if scaling <= 1.0:
+        return inv_freq
+
+    def correction_dim(rotations: float) -> float:
+        return head_dim * math.log(original_block / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(correction_dim(32.0)), 0)
+    high = min(math.ceil(correction_dim(1.0)), head_dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    keep = 1 - ramp  # 1: the pair keeps its frequency; 0: it is interpolated
+    return (1.0 / (scaling * pos_freqs)) * (1 - keep) + inv_freq * keep
+
+
+def rotary_tables(head_dim: int, length: int, theta: float, device=None, scaling: float = 1.0,
+                  original_block: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (length, head_dim // 2) for rotary position embedding."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    inv_freq = rotary_inv_freq(head_dim, theta, scaling, original_block).to(device)
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 
@@ -143,7 +168,8 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta,
+                                 scaling=config.rope_scaling, original_block=config.rope_original_block)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)

@@ -96,6 +96,8 @@ class CheckpointRow:
     """True when the weights file is gone: listed, but cannot be restored."""
     current: bool = False
     """True for the checkpoint the companion runs on now."""
+    shape: str = ""
+    """The model's size in short (e.g. ``w384 ctx1024``): checkpoints of different sizes coexist."""
     damaged: str = ""
     """Why the file would not load, when a load found it damaged (marked, never restorable as is)."""
     unaccepted: bool = False
@@ -114,6 +116,8 @@ class CheckpointRow:
             f"  ppl {ppl:>7}",
             f"  {format_bytes(self.size_bytes):>8}",
         ]
+        if self.shape:
+            parts.append(f"  {one_line(self.shape, 16):<16}")
         if self.missing:
             parts += ["  ", ("missing", "bold reverse")]
         elif self.damaged:

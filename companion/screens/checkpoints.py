@@ -9,7 +9,7 @@ are said on the screen and change nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -39,6 +39,7 @@ class _Listing:
     rows: list[CheckpointRow]
     day_numbers: dict[int, int]
     status: str
+    stories: dict[int, str] = field(default_factory=dict)  # a growth's "grown from ... to ..."
 
 
 class CheckpointsScreen(Screen):
@@ -115,6 +116,7 @@ class CheckpointsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="list")
     def refresh_list(self) -> None:
+        from companion.growth.plan import checkpoint_size
         from companion.weights import Weights
 
         weights = Weights(self.home, self.store)
@@ -122,15 +124,17 @@ class CheckpointsScreen(Screen):
         checkpoints = self.store.checkpoints()
         day_numbers = {d.id: d.number for d in self.store.days()}
         rows = []
+        stories: dict[int, str] = {}
         for c in checkpoints:
             path = self.home.path / c.path
             exists = path.is_file()
+            shape, stories[c.id] = checkpoint_size(path) if exists else ("", "")
             rows.append(CheckpointRow(
                 id=c.id, reason=c.reason, day=day_numbers.get(c.day_id) if c.day_id else None,
                 created=c.created_at[:16].replace("T", " "), step=c.step, probe_ppl=c.probe_ppl,
                 size_bytes=path.stat().st_size if exists else c.size_bytes, missing=not exists,
                 current=current is not None and current.id == c.id, damaged=c.damaged or "",
-                unaccepted=not weights.accepted(c)))
+                unaccepted=not weights.accepted(c), shape=shape))
         used, leftover = checkpoint_bytes(self.home.checkpoints_dir)
         settings = self.home.load_settings()
         backups = self.home.backup_dir(settings)
@@ -139,7 +143,7 @@ class CheckpointsScreen(Screen):
                      if leftover else "") + " · backups "
                   f"{format_bytes(folder_size(backups))} in {backups}\n"
                   + backup_line(last_backup(self.home, settings), due(self.home, settings)))
-        self.post_message(self._Listed(_Listing(checkpoints, rows, day_numbers, status)))
+        self.post_message(self._Listed(_Listing(checkpoints, rows, day_numbers, status, stories)))
 
     @on(_Listed)
     def _fill(self, message: _Listed) -> None:
@@ -166,6 +170,8 @@ class CheckpointsScreen(Screen):
                  f"{format_bytes(row.size_bytes)} · checksum {c.checksum[:12]}",
                  f"file {c.path}" + (" — MISSING: deleted outside the app; it cannot be restored"
                                      if row.missing else "")]
+        if self.listing.stories.get(c.id):
+            lines.append(self.listing.stories[c.id])
         if row.current:
             lines.append("The companion lives on these weights now.")
         self.query_one("#checkpoint-story", Static).update(Content(display_safe("\n".join(lines))))

@@ -20,6 +20,9 @@ ARCHITECTURE = "LlamaForCausalLM"
 
 def to_llama(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """Our state dict under Hugging Face Llama names (lm_head is tied: not stored)."""
+    if config.rope_scaling > 1.0:  # the export writes plain rotary positions: it would compute otherwise
+        raise InteropError(f"a stretched context (rotary scaling x{config.rope_scaling:g} from "
+                           f"{config.rope_original_block} tokens, YaRN by parts) cannot be exported yet")
     C, kv = config.n_embd, config.kv_heads * config.head_dim
     out = {"model.embed_tokens.weight": state["embed.weight"], "model.norm.weight": state["norm.weight"]}
     for i in range(config.n_layer):

@@ -1,0 +1,184 @@
+"""Growth on the bundled seedling: widened 256 -> 384, stretched 512 -> 1024, then the same nights as an
+unwidened seedling.
+
+    python bench/growth.py                                # 3 nights, a 30-step stretch night, 1 thread
+    python bench/growth.py --stretch-steps 12 --windows 12 --nights 3     # reduced (a busy machine)
+
+Two companions adopt the bundled seedling: *grown* is widened to 384 (`run_growth`, the same pipeline as
+`companion grow --width 384`) and stretched to 1024 (`companion grow --context 1024`, with its stretch
+night); *control* stays as it was. Both then live the same scripted days (the same questions, candidates,
+picks and corrections, each day filling a 512-token block's share) and sleep the same default nights.
+Held-out loss is measured on the starter corpus's held-out conversations: windows of 513 tokens (what
+the seedling could read) for both, and for the grown one also windows of 1025 tokens, split into
+positions inside the first 512 and beyond them. Prints markdown tables for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from companion.birth import adopt_seedling, create_home  # noqa: E402
+from companion.growth.grow import run_growth  # noqa: E402
+from companion.growth.plan import plan_growth, short_size  # noqa: E402
+from companion.growth.stretch_night import split_losses  # noqa: E402
+from companion.guards import starter_docs  # noqa: E402
+from companion.home import Home  # noqa: E402
+from companion.night import run_night  # noqa: E402
+from companion.nursery import CorpusTokens  # noqa: E402
+from companion.store import Store  # noqa: E402
+from companion.training import mean_loss  # noqa: E402
+from companion.transcript import Turn, count_tokens, encode_documents  # noqa: E402
+from companion.weights import Weights  # noqa: E402
+from model.tokenizer import Tokenizer  # noqa: E402
+
+QUESTIONS = ["How was your morning?", "What are you thinking about?", "Tell me about the sea.",
+             "Do you remember what I said yesterday?", "What should I cook tonight?", "Why is the sky blue?"]
+REPLIES = ["It was calm, thank you for asking.", "I was thinking about the rain and the old garden.",
+           "The sea is wide and grey, and the gulls cry over it.", "You said you would call your sister.",
+           "Something warm: a soup with lentils.", "Sunlight scatters; blue scatters most."]
+
+
+def scripted_day(home: Home, store: Store, tokenizer: Tokenizer, number: int, budget: int) -> int:
+    """The same closed day for every companion: questions, three candidates, picks and corrections."""
+    settings = home.load_settings()
+    day = store.open_day(budget, checkpoint_id=Weights(home, store).current().id)
+    goodnight = Turn("inner", settings.goodnight_line())
+    used = 0
+
+    def add(role: str, text: str, source: str):
+        nonlocal used
+        tokens = count_tokens(tokenizer, Turn(role, text))
+        used += tokens
+        return store.add_turn(day.id, role, text, source, tokens=tokens)
+
+    add("inner", settings.greeting_line(), "greeting")
+    i = number  # each day starts at another question
+    while True:
+        q, a = QUESTIONS[i % 6], REPLIES[i % 6]
+        need = count_tokens(tokenizer, Turn("owner", q)) + count_tokens(tokenizer, Turn("companion", a))
+        if used + need + count_tokens(tokenizer, goodnight) > budget:
+            break
+        prompt = add("owner", q, "typed")
+        cands = store.add_candidates(day.id, prompt.id, [a, REPLIES[(i + 1) % 6], REPLIES[(i + 2) % 6]])
+        kind = "correction" if i % 2 else "pick"
+        reply = store.record_reply(day.id, prompt.id, kind, a if kind == "correction" else None,
+                                   candidate_id=cands[0].id, tokens=count_tokens(tokenizer, Turn("companion", a)))
+        used += reply.turn.tokens
+        store.rate(cands[1].id, 2)
+        i += 1
+    add("inner", goodnight.text, "goodnight")
+    store.close_day(day.id, "goodnight")
+    return day.id
+
+
+class HeldOut:
+    """The held-out starter windows, cut once: 513 tokens for both, 1025 for the stretched model."""
+
+    def __init__(self, tokenizer: Tokenizer, settings, count: int) -> None:
+        docs = [list(d) for d in starter_docs(True, settings.day.greeting, settings.day.goodnight)]
+        tokens = CorpusTokens.from_encoded([], encode_documents(tokenizer, docs))
+        self.short = tokens.heldout_windows(512, count)
+        self.long = tokens.heldout_windows(1024, count // 2)
+
+    def measure(self, home: Home) -> dict[str, float | None]:
+        with Store.open(home.store_path) as store:
+            model = Weights(home, store).load_current().model.float()
+        out: dict[str, float | None] = {"loss": mean_loss(model, self.short, batch_size=4), "inside": None,
+                                        "beyond": None, "size": short_size(model.config)}
+        if model.config.block_size >= 1024:
+            out["inside"], out["beyond"] = split_losses(model, self.long, 512)
+        return out
+
+
+def night(home: Home, tokenizer: Tokenizer, number: int) -> dict:
+    with Store.open(home.store_path) as store:
+        day_id = scripted_day(home, store, tokenizer, number, budget=384)
+        t0 = time.perf_counter()
+        report = run_night(home, store, day_id, device="cpu")
+    return {"status": report.status, "seconds": time.perf_counter() - t0, "steps": report.steps,
+            "probe": (report.probe_before or {}).get("ppl"), "probe_after": (report.probe_after or {}).get("ppl")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nights", type=int, default=3)
+    parser.add_argument("--stretch-steps", type=int, default=30)
+    parser.add_argument("--stretch-lr", type=float, default=1e-4)
+    parser.add_argument("--windows", type=int, default=24, help="held-out windows of 513 tokens (half as many of 1025)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--root", help="folder for the two companions (default: a temporary one)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.root or tempfile.mkdtemp(prefix="growth-bench-"))
+    homes = {}
+    for name in ("Grown", "Control"):
+        home, _ = create_home(root, name, "Owner", "seedling", [])
+        with Store.open(home.store_path) as store:
+            adopt_seedling(home, store)
+        homes[name] = home
+    tokenizer = Tokenizer.load(homes["Grown"].tokenizer_path)
+    held = HeldOut(tokenizer, homes["Grown"].load_settings(), args.windows)
+    rows: list[tuple[str, str, dict]] = []
+
+    def record(stage: str, name: str) -> None:
+        m = held.measure(homes[name])
+        rows.append((stage, name, m))
+        print(f"{stage:<28} {name:<8} {m}", file=sys.stderr, flush=True)
+
+    record("seedling", "Grown")
+    grown = homes["Grown"]
+    growth_times = {}
+    for kind, value in (("width", 384), ("context", 1024)):
+        with Store.open(grown.store_path) as store:
+            plan = plan_growth(grown, store, width=value if kind == "width" else None,
+                               context=value if kind == "context" else None)
+            t0 = time.perf_counter()
+            result = run_growth(grown, store, plan, steps=args.stretch_steps, learning_rate=args.stretch_lr,
+                                probe_windows=args.windows // 2)
+            growth_times[kind] = time.perf_counter() - t0
+        print("\n".join(result.lines()), file=sys.stderr, flush=True)
+        if result.status != "grown":
+            print(f"growth refused: {result.reason}", file=sys.stderr)
+            return 1
+        record(f"after {kind} growth", "Grown")
+    record("seedling", "Control")
+    nights: dict[str, list[dict]] = {"Grown": [], "Control": []}
+    for n in range(1, args.nights + 1):
+        for name in ("Control", "Grown"):
+            nights[name].append(night(homes[name], tokenizer, n))
+            print(f"night {n} {name}: {nights[name][-1]}", file=sys.stderr, flush=True)
+            if n in (1, args.nights):
+                record(f"after night {n}", name)
+
+    def f(x):
+        return "—" if x is None else f"{x:.3f}"
+
+    print(f"\nthreads {args.threads}; stretch night {args.stretch_steps} steps at lr {args.stretch_lr:g}; "
+          f"{len(held.short)} held-out windows of 513 tokens, {len(held.long)} of 1025")
+    print(f"growth took {growth_times['width']:.0f} s (width) and {growth_times['context']:.0f} s (context, "
+          "with its stretch night)\n")
+    print("| stage | companion | size | held-out loss (513-token windows) | inside 512 (1025-token windows) | beyond 512 |")
+    print("|---|---|---|---:|---:|---:|")
+    for stage, name, m in rows:
+        print(f"| {stage} | {name.lower()} | {m['size']} | {f(m['loss'])} | {f(m['inside'])} | {f(m['beyond'])} |")
+    print("\n| night | companion | status | steps | time | probe ppl before -> after |")
+    print("|---:|---|---|---:|---:|---|")
+    for n in range(args.nights):
+        for name in ("Control", "Grown"):
+            r = nights[name][n]
+            print(f"| {n + 1} | {name.lower()} | {r['status']} | {r['steps']} | {r['seconds']:.0f} s | "
+                  f"{f(r['probe'])} -> {f(r['probe_after'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

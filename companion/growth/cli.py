@@ -1,0 +1,129 @@
+"""`companion grow --width D | --context N`: the preview, a question, then the growth with a progress bar.
+
+Exit status: 0 grown, 1 refused by a check after it began (nothing kept), 2 bad input (nothing
+changed), 130 stopped (Ctrl-C: nothing kept; a second Ctrl-C stops at once, also safe).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+from companion.home import Home, resolve_root
+
+
+def _fail(message: object) -> int:
+    print(f"companion grow: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_grow(args) -> int:
+    from companion.growth.plan import GrowthError, parse_width, plan_growth, preview_lines
+    from companion.settings import SettingsError
+    from companion.store import Store
+
+    if getattr(args, "add_tokens", None):
+        return _fail("--add-tokens is not available yet (it arrives with the base-model import)")
+    home = Home.open(resolve_root(args.home), args.name)
+    try:
+        settings = home.load_settings()
+        width = parse_width(args.width) if args.width is not None else None
+    except (SettingsError, GrowthError) as exc:
+        return _fail(exc)
+    if args.steps is not None and args.steps < 1:
+        return _fail(f"--steps {args.steps} must be at least 1")
+    if not 0 < args.lr <= 1e-2:
+        return _fail(f"--lr {args.lr} must be above 0 and at most 0.01")
+    with home.lock(), Store.open(home.store_path) as store:
+        try:
+            plan = plan_growth(home, store, width=width, context=args.context,
+                               batch_tokens=settings.night.batch_tokens)
+        except GrowthError as exc:
+            return _fail(exc)
+        from companion.growth.grow import run_growth
+        from companion.growth.measure import seconds_per_step
+        from companion.weights import Weights
+        from model.growth import stretch, widen
+
+        before = after = None
+        if not args.no_measure:
+            from model.checkpoint import CheckpointError
+
+            try:
+                model = Weights(home, store).load(plan.current).model.float()
+            except CheckpointError as exc:
+                return _fail(f"the current weights cannot be read: {exc}")
+            grown = (widen(model, plan.after.n_embd) if plan.kind == "width"
+                     else stretch(model, plan.after.block_size))
+            before = seconds_per_step(model, settings.night.batch_tokens)
+            after = seconds_per_step(grown, settings.night.batch_tokens)
+            del model, grown
+        print("\n".join(preview_lines(plan, before, after, settings.day.share)))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                return _fail("not confirmed; run it in a terminal, or add --yes")
+            try:
+                answer = input("Grow? [y/N] ").strip().lower()
+            except EOFError:
+                answer = ""
+            if answer not in ("y", "yes"):
+                print("nothing changed")
+                return 1
+        stop = threading.Event()
+
+        def ask_stop(signum, frame) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+            print("\nstopping at the next step (Ctrl-C again to stop at once)", file=sys.stderr)
+
+        from companion.progress import ProgressBar
+
+        bar = ProgressBar()
+        started: list[float] = []
+
+        def on_event(event) -> None:
+            if event.kind == "phase":
+                print(f"{event.phase}{': ' + event.text if event.text else ''}", file=sys.stderr)
+            elif event.kind == "step":
+                if not started:
+                    started.append(time.monotonic())
+                bar.update(SimpleNamespace(fraction=event.step / max(event.total, 1), step=event.step,
+                                           loss=event.loss, heldout=None, lr=event.lr, tokens=event.tokens, sample=None,
+                                           elapsed=time.monotonic() - started[0]))
+                if event.step == event.total:
+                    bar.close()
+
+        previous = signal.signal(signal.SIGINT, ask_stop)
+        try:
+            result = run_growth(home, store, plan, settings, on_event=on_event, should_stop=stop.is_set,
+                                steps=args.steps or 30, learning_rate=args.lr)
+        except KeyboardInterrupt:
+            print("\nstopped: nothing was kept; the weights are as they were", file=sys.stderr)
+            return 130
+        except Exception as exc:  # a full disk, a damaged file: said in one line, the old weights current
+            print(f"companion grow: failed ({type(exc).__name__}: {exc}); the weights are as they were",
+                  file=sys.stderr)
+            return 1
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    print("\n".join(result.lines()))
+    return {"grown": 0, "stopped": 130}.get(result.status, 1)
+
+
+def add_parser(sub, parents=()) -> None:
+    """`companion grow` on the CLI's subcommand parser (`parents`: the shared --home/--name options)."""
+    grow = sub.add_parser("grow", parents=list(parents),
+                          help="grow the companion: wider (--width) or a longer day (--context)")
+    what = grow.add_mutually_exclusive_group(required=True)
+    what.add_argument("--width", metavar="D", help="new width in dimensions (a multiple of the head size), or v1..v4")
+    what.add_argument("--context", type=int, metavar="N", help="new context (block) in tokens, larger than now")
+    what.add_argument("--add-tokens", nargs="+", metavar="FILE|WORD", help="(not yet available)")
+    grow.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    grow.add_argument("--steps", type=int, help="steps of the stretch night after --context (default 30)")
+    grow.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of the stretch night (default 1e-4)")
+    grow.add_argument("--no-measure", action="store_true", help="skip measuring the time per step in the preview")
+    grow.set_defaults(func=cmd_grow)

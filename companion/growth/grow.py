@@ -1,0 +1,188 @@
+"""The one growth pipeline (`companion grow` and the app's palette): grow, check, keep as a checkpoint.
+
+A growth is a new checkpoint, reason `growth`, whose parent is the checkpoint it grew from and whose
+story (the file header) holds the config before and after. Its promises:
+
+* Nothing is written until the grown weights have passed their check, and the new checkpoint is made
+  current only after its file is whole (atomic write): a kill, a stop or an error at any moment leaves
+  the old weights current and untouched.
+* Widening is checked to compute what it computed (max logit change on held-out windows below
+  `WIDEN_TOLERANCE` in fp32), or nothing is kept.
+* Stretching is followed by the stretch night (`stretch_night`); when its guard refuses, nothing is kept.
+
+Progress is reported as `GrowthEvent`s; `should_stop` ends the growth at the next step, keeping nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from companion.growth.plan import GrowthError, GrowthPlan, describe_size
+from companion.home import Home
+from companion.settings import Settings
+from companion.store import Checkpoint, Store
+
+WIDEN_TOLERANCE = 1e-3  # fp32; measured 2.5e-6 (384 -> 512) and 3e-7 on the tiny test models
+REASON = "growth"
+
+
+@dataclass(frozen=True)
+class GrowthEvent:
+    """`kind`: "phase" (`phase`, `text`), "step" (`step` of `total`, `loss`, `eta_s`), "done" (`result`)."""
+
+    kind: str
+    phase: str = ""
+    text: str = ""
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    lr: float = 0.0
+    tokens: int = 0
+    eta_s: float | None = None
+    result: "GrowthResult | None" = None
+
+
+@dataclass
+class GrowthResult:
+    """`status`: "grown" (a new current checkpoint), "refused" (a check failed: nothing kept), "stopped"."""
+
+    plan: GrowthPlan
+    status: str = "running"
+    reason: str = ""
+    checkpoint: Checkpoint | None = None
+    max_logit_change: float | None = None
+    stretch: dict | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What the owner is told afterwards."""
+        b, a = self.plan.before, self.plan.after
+        if self.status == "grown":
+            out = [f"Grown: {describe_size(b)} -> {describe_size(a)}; checkpoint {self.checkpoint.id} is current "
+                   f"(restore {self.plan.current.id} to undo)."]
+        elif self.status == "stopped":
+            out = ["Growth stopped; the weights are as they were."]
+        else:
+            out = [f"Growth refused: {self.reason}. The weights are as they were."]
+        if self.max_logit_change is not None:
+            out.append(f"  largest logit change from widening: {self.max_logit_change:.2e}")
+        s = self.stretch or {}
+        if s.get("inside_before") is not None:
+            def fmt(x):
+                return "—" if x is None else f"{x:.3f}"
+            out.append(f"  held-out loss inside the old {b.block_size} tokens: {fmt(s.get('inside_original'))} before"
+                       f" stretching, {fmt(s.get('inside_before'))} stretched, {fmt(s.get('inside_after'))} after the"
+                       " stretch night")
+            out.append(f"  held-out loss past them: {fmt(s.get('beyond_before'))} stretched, "
+                       f"{fmt(s.get('beyond_after'))} after the stretch night ({s.get('steps', 0)} steps)")
+        out.append(f"  took {self.seconds:.0f} s")
+        return out
+
+
+def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | None = None, *,
+               device: str | torch.device = "cpu", on_event: Callable[[GrowthEvent], None] | None = None,
+               should_stop: Callable[[], bool] | None = None, steps: int = 30,
+               learning_rate: float = 1e-4, probe_windows: int = 16, seed: int = 0) -> GrowthResult:
+    """Carry out `plan`. Refusals found only now (a night began, the current weights changed, a check
+    failed) come back as a "refused" result; a stop as "stopped"; nothing is kept in either case."""
+    from companion.guards import Stopped
+    from companion.weights import Weights
+    from model.checkpoint import CheckpointError
+
+    settings = settings or home.load_settings()
+    emit = on_event or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    t0 = time.monotonic()
+    result = GrowthResult(plan)
+
+    def finish(status: str, reason: str = "") -> GrowthResult:
+        result.status, result.reason, result.seconds = status, reason, time.monotonic() - t0
+        emit(GrowthEvent("done", text="\n".join(result.lines()), result=result))
+        return result
+
+    def phase(name: str, text: str = "") -> None:
+        if stop():
+            raise Stopped()
+        emit(GrowthEvent("phase", phase=name, text=text))
+
+    weights = Weights(home, store)
+    try:
+        if store.running_night() is not None:
+            return finish("refused", "a night is running")
+        current = weights.current()
+        if current is None or current.id != plan.current.id:
+            return finish("refused", "the current weights changed since the preview; look again")
+        phase("loading", f"checkpoint {current.id}")
+        try:
+            loaded = weights.load(current, device)
+        except CheckpointError as exc:
+            return finish("refused", f"the current weights cannot be read: {exc}")
+        model = loaded.model.float()
+        extra = {"growth": plan.kind, "before": plan.before.to_json(), "after": plan.after.to_json()}
+        step, probe_ppl = loaded.meta.step, current.probe_ppl
+        if plan.kind == "width":
+            grown = _widen_checked(model, plan, home, store, settings, phase, result)
+            if grown is None:
+                return finish("refused", f"widening changed the logits by {result.max_logit_change:.2e}, "
+                                         f"more than {WIDEN_TOLERANCE:g}")
+            extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
+        else:
+            from companion.growth.stretch_night import run_stretch_night
+            from model.growth import stretch
+            from model.tokenizer import Tokenizer
+
+            phase("stretching", f"{plan.before.block_size} -> {plan.after.block_size} tokens")
+            grown = stretch(model, plan.after.block_size)
+            phase("stretch night", f"{steps} steps on windows of {plan.after.block_size} tokens")
+
+            def on_step(i: int, total: int, loss: float, lr: float, tokens: int, eta: float) -> None:
+                emit(GrowthEvent("step", phase="stretch night", step=i, total=total, loss=loss, lr=lr,
+                                 tokens=tokens, eta_s=eta))
+
+            report = run_stretch_night(grown, model, Tokenizer.load(home.tokenizer_path), store, settings,
+                                       steps=steps, learning_rate=learning_rate, probe_windows=probe_windows,
+                                       seed=seed, on_step=on_step, should_stop=stop)
+            result.stretch = report.to_dict()
+            if report.verdict is not None:
+                return finish("refused", report.verdict)
+            extra["stretch"] = json.dumps(result.stretch)
+            step += report.steps
+            probe_ppl = (report.probe_after or {}).get("ppl", probe_ppl)
+        phase("saving")
+        if store.running_night() is not None:
+            return finish("refused", "a night began while growing")
+        result.checkpoint = weights.save(grown, REASON, step=step, day_id=current.day_id,
+                                         day_number=loaded.meta.day, parent_id=current.id, probe_ppl=probe_ppl,
+                                         make_current=True, extra=extra)
+        return finish("grown")
+    except Stopped:
+        return finish("stopped", "stopped before the growth was done")
+    except GrowthError as exc:
+        return finish("refused", str(exc))
+
+
+@torch.no_grad()
+def _widen_checked(model, plan: GrowthPlan, home: Home, store: Store, settings: Settings, phase,
+                   result: GrowthResult):
+    """The widened model, or None when it does not compute what `model` computed on held-out windows."""
+    from companion.guards import build_probe
+    from model.growth import widen
+    from model.tokenizer import Tokenizer
+
+    phase("widening", f"{plan.before.n_embd} -> {plan.after.n_embd} dimensions")
+    grown = widen(model, plan.after.n_embd, mlp_hidden=plan.after.mlp_hidden or None)
+    phase("checking", "the widened model against the old one on held-out windows")
+    probe = build_probe(Tokenizer.load(home.tokenizer_path), store, settings.day.greeting,
+                        settings.day.goodnight, plan.before.block_size, windows=4)
+    worst = 0.0
+    for seq in (probe.starter + probe.days)[:6]:
+        idx = seq[None, :-1].long().to(next(model.parameters()).device)
+        worst = max(worst, float((model(idx)[0] - grown(idx)[0]).abs().max()))
+    result.max_logit_change = worst
+    return grown if worst <= WIDEN_TOLERANCE else None
