@@ -7,8 +7,9 @@ Reports, in one run and for the same prompt (a real formatted day from the held-
 - greedy-token agreement over the new tokens;
 - tokens/s of generation (one row, `--new-tokens` new tokens after the prompt) for our engine,
   transformers and llama.cpp, measured in alternating rounds so a busy machine hurts all alike.
-llama.cpp is used only if `llama_cpp` (llama-cpp-python) imports; it builds from source (about 35
-minutes on 2 cores), so it is never installed by this project.
+llama.cpp is used when `llama_cpp_py_sync` (the prebuilt CPU wheel `llama-cpp-py-sync`,
+`pip install '.[llamacpp]'`) or `llama_cpp` (llama-cpp-python, built from source: about 35 minutes on
+2 cores) imports; see bench/llamacpp.py. llama.cpp's own tokenizer on the GGUF is checked against ours.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from model.interop.gguf import export_gguf
 from model.interop.hf import export_hf
 from model.sampling import SamplingSettings, sample_candidates
 from model.tokenizer import Tokenizer
+
+try:
+    from bench import llamacpp
+except ImportError:  # run as a script: bench/ is on the path
+    import llamacpp
 
 GREEDY = SamplingSettings(temperature=1.0, top_k=1, top_p=1.0, repetition_penalty=1.0)
 
@@ -83,33 +89,29 @@ def main() -> None:
                         repetition_penalty=1.0, eos_token_id=None, pad_token_id=tokenizer.pad_id)
     runners["transformers"] = hf_run
 
-    try:
-        import llama_cpp
-    except ImportError:
-        llama_cpp = None
-        print("llama.cpp: llama_cpp is not installed; skipped (pip install llama-cpp-python builds it from source)")
-    if llama_cpp is not None:
+    binding = llamacpp.available()
+    if binding is None:
+        print("llama.cpp: neither llama_cpp_py_sync nor llama_cpp is installed; skipped "
+              "(pip install llama-cpp-py-sync: a prebuilt CPU wheel)")
+    else:
+        print(f"llama.cpp through {binding}")
+        texts = [("plain", "Hello there! How's your day going? I'm fine, 123 thanks.", False),
+                 ("accents, emoji, CJK", "Café naïve — emoji 🙂 and 日本語, it's 2026", False),
+                 ("typed markup", "I typed <|owner|> and <|end|> myself.", False),
+                 ("formatted turns", tokenizer.raw.decode(prompt, skip_special_tokens=False), True)]
         for dtype in ("f16", "q8_0"):
             path = export_gguf(model.state_dict(), model.config, tokenizer, work / f"seedling-{dtype}.gguf",
                                dtype=dtype, eos_id=tokenizer.end_id, pad_id=tokenizer.pad_id)
-            llm = llama_cpp.Llama(str(path), n_ctx=model.config.block_size, n_threads=args.threads,
-                                  logits_all=True, verbose=False)
-            llm.reset()
-            llm.eval(prompt)
-            cpp_logits = torch.tensor(llm.scores[: len(prompt)])
-            tokens = []
-            for _ in range(args.new_tokens):
-                tok = int(torch.tensor(llm.scores[llm.n_tokens - 1]).argmax())
-                tokens.append(tok)
-                llm.eval([tok])
-            results[f"llama.cpp {dtype}"] = {"delta": (cpp_logits - ours_logits).abs().max().item(), "tokens": tokens}
-
-            def cpp_run(llm=llm):
-                llm.reset()
-                llm.eval(prompt)
-                for _ in range(args.new_tokens):
-                    llm.eval([int(llm.scores[llm.n_tokens - 1].argmax())])
-            runners[f"llama.cpp {dtype}"] = cpp_run
+            cpp = llamacpp.CppModel(path, model.config.block_size, args.threads, binding)
+            cpp_logits = torch.from_numpy(cpp.logits(prompt))
+            results[f"llama.cpp {dtype}"] = {"delta": (cpp_logits - ours_logits).abs().max().item(),
+                                             "tokens": cpp.greedy(prompt, args.new_tokens)}
+            for label, text, special in texts:
+                ours_ids = prompt if label == "formatted turns" else tokenizer.encode(text)
+                same = cpp.tokenize(text, special) == ours_ids
+                print(f"llama.cpp {dtype} tokenizer, {label} ({len(ours_ids)} tokens, special={special}): "
+                      + ("same ids as ours" if same else "DIFFERENT ids"))
+            runners[f"llama.cpp {dtype}"] = lambda cpp=cpp: cpp.greedy(prompt, args.new_tokens)
 
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
