@@ -8,9 +8,7 @@ Exit status: 0 accepted or nothing to learn, 1 rolled back or failed, 2 bad inpu
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from types import SimpleNamespace
 
@@ -18,7 +16,7 @@ from companion.home import Home, resolve_root
 
 
 def cmd_sleep(args) -> int:
-    from companion.progress import ProgressBar
+    from companion.progress import CtrlC, ProgressBar
     from companion.night import NightError, night_day, report_lines, run_night
     from companion.settings import SettingsError
     from companion.store import Store
@@ -29,15 +27,6 @@ def cmd_sleep(args) -> int:
     except SettingsError as exc:
         print(f"companion sleep: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def ask_stop(signum, frame) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping at the next step (Ctrl-C again to stop at once)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, ask_stop)
     bar = ProgressBar()
     first_step: list[float] = []  # when training began (for tokens per second)
 
@@ -55,24 +44,23 @@ def cmd_sleep(args) -> int:
         elif event.kind == "note":
             print(f"note: {event.text}", file=sys.stderr)
 
-    try:
-        with home.lock(), Store.open(home.store_path) as store:
-            from companion.safety.start import tidy_at_start
+    with CtrlC() as ctrl_c:  # Ctrl-C once: stop at the next step; twice: at once
+        try:
+            with home.lock(), Store.open(home.store_path) as store:
+                from companion.safety.start import tidy_at_start
 
-            for note in tidy_at_start(home, store):
-                print(f"note: {note}", file=sys.stderr)
-            try:
-                day = night_day(store, args.day)
-            except NightError as exc:
-                print(f"companion sleep: {exc}", file=sys.stderr)
-                return 2
-            print(f"the night of day {day.number} begins", file=sys.stderr)
-            report = run_night(home, store, day.id, settings, on_event=on_event, should_stop=stop.is_set)
-    except KeyboardInterrupt:
-        print("\nstopped: the night is recorded as interrupted only if it got that far; the weights are "
-              "untouched and the night resumes next time", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+                for note in tidy_at_start(home, store):
+                    print(f"note: {note}", file=sys.stderr)
+                try:
+                    day = night_day(store, args.day)
+                except NightError as exc:
+                    print(f"companion sleep: {exc}", file=sys.stderr)
+                    return 2
+                print(f"the night of day {day.number} begins", file=sys.stderr)
+                report = run_night(home, store, day.id, settings, on_event=on_event, should_stop=ctrl_c.stop.is_set)
+        except KeyboardInterrupt:
+            print("\nstopped: the night is recorded as interrupted only if it got that far; the weights are "
+                  "untouched and the night resumes next time", file=sys.stderr)
+            return 130
     print("\n".join(report_lines(report)))
     return {"accepted": 0, "nothing": 0, "interrupted": 130}.get(report.status, 1)

@@ -4,7 +4,9 @@ nouns in the right number. No torch here."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 
@@ -53,3 +55,25 @@ class ProgressBar:
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
+
+
+class CtrlC:
+    """Ctrl-C during a long headless run (a night, a growth): the first asks it to stop at its next step
+    (`stop.is_set` is its `should_stop`), the second stops at once (KeyboardInterrupt). A context
+    manager: the previous handler comes back on exit."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stop, self.stream, self._previous = threading.Event(), stream, None
+
+    def _ask(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print("\nstopping at the next step (Ctrl-C again to stop at once)", file=self.stream)
+
+    def __enter__(self) -> "CtrlC":
+        self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)

@@ -6,9 +6,7 @@ changed), 130 stopped (Ctrl-C: nothing kept; a second Ctrl-C stops at once, also
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from types import SimpleNamespace
 
@@ -72,15 +70,7 @@ def cmd_grow(args) -> int:
             if answer not in ("y", "yes"):
                 print("nothing changed")
                 return 1
-        stop = threading.Event()
-
-        def ask_stop(signum, frame) -> None:
-            if stop.is_set():
-                raise KeyboardInterrupt
-            stop.set()
-            print("\nstopping at the next step (Ctrl-C again to stop at once)", file=sys.stderr)
-
-        from companion.progress import ProgressBar
+        from companion.progress import CtrlC, ProgressBar
 
         bar = ProgressBar()
         started: list[float] = []
@@ -97,19 +87,17 @@ def cmd_grow(args) -> int:
                 if event.step == event.total:
                     bar.close()
 
-        previous = signal.signal(signal.SIGINT, ask_stop)
-        try:
-            result = run_growth(home, store, plan, settings, on_event=on_event, should_stop=stop.is_set,
-                                steps=args.steps or 30, learning_rate=args.lr)
-        except KeyboardInterrupt:
-            print("\nstopped: nothing was kept; the weights are as they were", file=sys.stderr)
-            return 130
-        except Exception as exc:  # a full disk, a damaged file: said in one line, the old weights current
-            print(f"companion grow: failed ({type(exc).__name__}: {exc}); the weights are as they were",
-                  file=sys.stderr)
-            return 1
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        with CtrlC() as ctrl_c:  # Ctrl-C once: stop at the next step; twice: at once
+            try:
+                result = run_growth(home, store, plan, settings, on_event=on_event, should_stop=ctrl_c.stop.is_set,
+                                    steps=args.steps or 30, learning_rate=args.lr)
+            except KeyboardInterrupt:
+                print("\nstopped: nothing was kept; the weights are as they were", file=sys.stderr)
+                return 130
+            except Exception as exc:  # a full disk, a damaged file: said in one line, the old weights current
+                print(f"companion grow: failed ({type(exc).__name__}: {exc}); the weights are as they were",
+                      file=sys.stderr)
+                return 1
     print("\n".join(result.lines()))
     return {"grown": 0, "stopped": 130}.get(result.status, 1)
 
