@@ -39,11 +39,11 @@ _GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.w
 
 
 def _gguf():
-    """The `gguf` package (an optional extra), or a refusal that says how to get it."""
+    """The `gguf` package (a dependency; imported when GGUF is used), or a refusal that says how to get it."""
     try:
         import gguf
     except ImportError as exc:
-        raise InteropError("GGUF needs the `gguf` package: pip install 'companion[interop]'") from exc
+        raise InteropError("GGUF needs the `gguf` package: pip install 'gguf>=0.17'") from exc
     return gguf
 
 
