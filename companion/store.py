@@ -2271,8 +2271,16 @@ class Store:
 
 def _make_store_private(path: Path) -> None:
     """The store and its -wal and -shm are 0600 whatever the umask (SQLite gives the -wal and -shm the
-    mode of the main file, so creating that one private is most of it)."""
-    create_private_file(path)
+    mode of the main file, so creating that one private is most of it).
+
+    An existing store is only chmod-ed, never opened: closing any descriptor of the file drops every
+    POSIX lock this process holds on it, SQLite's included. A second connection opened that way (a
+    poller, the trainer thread) once let a closing connection think it was the last one and delete the
+    WAL under a live writer, whose commits then went to an unlinked file."""
+    if path.exists():
+        make_private(path)
+    else:
+        create_private_file(path)
     for suffix in ("-wal", "-shm", "-journal"):
         make_private(Path(f"{path}{suffix}"))
 

@@ -606,3 +606,24 @@ def test_backup_while_another_thread_writes_is_a_sound_file(store: Store, tmp_pa
         assert len(restored.turns(restored.current_day().id)) == copied
     with pytest.raises(StoreError, match="onto itself"):
         store.backup_to(store.path)
+
+
+def test_other_processes_opening_the_store_never_lose_a_live_writers_next_commit(tmp_path):
+    """Opening the store must never drop this or another process's SQLite locks (closing any descriptor
+    of the file does, under POSIX): once, readers that came and went deleted the WAL under the app, and
+    its next commits went to an unlinked file."""
+    path = tmp_path / "companion.db"
+    peek = ("import sys; sys.path.insert(0, sys.argv[2]); from companion.store import Store; "
+            "s = Store.open(sys.argv[1]); print(len(s.turns(s.days()[-1].id)))")
+    repo = str(Path(__file__).resolve().parents[1])
+    with Store.open(path) as live:
+        day = live.open_day(budget_tokens=100)
+        live.add_turn(day.id, "owner", "one", "typed", tokens=1)
+        for _ in range(3):  # a poller, a second app's check, a CLI command: open, read, exit
+            seen = subprocess.run([sys.executable, "-c", peek, str(path), repo], capture_output=True, text=True)
+            assert seen.stdout.strip() == "1", seen.stderr
+        with Store.open(path) as second:  # a second connection in this very process (the trainer's)
+            assert len(second.turns(day.id)) == 1
+        live.add_turn(day.id, "owner", "two", "typed", tokens=1)
+        seen = subprocess.run([sys.executable, "-c", peek, str(path), repo], capture_output=True, text=True)
+        assert seen.stdout.strip() == "2", seen.stderr

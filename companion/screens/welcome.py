@@ -23,6 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, Static
 
@@ -151,7 +152,29 @@ class WelcomeScreen(Screen):
         fields = [i for i in self.query(Input) if not i.disabled and (self.scratch or not i.has_class("scratch-only"))]
         if focused in fields and focused is not fields[-1]:
             self.set_focus(fields[fields.index(focused) + 1])
-        elif self.scratch:
+        elif fields:
+            # Start only once every field has read the keys already sent to it: each field's queue handles
+            # this message after them, and passes it on to the next.
+            fields[0].post_message(self.Drained(fields[1:]))
+        else:
+            self._start()
+
+    class Drained(Message):
+        """Passed from field to field: the ones behind it have read their keys."""
+
+        def __init__(self, remaining: list) -> None:
+            super().__init__()
+            self.remaining = remaining
+
+    def on_welcome_screen_drained(self, message: "WelcomeScreen.Drained") -> None:
+        message.stop()
+        if message.remaining:
+            message.remaining[0].post_message(self.Drained(message.remaining[1:]))
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        if self.scratch:
             self.action_birth()
         else:
             self.action_adopt()
