@@ -40,11 +40,7 @@ from companion.transcript import Turn, count_tokens, encode_documents  # noqa: E
 from companion.weights import Weights  # noqa: E402
 from model.tokenizer import Tokenizer  # noqa: E402
 
-QUESTIONS = ["How was your morning?", "What are you thinking about?", "Tell me about the sea.",
-             "Do you remember what I said yesterday?", "What should I cook tonight?", "Why is the sky blue?"]
-REPLIES = ["It was calm, thank you for asking.", "I was thinking about the rain and the old garden.",
-           "The sea is wide and grey, and the gulls cry over it.", "You said you would call your sister.",
-           "Something warm: a soup with lentils.", "Sunlight scatters; blue scatters most."]
+from bench.night import QUESTIONS, REPLIES  # noqa: E402  (the same scripted lines as the night bench)
 
 
 def scripted_day(home: Home, store: Store, tokenizer: Tokenizer, number: int, budget: int) -> int:

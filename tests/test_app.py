@@ -241,15 +241,22 @@ async def test_good_night_with_the_keyboard(home):
         assert first.close_reason == "goodnight" and store.turns(first.id)[-1].source == "goodnight"
 
 
+async def start_a_slow_round(pilot):
+    """Send a message and return the chat once the cards begin to fill, the model still at work
+    (throttled; use with SLOW sampling)."""
+    chat = await ready(pilot)
+    chat.throttle_s = 0.05
+    chat.message_input.value = "Take your time"
+    await pilot.press("enter")
+    await until(pilot, lambda: any(c.text for c in chat.deck.cards))
+    return chat
+
+
 async def test_the_app_answers_keys_while_the_model_works(home):
     quick(home, **{"sampling.max_reply_tokens": "40", "sampling.temperature": "2.0"})
     app = app_for(home)
     async with app.run_test(size=SIZE) as pilot:
-        chat = await ready(pilot)
-        chat.throttle_s = 0.05
-        chat.message_input.value = "Take your time"
-        await pilot.press("enter")
-        await until(pilot, lambda: any(c.text for c in chat.deck.cards))
+        chat = await start_a_slow_round(pilot)
         await pilot.press("shift+tab")  # to the cards without stopping the model (Esc would stop it)
         assert chat.focused is chat.deck
         await pilot.press("r", "2")

@@ -14,7 +14,7 @@ from companion.night_material import day_examples
 from companion.screens.chat import ChatScreen
 from companion.store import Store
 from model.tokenizer import Tokenizer
-from tests.test_app import SIZE, app_for, home, quick, ready, send, stored_turns, to_cards, until  # noqa: F401
+from tests.test_app import SIZE, app_for, home, quick, ready, send, start_a_slow_round, stored_turns, to_cards, until  # noqa: F401
 
 
 def screen_text(app) -> str:
@@ -66,11 +66,7 @@ async def test_keys_pressed_while_the_model_works_are_typed_not_obeyed(home):
     quick(home, **{"sampling.max_reply_tokens": "40", "sampling.temperature": "2.0"})
     app = app_for(home)
     async with app.run_test(size=SIZE) as pilot:
-        chat = await ready(pilot)
-        chat.throttle_s = 0.05
-        chat.message_input.value = "Take your time"
-        await pilot.press("enter")
-        await until(pilot, lambda: any(c.text for c in chat.deck.cards))
+        chat = await start_a_slow_round(pilot)
         await type_text(pilot, "we 2m")
         assert chat.generating and chat.message_input.text == "we 2m"
         assert isinstance(app.screen, ChatScreen) and len(chat.deck.cards) == 3

@@ -6,20 +6,9 @@ from __future__ import annotations
 import pytest
 
 from companion.day import DayError, DaySession
-from companion.store import Store
 from companion.transcript import Turn, encode_turns
-from model.tokenizer import Tokenizer
 
-BLOCK = 256  # tiny_home's block: a 192-token day
-
-
-@pytest.fixture()
-def day(tiny_home):
-    store = Store.open(tiny_home.store_path)
-    tokenizer = Tokenizer.load(tiny_home.tokenizer_path)
-    session = DaySession(tiny_home, store, tokenizer, block_size=BLOCK, checkpoint_id=1)
-    yield session
-    store.close()
+from tests.test_day import BLOCK, day  # noqa: F401  (the same fresh day on tiny_home)
 
 
 def test_a_correction_becomes_a_lesson_with_its_question(day):
