@@ -111,8 +111,7 @@ def read_conversations(path: Path) -> list[list[str]]:
 def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[str, str]], rng) -> int:
     """One day through the real DaySession: the facts to teach (corrections, then written replies),
     then ordinary chat until the day is nearly full; the good-night line. Returns the day's id."""
-    from companion.day import DaySession, DayError, MessageRefused
-    from companion.engine import sampling_from_settings
+    from companion.day import DaySession, DayError, MessageRefused, Round
 
     day = DaySession(home, store, engine.tokenizer, settings, block_size=engine.block_size,
                      checkpoint_id=engine.checkpoint_id)
@@ -122,10 +121,9 @@ def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[
             day.send(line)
         except MessageRefused:
             return False
-        k = settings.sampling.candidates
-        gens = engine.generate(day.context_ids(), k, sampling_from_settings(settings.sampling, day.reply_tokens()),
-                               day.next_slots(k))
-        cands = day.record_candidates([g.text for g in gens], [g.finish for g in gens], max_tokens=day.reply_tokens())
+        candidates = Round(day, day.request("reply"))  # sampled and recorded as the app does
+        candidates.finish(candidates.sample(engine))
+        cands = candidates.candidates
         try:
             if answer is None:
                 day.pick(cands[0].id)
@@ -135,10 +133,10 @@ def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[
                 day.write_reply(answer)
         except MessageRefused:  # no room for the answer: write the shortest reply that fits
             day.write_reply("Yes.")
-        if day.is_open and engine.next_speaker(day.context_ids()) == "inner" and day.inner_tokens() > 2:
-            [inner] = engine.generate(day.context_ids(), 1, sampling_from_settings(settings.sampling, day.inner_tokens()),
-                                      role="inner")
-            day.add_model_inner(inner.text, inner.finish)
+        inner = day.request("inner_after") if day.is_open else None
+        if inner is not None:  # the inner line the model may add after its reply, as in the app
+            after = Round(day, inner)
+            after.finish(after.sample(engine))
         return True
 
     for i, fact in enumerate(teach):

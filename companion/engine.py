@@ -8,8 +8,11 @@ engine in the morning.
 The day's context only grows, so the engine keeps the key/value cache of the last prompt it read
 (one row) and, for the next prompt, reads only the tokens past the longest prefix they share.
 A new turn therefore costs its own tokens, not the whole day again; "more candidates" for the
-same prompt costs nothing to read. Candidates are sampled by `model.sampling`'s one loop
-(one seeded generator per slot), so a batch is reproducible and a later round uses new slots.
+same prompt costs nothing to read. What to sample comes decided, as one `SampleRequest` (the day's,
+or the night's recall check): the engine only runs it, through `model.sampling`'s one loop (one
+seeded generator per slot), so a request is reproducible and a later round uses new slots.
+Weights that are not the engine's (the night's copy) run a request with `sample`, the same path
+without the day's cache.
 
 This module imports torch; the app imports it lazily, in a thread worker, after the first screen
 has painted.
@@ -23,15 +26,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from companion.day.request import SampleRequest
 from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
 from companion.weights import Loaded, Weights
-from model.sampling import SamplingSettings, sample_from_cache
+from model.sampling import prefill, sample_from_cache
 from model.tokenizer import Tokenizer
 from model.transformer import KVCache, Transformer
 
-__all__ = ["Engine", "Generated", "EngineError", "sampling_from_settings"]
+__all__ = ["Engine", "Generated", "EngineError", "sample"]
 
 
 class EngineError(RuntimeError):
@@ -45,21 +49,6 @@ class Generated:
     text: str
     finish: str
     tokens: list[int] = field(default_factory=list)
-
-    def __iter__(self):  # `text, finish = generated` reads naturally at call sites
-        return iter((self.text, self.finish))
-
-
-def sampling_from_settings(sampling, max_new_tokens: int | None = None) -> SamplingSettings:
-    """The model's sampling settings from the companion's `[sampling]` section."""
-    return SamplingSettings(
-        temperature=sampling.temperature,
-        top_k=sampling.top_k,
-        top_p=sampling.top_p,
-        repetition_penalty=sampling.repetition_penalty,
-        max_new_tokens=max_new_tokens if max_new_tokens is not None else sampling.max_reply_tokens,
-        seed=sampling.seed,
-    )
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
@@ -163,44 +152,15 @@ class Engine:
     @torch.no_grad()
     def generate(
         self,
-        context_ids: Sequence[int],
-        k: int,
-        settings: SamplingSettings,
-        slots: Sequence[int] | None = None,
+        request: SampleRequest,
         on_text: Callable[[int, str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        role: str = "companion",
     ) -> list[Generated]:
-        """Sample `k` continuations of the day in the given role, in one batch.
-
-        `context_ids` are the day's tokens (the formatter's), without the role token: it is added
-        here. `on_text(row, text_so_far)` is called with the row's whole text decoded afresh at
-        every token, so a character made of several tokens never shows half-made. `should_stop()`
-        is polled between steps; stopping keeps what each row has so far (finish 'stopped').
-        """
-        if k < 1:
-            raise EngineError("k must be at least 1")
-        prompt = reply_prompt(self.tokenizer, list(context_ids), role)
-        room = self.block_size - len(prompt)
-        if room <= 0:
-            raise EngineError(f"the day ({len(prompt)} tokens) fills the model's block ({self.block_size})")
-        slots = list(range(k)) if slots is None else list(slots)
-        if len(slots) != k:
-            raise EngineError(f"{k} candidates but {len(slots)} slots")
-        stop_ids = self.stop_ids()
+        """Run `request` on the day's weights, reading only what the day added since the last call
+        (see `sample` for what streams and how stopping works)."""
         with self.lock:
-            self.model.eval()
-            base, last = self._read(prompt)
-            rows: list[list[int]] = [[] for _ in range(k)]
-
-            def on_token(row: int, token: int) -> None:
-                rows[row].append(token)
-                if on_text is not None:
-                    on_text(row, self.tokenizer.decode(rows[row]))
-
-            results = sample_from_cache(self.model, base, last, prompt, k, settings, stop_ids,
-                                        self.tokenizer.special_ids, slots, on_token, should_stop)
-        return [Generated(self.tokenizer.decode(r.tokens), r.finish, r.tokens) for r in results]
+            return sample(self.model, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
+                          read=self._read)
 
     @torch.no_grad()
     def next_speaker(self, context_ids: Sequence[int]) -> str:
@@ -218,3 +178,40 @@ class Engine:
             roles = {r: self.tokenizer.role_ids[r] for r in ("owner", "companion", "inner")}
             scores = {r: float(last[0, i]) for r, i in roles.items()}
         return max(scores, key=scores.get)
+
+
+@torch.no_grad()
+def sample(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    request: SampleRequest,
+    *,
+    on_text: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    read: Callable[[list[int]], tuple[KVCache, torch.Tensor]] | None = None,
+) -> list[Generated]:
+    """Sample `request.k` continuations of the request's context in its role, in one batch.
+
+    `request.context_ids` are the day's tokens (the formatter's), without the role token: it is added
+    here. `on_text(row, text_so_far)` is called with the row's whole text decoded afresh at every
+    token, so a character made of several tokens never shows half-made. `should_stop()` is polled
+    between steps; stopping keeps what each row has so far (finish 'stopped'). `read(prompt)` gives
+    the prompt's cache and last logits (the engine's cached day); by default the prompt is read whole.
+    The model is left in eval mode.
+    """
+    prompt = reply_prompt(tokenizer, list(request.context_ids), request.role)
+    block_size = model.config.block_size
+    if len(prompt) >= block_size:
+        raise EngineError(f"the day ({len(prompt)} tokens) fills the model's block ({block_size})")
+    model.eval()
+    base, last = (read or (lambda ids: prefill(model, ids)))(prompt)
+    rows: list[list[int]] = [[] for _ in range(request.k)]
+
+    def on_token(row: int, token: int) -> None:
+        rows[row].append(token)
+        if on_text is not None:
+            on_text(row, tokenizer.decode(rows[row]))
+
+    results = sample_from_cache(model, base, last, prompt, request.k, request.sampling, set(tokenizer.stop_ids),
+                                tokenizer.special_ids, list(request.slots), on_token, should_stop)
+    return [Generated(tokenizer.decode(r.tokens), r.finish, r.tokens) for r in results]

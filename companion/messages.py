@@ -1,20 +1,29 @@
 """Messages the app's workers and screens post to each other (harlequin style: work in a thread,
 results posted back as messages, handled on the UI's thread).
 
-Nothing here imports torch: engines and results travel as plain objects.
+Nothing here imports torch: engines and results travel as plain objects, named for the type checker
+only (the modules that make them are imported only when checking types).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from companion.day.round import Round
+    from companion.engine import Engine
+    from companion.growth.grow import GrowthEvent
+    from companion.night import NightEvent
+    from companion.nursery import NurseryProgress
 
 
 class EngineReady(Message):
     """The model finished loading in its worker; ``notes`` are fallbacks taken (said to the owner)."""
 
-    def __init__(self, engine: Any, notes: list[str] | None = None) -> None:
+    def __init__(self, engine: Engine, notes: list[str] | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.notes = notes or []
@@ -38,29 +47,29 @@ class WeightsReloaded(Message):
 
 
 class GenerationStreamed(Message):
-    """New text is waiting in the generation's buffer (coalesced: at most one in flight)."""
+    """New text waits in the round (`Round.take_text`); coalesced: at most one in flight."""
 
-    def __init__(self, generation_id: int) -> None:
+    def __init__(self, round: Round) -> None:
         super().__init__()
-        self.generation_id = generation_id
+        self.round = round
 
 
 class GenerationDone(Message):
-    """A generation finished: ``results`` is a list of (text, finish), one per row."""
+    """A round's sampling finished: ``results`` is a list of (text, finish), one per row (none when
+    an inner line after the reply was not what the model wanted next)."""
 
-    def __init__(self, generation_id: int, kind: str, results: list[tuple[str, str]], max_tokens: int) -> None:
+    def __init__(self, round: Round, results: list[tuple[str, str]]) -> None:
         super().__init__()
-        self.generation_id = generation_id
-        self.kind = kind
+        self.round = round
         self.results = results
-        self.max_tokens = max_tokens
 
 
 class GenerationFailed(Message):
-    def __init__(self, generation_id: int, kind: str, error: str) -> None:
+    """A round's sampling failed; ``error`` says why in words."""
+
+    def __init__(self, round: Round, error: str) -> None:
         super().__init__()
-        self.generation_id = generation_id
-        self.kind = kind
+        self.round = round
         self.error = error
 
 
@@ -76,7 +85,7 @@ class DayClosed(Message):
 class BirthProgress(Message):
     """A nursery progress report (``progress`` is a `companion.nursery.NurseryProgress`)."""
 
-    def __init__(self, progress: Any) -> None:
+    def __init__(self, progress: NurseryProgress) -> None:
         super().__init__()
         self.progress = progress
 
@@ -90,7 +99,7 @@ class BirthLog(Message):
 class BirthDone(Message):
     """Birth (or adoption) finished: the companion in ``home_path`` can be opened."""
 
-    def __init__(self, home_path: Any, notes: list[str] | None = None, cancelled: bool = False) -> None:
+    def __init__(self, home_path: Path, notes: list[str] | None = None, cancelled: bool = False) -> None:
         super().__init__()
         self.home_path = home_path
         self.notes = notes or []
@@ -106,15 +115,15 @@ class BirthFailed(Message):
 class NightFinished(Message):
     """The trainer thread's night ended: ``event`` is its last NightEvent ("done" with the report, or "error")."""
 
-    def __init__(self, day_id: int, event: Any) -> None:
+    def __init__(self, day_id: int, event: NightEvent) -> None:
         super().__init__()
         self.day_id = day_id
         self.event = event
 
 
 class GrowthFinished(Message):
-    """A growth run by the trainer thread ended (`event` is its last GrowthEvent, or an error event)."""
+    """A growth run by the trainer thread ended (`event` is its last GrowthEvent, or the trainer's error NightEvent)."""
 
-    def __init__(self, event: Any) -> None:
+    def __init__(self, event: GrowthEvent | NightEvent) -> None:
         super().__init__()
         self.event = event

@@ -46,6 +46,7 @@ from companion.safety.private import create_private_file, make_private
 from companion.safety.room import disk_full_sentence, is_disk_full
 from companion.safety.text import surrogate_problem
 from model.atomic import fsync_dir
+from model.sampling_settings import SamplingSettings
 
 __all__ = [
     "StoreError",
@@ -59,7 +60,6 @@ __all__ = [
     "DaySummary",
     "Turn",
     "Candidate",
-    "Sampling",
     "Choice",
     "Reply",
     "Rating",
@@ -187,18 +187,6 @@ class Turn:
     amended: bool = False
     """The owner mended this reply: ``text``, ``source``, ``candidate_id`` and ``tokens`` are the
     latest amendment's (the original stays in the turns table, untouched)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """The settings that produced a batch of candidates. ``add_candidates`` also accepts any object
-    with these attribute names, or a mapping with these keys (missing ones are stored as NULL)."""
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -924,12 +912,15 @@ def _check_int(what: str, value: Any, *, minimum: int | None = None, optional: b
     return value
 
 
-def _setting(settings: Any, name: str) -> Any:
+def _sampling_columns(settings: SamplingSettings | Mapping[str, Any] | None) -> list[Any]:
+    """The candidates table's sampling columns, from the model's one `SamplingSettings` (its
+    `max_new_tokens` is the `max_tokens` column) or from a mapping keyed by column name (missing: NULL)."""
+    names = ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed")
     if settings is None:
-        return None
+        return [None] * len(names)
     if isinstance(settings, Mapping):
-        return settings.get(name)
-    return getattr(settings, name, None)
+        return [settings.get(name) for name in names]
+    return [getattr(settings, "max_new_tokens" if name == "max_tokens" else name, None) for name in names]
 
 
 _T = TypeVar("_T")
@@ -1319,7 +1310,7 @@ class Store:
 
     def add_candidates(self, day_id: int, prompt_turn_id: int | None, texts: Sequence[str],
                        finishes: Sequence[str] | str = "end", *, round: int | None = None,
-                       settings: Sampling | Mapping[str, Any] | Any = None, role: str = "companion",
+                       settings: SamplingSettings | Mapping[str, Any] | None = None, role: str = "companion",
                        checkpoint_id: int | None = None) -> list[Candidate]:
         """Record a batch of sampled candidates, slots 0..K-1, all in one transaction.
 
@@ -1337,8 +1328,7 @@ class Store:
             _check_enum("finish", finish, FINISHES)
         _check_enum("candidate role", role, CANDIDATE_ROLES)
         _check_int("round", round, minimum=0, optional=True)
-        values = [_setting(settings, name) for name in
-                  ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed")]
+        values = _sampling_columns(settings)
         with self._write() as conn:
             self._require(conn, "days", day_id)
             prompt = self._require(conn, "turns", prompt_turn_id, optional=True)

@@ -12,18 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.sampling_settings import SamplingSettings
 from model.transformer import KVCache, Transformer
 
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 0.8
-    top_k: int = 50  # 0: off
-    top_p: float = 0.95  # 1.0: off
-    repetition_penalty: float = 1.1  # 1.0: off
-    repetition_window: int = 64  # prompt tokens (besides the reply so far) that the penalty looks back on
-    max_new_tokens: int = 64
-    seed: int | None = None
+__all__ = ["SamplingSettings", "Generation", "sample_candidates", "sample_from_cache", "prefill",
+           "apply_repetition_penalty", "filter_logits"]
 
 
 @dataclass

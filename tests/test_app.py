@@ -167,7 +167,7 @@ async def test_an_inner_line_asked_for_written_and_annotated(home):
         await pilot.press("ctrl+s")
         await until(pilot, lambda: any(l.source == "owner_inner" for l in chat.transcript.lines))
         await pilot.press("i")
-        await until(pilot, lambda: not chat.generating and chat._generation >= 1)
+        await until(pilot, lambda: not chat.generating and chat.round is not None)
         await pilot.pause(0.1)
         await pilot.press("a")  # the latest inner line
         await until(pilot, lambda: type(app.screen).__name__ == "AnnotationEditor")

@@ -6,7 +6,8 @@ import threading
 
 import torch
 
-from companion.engine import Engine, sampling_from_settings
+from companion.day.request import SampleRequest, sampling_from_settings
+from companion.engine import Engine
 from companion.store import Store
 from companion.transcript import Turn, encode_turns, reply_prompt
 from model.sampling import SamplingSettings, sample_candidates
@@ -21,11 +22,15 @@ def _context(tokenizer):
     return encode_turns(tokenizer, [Turn("inner", "Good morning, Scout."), Turn("owner", "Hi there, how are you?")]).ids
 
 
+def _ask(ctx, k: int, settings: SamplingSettings, slots=None) -> SampleRequest:
+    return SampleRequest("reply", "companion", tuple(ctx), tuple(range(k) if slots is None else slots), settings)
+
+
 def test_candidates_match_the_model_sampler_for_the_same_seed_and_slots(tiny_home):
     engine, store = _engine(tiny_home)
     settings = SamplingSettings(max_new_tokens=12, seed=7)
     ctx = _context(engine.tokenizer)
-    ours = engine.generate(ctx, 3, settings, slots=[0, 1, 2])
+    ours = engine.generate(_ask(ctx, 3, settings, slots=[0, 1, 2]))
     theirs = sample_candidates(engine.model, reply_prompt(engine.tokenizer, ctx), 3, settings,
                                engine.stop_ids(), engine.tokenizer.special_ids)
     assert [g.tokens for g in ours] == [g.tokens for g in theirs]
@@ -37,9 +42,9 @@ def test_a_later_round_uses_new_slots_and_gives_new_candidates(tiny_home):
     engine, store = _engine(tiny_home)
     settings = SamplingSettings(max_new_tokens=10, seed=3)
     ctx = _context(engine.tokenizer)
-    first = engine.generate(ctx, 2, settings, slots=[0, 1])
-    again = engine.generate(ctx, 2, settings, slots=[0, 1])
-    more = engine.generate(ctx, 2, settings, slots=[2, 3])
+    first = engine.generate(_ask(ctx, 2, settings, slots=[0, 1]))
+    again = engine.generate(_ask(ctx, 2, settings, slots=[0, 1]))
+    more = engine.generate(_ask(ctx, 2, settings, slots=[2, 3]))
     assert [g.tokens for g in first] == [g.tokens for g in again]
     assert [g.tokens for g in more] != [g.tokens for g in first]
     store.close()
@@ -67,7 +72,7 @@ def test_the_cached_day_gives_the_same_logits_as_reading_it_whole(tiny_home):
 def test_streaming_gives_each_rows_whole_text_so_far_and_the_final_text_matches(tiny_home):
     engine, store = _engine(tiny_home)
     seen: dict[int, list[str]] = {}
-    results = engine.generate(_context(engine.tokenizer), 2, SamplingSettings(max_new_tokens=8, seed=1),
+    results = engine.generate(_ask(_context(engine.tokenizer), 2, SamplingSettings(max_new_tokens=8, seed=1)),
                               on_text=lambda row, text: seen.setdefault(row, []).append(text))
     for row, generated in enumerate(results):
         if generated.tokens:
@@ -83,7 +88,7 @@ def test_stopping_keeps_what_was_generated(tiny_home):
     def on_text(row, text):
         count["n"] += 1
 
-    results = engine.generate(_context(engine.tokenizer), 2, SamplingSettings(max_new_tokens=50, seed=1, temperature=2.0),
+    results = engine.generate(_ask(_context(engine.tokenizer), 2, SamplingSettings(max_new_tokens=50, seed=1, temperature=2.0)),
                               on_text=on_text, should_stop=lambda: count["n"] >= 4)
     assert all(g.finish in ("stopped", "end") for g in results)
     assert any(g.finish == "stopped" for g in results)
@@ -97,7 +102,7 @@ def test_the_lock_keeps_a_night_and_the_day_apart(tiny_home):
 
     def day():
         started.set()
-        engine.generate(_context(engine.tokenizer), 1, SamplingSettings(max_new_tokens=4, seed=0))
+        engine.generate(_ask(_context(engine.tokenizer), 1, SamplingSettings(max_new_tokens=4, seed=0)))
         done.set()
 
     with engine.lock:  # what a night does while it trains

@@ -20,11 +20,11 @@ from companion.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     Migration,
-    Sampling,
     Store,
     StoreError,
     fts_query,
 )
+from model.sampling_settings import SamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -320,7 +320,7 @@ def test_threads_sharing_one_store_never_collide(store: Store) -> None:
 
 def test_asking_for_more_candidates_adds_rows_and_never_overwrites(store: Store) -> None:
     day, prompt = a_day_with_a_prompt(store)
-    settings = Sampling(temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.1, max_tokens=64, seed=7)
+    settings = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.1, max_new_tokens=64, seed=7)
     first = store.add_candidates(day.id, prompt.id, ["fine", "good", "tired"], ["end", "end", "length"],
                                  settings=settings)
     assert store.next_round(prompt.id) == 1
@@ -328,6 +328,7 @@ def test_asking_for_more_candidates_adds_rows_and_never_overwrites(store: Store)
     assert [(c.round, c.slot) for c in first] == [(0, 0), (0, 1), (0, 2)]
     assert [(c.round, c.slot) for c in more] == [(1, 0), (1, 1)]
     assert (first[0].temperature, first[0].top_k, first[0].seed, first[2].finish) == (0.8, 40, 7, "length")
+    assert first[0].max_tokens == 64  # the model's max_new_tokens is the table's max_tokens
     assert (more[0].temperature, more[0].top_k) == (1.2, None)
     assert store.candidates(prompt_turn_id=prompt.id) == first + more
     with pytest.raises(StoreError, match="never overwritten"):

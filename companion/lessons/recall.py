@@ -1,9 +1,9 @@
 """Recall: asking each lesson afresh and counting what the companion says back.
 
 Each lesson is asked in a fresh day's context exactly as the day builds it (`companion.lessons.morning`:
-the good-morning line, the question, the indicator due), once per phrasing, `samples` times, through
-the one sampling loop (`model.sampling`) with the owner's sampling settings (temperature, top-k,
-top-p, repetition penalty) and fixed seeds, so that the same weights always give the same count and
+the good-morning line, the question, the indicator due), once per phrasing, `samples` times, as one
+`SampleRequest` run on the engine's path (`companion.engine.sample`) with the owner's sampling
+settings (temperature, top-k, top-p, repetition penalty) and fixed seeds, so that the same weights always give the same count and
 two nights are compared on the same draws. A reply counts when it says the lesson
 (`companion.lessons.text.says`: every key word present, normalised).
 
@@ -16,21 +16,20 @@ two nights are compared on the same draws. A reply counts when it says the lesso
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from companion.engine import sampling_from_settings
+from companion.day.request import recall_request
+from companion.engine import sample
 from companion.guards import Stopped
 from companion.lessons.cards import ordinary_exchanges
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText, says
 from companion.settings import Settings
 from companion.transcript import encode_turns, reply_prompt
-from model.sampling import sample_candidates
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
@@ -97,15 +96,14 @@ def ask(model: Transformer, tokenizer: Tokenizer, settings: Settings, question: 
     """`samples` replies to `question` asked first thing in a fresh day, with fixed seeds."""
     block = model.config.block_size
     turns = morning(settings, tokenizer, block, [(question, None)])
-    prompt = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
-    if len(prompt) >= block:
+    context = encode_turns(tokenizer, turns).ids
+    if len(reply_prompt(tokenizer, context)) >= block:
         return [""] * samples
-    sampling = sampling_from_settings(settings.sampling, max_new_tokens)
-    sampling = dataclasses.replace(sampling, seed=seed)
+    request = recall_request(context, samples, settings.sampling, seed, max_new_tokens)
     was_training = model.training
-    gens = sample_candidates(model, prompt, samples, sampling, tokenizer.stop_ids, tokenizer.special_ids)
+    gens = sample(model, tokenizer, request)
     model.train(was_training)
-    return [tokenizer.decode(g.tokens) for g in gens]
+    return [g.text for g in gens]
 
 
 def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lessons: Sequence[LessonText],

@@ -19,8 +19,6 @@ card, `e` corrects it again (the original shown beside), `w` rewrites it.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 from textual import on, work
@@ -32,7 +30,7 @@ from textual import events
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from companion.day import MAX_MESSAGE_CHARS, DayError, MessageRefused
+from companion.day import MAX_CANDIDATES, MAX_MESSAGE_CHARS, DayError, MessageRefused, Round
 from companion.store import StoreError
 from companion.messages import DayClosed, GenerationDone, GenerationFailed, GenerationStreamed
 from widgets import (
@@ -50,8 +48,6 @@ from widgets.safe_text import display_safe
 
 MIN_WIDTH, MIN_HEIGHT = 50, 15
 """Below this the chat cannot show a transcript, cards and the message line: the screen says so."""
-
-MAX_CANDIDATES = 8
 
 CHAT_COMMANDS: list[tuple[str, str, str]] = [
     ("Pick the highlighted candidate", "Let the highlighted card be the companion's reply", "pick_highlighted"),
@@ -127,15 +123,8 @@ class ChatScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.session = None
-        self._generation = 0
-        self.generating: str | None = None  # the kind of generation running: reply, more, inner, inner_after
-        self._stop = threading.Event()
-        self._buffer: dict[int, str] = {}
-        self._buffer_lock = threading.Lock()
-        self._stream_posted = False
-        self._round_cards: list[CandidateCard] = []
-        self._pending_ratings: dict[int, int | None] = {}  # card number -> stars, until the round is recorded
-        self._after_generation: list[Callable[[], None]] = []
+        self.round: Round | None = None  # the latest generation round (running or ended)
+        self._round_cards: list[CandidateCard] = []  # the cards showing its rows, when it samples candidates
         self.rating_mode = False
         self.day_over = False
 
@@ -331,7 +320,7 @@ class ChatScreen(Screen):
                 self.notify("The companion is still answering: pick a card, or Esc to stop it.", severity="warning")
                 return
             self.stop_generation()  # the cards keep what they wrote; the reply goes once they are recorded
-            self._after_generation.append(lambda: self.send_message(text))
+            self._after_round(lambda: self.send_message(text))
             return
         try:
             session.check_message_alone(text)
@@ -400,72 +389,48 @@ class ChatScreen(Screen):
 
     # -- generating -------------------------------------------------------------------------------
 
-    def start_generation(self, kind: str) -> None:
-        """Sample in a thread worker: 'reply' / 'more' (K cards), 'inner' / 'inner_after' (one line)."""
-        from companion.engine import sampling_from_settings
+    @property
+    def generating(self) -> str | None:
+        """The kind of round running ('reply', 'more', 'inner', 'inner_after'), or None."""
+        return self.round.kind if self.round is not None and self.round.running else None
 
-        session, engine = self.session, self.app.engine
-        if session is None or engine is None or not session.is_open:
+    def start_generation(self, kind: str) -> None:
+        """Start a round of what the owner asked for (`kind`): the day decides what to sample, a
+        thread worker samples it, and the cards (or the inner line) show it as it streams."""
+        session = self.session
+        if session is None or self.app.engine is None or not session.is_open:
             return
-        settings = self.app.settings.sampling
-        if kind in ("reply", "more"):
-            k = max(1, min(settings.candidates, MAX_CANDIDATES))
-            slots = session.next_slots(k)
-            max_tokens = session.reply_tokens()
-            self._round_cards = self.deck.start_round(k)
+        request = session.request(kind)
+        if request is None:
+            if kind == "inner":
+                self.notify("No room left today for an inner line.", severity="warning")
+            return
+        if request.cards:
+            self._round_cards = self.deck.start_round(request.k)
             self.deck.remove_class("-answered")
-            self._pending_ratings = {}
             self._update_deck_class()
-            role = "companion"
-        else:
-            k, slots, max_tokens = 1, [1000 + len(session.turns)], session.inner_tokens()
-            if max_tokens < 2:
-                if kind == "inner":
-                    self.notify("No room left today for an inner line.", severity="warning")
-                return
-            role = "inner"
-        sampling = sampling_from_settings(settings, max_tokens)
-        self._generation += 1
-        self.generating = kind
-        self._stop.clear()
-        self._buffer = {}
-        self._stream_posted = False
-        self.set_status("The companion is thinking… Esc stops and keeps what it wrote." if role == "companion"
+        self.round = Round(session, request)
+        self.set_status("The companion is thinking… Esc stops and keeps what it wrote." if request.cards
                         else "The inner voice… Esc stops.", busy=True)
-        self._generate(self._generation, kind, session.context_ids(), k, sampling, slots, role)
+        self._generate(self.round)
 
     @work(thread=True, group="generate")
-    def _generate(self, generation_id: int, kind: str, context: list[int], k: int, sampling, slots: list[int], role: str) -> None:
-        engine = self.app.engine
+    def _generate(self, round_: Round) -> None:
         try:
-            if kind == "inner_after" and engine.next_speaker(context) != "inner":
-                self.post_message(GenerationDone(generation_id, kind, [], sampling.max_new_tokens))
-                return
-
-            def on_text(row: int, text: str) -> None:
-                with self._buffer_lock:
-                    self._buffer[row] = text
-                    post = not self._stream_posted
-                    self._stream_posted = True
-                if post:
-                    self.post_message(GenerationStreamed(generation_id))
-                if self.throttle_s:
-                    time.sleep(self.throttle_s)
-
-            results = engine.generate(context, k, sampling, slots, on_text=on_text,
-                                      should_stop=self._stop.is_set, role=role)
-            self.post_message(GenerationDone(generation_id, kind, [(g.text, g.finish) for g in results],
-                                             sampling.max_new_tokens))
+            results = round_.sample(self.app.engine, lambda: self.post_message(GenerationStreamed(round_)),
+                                    self.throttle_s)
+            self.post_message(GenerationDone(round_, results))
         except Exception as error:  # shown to the owner; the day is unchanged
-            self.post_message(GenerationFailed(generation_id, kind, f"{type(error).__name__}: {error}"))
+            self.post_message(GenerationFailed(round_, f"{type(error).__name__}: {error}"))
+
+    def _is_current(self, round_: Round) -> bool:
+        return round_ is self.round and round_.running
 
     def on_generation_streamed(self, message: GenerationStreamed) -> None:
-        if message.generation_id != self._generation:
+        if not self._is_current(message.round):
             return
-        with self._buffer_lock:
-            texts = dict(self._buffer)
-            self._stream_posted = False
-        if self.generating in ("reply", "more"):
+        texts = message.round.take_text()
+        if message.round.cards:
             for row, text in texts.items():
                 if row < len(self._round_cards):
                     self._round_cards[row].set_text(text)
@@ -475,87 +440,81 @@ class ChatScreen(Screen):
             stream.add_class("-active")
 
     def on_generation_done(self, message: GenerationDone) -> None:
-        if message.generation_id != self._generation:
+        round_ = message.round
+        if not self._is_current(round_):
             return
-        kind, session = message.kind, self.session
-        self.generating = None
         self.query_one("#inner-stream", Static).remove_class("-active")
-        if kind in ("reply", "more"):
-            if not self._record_round([t for t, _ in message.results], [f for _, f in message.results],
-                                      message.max_tokens):
-                self._after_generation = []
-        elif message.results:
-            text, finish = message.results[0]
-            try:
-                turn = session.add_model_inner(text, finish)
-            except (DayError, StoreError) as error:
-                self.notify(f"The inner line could not be saved: {error}", title="Not saved", severity="error")
-                turn = None
-            if turn is not None:
-                self._add_turn(turn)
-            elif kind == "inner":
-                self.notify("The inner voice was silent.")
-            self.update_gauge()
-            if session.close_if_full():
-                self._day_closed()
+        try:
+            round_.finish(message.results)
+        except (DayError, StoreError) as error:
+            round_.take_then()
+            what = "candidates" if round_.cards else "inner line"
+            self.notify(f"The {what} could not be saved: {error}", title="Not saved", severity="error",
+                        timeout=20 if round_.cards else None)
+        if round_.cards:
+            self._show_recorded(round_, [f for _, f in message.results])
+        else:
+            self._show_inner(round_)
         self.set_status(self._idle_hint())
         self.refresh_bindings()
-        queued, self._after_generation = self._after_generation, []
-        for action in queued:
+        for action in round_.take_then():
             action()
 
-    def _record_round(self, texts: list[str], finishes: list[str], max_tokens: int) -> bool:
-        """Record the round's candidates (everything shown is recorded) and the ratings given while they
-        streamed. Every way a round ends comes here: done, failed, or the app closing mid-stream."""
-        session = self.session
-        try:
-            candidates = session.record_candidates(texts, finishes, max_tokens=max_tokens)
-            for card, cand, finish in zip(self._round_cards, candidates, finishes):
-                card.candidate_id = cand.id
-                card.set_text(cand.text)
-                card.finish(stopped=finish != "end" and finish != "length")
-                if card.number in self._pending_ratings:
-                    session.rate(cand.id, self._pending_ratings.pop(card.number))
-        except (DayError, StoreError) as error:
-            self.notify(f"The candidates could not be saved: {error}", title="Not saved", severity="error", timeout=20)
-            return False
-        return True
+    def _show_recorded(self, round_: Round, finishes: list[str]) -> None:
+        """The round's cards now stand for their recorded candidates (rated, editable, pickable)."""
+        for card, cand, finish in zip(self._round_cards, round_.candidates, finishes):
+            card.candidate_id = cand.id
+            card.set_text(cand.text)
+            card.finish(stopped=finish != "end" and finish != "length")
 
-    def _partial_round(self) -> tuple[list[str], list[str]]:
-        with self._buffer_lock:
-            texts = [self._buffer.get(row, "") for row in range(len(self._round_cards))]
-        return texts, ["stopped"] * len(texts)
+    def _show_inner(self, round_: Round) -> None:
+        if round_.inner_turn is not None:
+            self._add_turn(round_.inner_turn)
+        elif round_.kind == "inner":
+            self.notify("The inner voice was silent.")
+        self.update_gauge()
+        if self.session.close_if_full():
+            self._day_closed()
 
     def on_unmount(self) -> None:
         """Closing mid-stream: keep what was shown, and the ratings already given."""
-        if self.generating in ("reply", "more") and self.session is not None and self.session.is_open:
-            self._stop.set()
-            self._generation += 1  # the worker's late result is ignored
-            self._record_round(*self._partial_round(), self.session.reply_tokens())
-            self.generating = None
+        if self.round is not None and self.round.running:
+            try:
+                self.round.abandon()
+            except (DayError, StoreError) as error:
+                self.notify(f"The candidates could not be saved: {error}", title="Not saved", severity="error",
+                            timeout=20)
 
     def on_generation_failed(self, message: GenerationFailed) -> None:
-        if message.generation_id != self._generation:
+        round_ = message.round
+        if not self._is_current(round_):
             return
-        if message.kind in ("reply", "more") and self.session is not None and self.session.is_open:
-            self._record_round(*self._partial_round(), self.session.reply_tokens())
-        self.generating = None
-        self._after_generation = []
+        try:
+            round_.fail()
+        except (DayError, StoreError) as error:
+            self.notify(f"The candidates could not be saved: {error}", title="Not saved", severity="error",
+                        timeout=20)
+        if round_.cards:
+            self._show_recorded(round_, ["stopped"] * len(round_.candidates))
         self.query_one("#inner-stream", Static).remove_class("-active")
         self.notify(f"The model failed: {message.error}", title="Generation failed", severity="error")
         self.set_status(self._idle_hint())
 
     def stop_generation(self) -> None:
         if self.generating:
-            self._stop.set()
+            self.round.stop()
             self.set_status("Stopping…", busy=True)
+
+    def _after_round(self, action: Callable[[], None]) -> None:
+        """Run `action` once the running round is done (its candidates recorded)."""
+        self.round.then(action)
 
     def _when_recorded(self, action: Callable[[], None], stop: bool = True) -> bool:
         """Run `action` now, or (True returned) once the running round of candidates is recorded."""
         if self.generating in ("reply", "more"):
             if stop:
                 self.stop_generation()
-            self._after_generation.append(action)
+            self._after_round(action)
             return True
         return False
 
@@ -667,8 +626,8 @@ class ChatScreen(Screen):
         self.set_status(f"Rate card {card.number}: press 1-4 for stars, 0 to clear, Esc to cancel.", busy=True)
 
     def rate_card(self, card: CandidateCard, stars: int | None) -> None:
-        if card.candidate_id is None:  # still streaming: recorded with its round, however it ends
-            self._pending_ratings[card.number] = stars
+        if card.candidate_id is None and self.round is not None and card in self._round_cards:
+            self.round.rate(self._round_cards.index(card), stars)  # still streaming: recorded with its round
         else:
             try:
                 self.session.rate(card.candidate_id, stars)
@@ -901,7 +860,7 @@ class ChatScreen(Screen):
     def close_day(self, reason: str) -> None:
         if self.generating:
             self.stop_generation()
-            self._after_generation.append(lambda: self.close_day(reason))
+            self._after_round(lambda: self.close_day(reason))
             return
         if self.session is None or not self.session.is_open:
             return

@@ -29,6 +29,10 @@ Rules this module decides, in one place:
 * **Full.** A message that does not fit with room for a minimal reply is refused (`MessageRefused`, kind 'no_room': the app offers to end the day). After any turn,
   when fewer than `MIN_EXCHANGE_TOKENS` are left, the day closes itself with the good-night line
   (reason 'full').
+* **What to sample.** The screen names what the owner asked for ('reply', 'more', 'inner',
+  'inner_after'); `request(kind)` decides the rest (K, seed slots, the reply's length within the room
+  left, role, sampling settings) as one `SampleRequest` (`companion.day.request`), and a `Round`
+  (`companion.day.round`) samples it and records what was shown.
 * **The inner voice after a reply.** After the companion's reply the app asks the engine which role
   the model expects next; when it is the inner role, one inner line is sampled and added
   (`add_model_inner`, source 'model_inner', recorded as an inner candidate too).
@@ -39,11 +43,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from companion.day.request import SampleRequest, request_for, sampling_from_settings
 from companion.home import Home
 from companion.settings import Settings
 from companion.store import Annotation, Candidate, Day, Lesson, Reply, Store
 from companion.store import Turn as StoredTurn
 from companion.transcript import Turn, encode_turn
+from model.sampling_settings import SamplingSettings
 
 __all__ = [
     "DaySession",
@@ -297,18 +303,20 @@ class DaySession:
         start = len(self.candidates())
         return list(range(start, start + k))
 
-    def sampling_record(self, max_tokens: int | None = None) -> dict:
-        s = self.settings.sampling
-        return {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                "repetition_penalty": s.repetition_penalty,
-                "max_tokens": max_tokens if max_tokens is not None else s.max_reply_tokens, "seed": s.seed}
+    def request(self, kind: str) -> SampleRequest | None:
+        """What to sample now for what the owner asked ('reply', 'more', 'inner', 'inner_after'):
+        one object the engine runs and the store records (see `companion.day.request`). None when
+        an inner line is asked for and the day has no room left for one."""
+        return request_for(self, kind)
 
     def record_candidates(self, texts: Sequence[str], finishes: Sequence[str] | str = "end", *,
-                          max_tokens: int | None = None) -> list[Candidate]:
-        """Record a round of candidates for the pending message (all of them: shown is recorded)."""
+                          sampling: SamplingSettings | None = None) -> list[Candidate]:
+        """Record a round of candidates for the pending message (all of them: shown is recorded),
+        with the sampling settings that made them (by default the settings', at the reply's length)."""
         prompt = self._require_prompt()
+        sampling = sampling or sampling_from_settings(self.settings.sampling)
         return self.store.add_candidates(self.day.id, prompt.id, list(texts), finishes,
-                                         settings=self.sampling_record(max_tokens), role="companion",
+                                         settings=sampling, role="companion",
                                          checkpoint_id=self.checkpoint_id)
 
     def rate(self, candidate_id: int, stars: int | None):
@@ -431,14 +439,17 @@ class DaySession:
     def inner_tokens(self) -> int:
         return max(0, min(INNER_LINE_TOKENS, self.room - 2))
 
-    def add_model_inner(self, text: str, finish: str = "end") -> StoredTurn | None:
-        """An inner line the model produced: recorded as an inner candidate and added to the day.
+    def add_model_inner(self, text: str, finish: str = "end", *,
+                        sampling: SamplingSettings | None = None) -> StoredTurn | None:
+        """An inner line the model produced: recorded as an inner candidate (with the sampling
+        settings that made it) and added to the day.
 
         Returns None (the candidate still recorded) when it is empty or no longer fits."""
         last = self._turns[-1] if self._turns else None
+        sampling = sampling or sampling_from_settings(self.settings.sampling, self.inner_tokens())
         [candidate] = self.store.add_candidates(
             self.day.id, last.id if last else None, [text], finish, role="inner",
-            settings=self.sampling_record(self.inner_tokens()), checkpoint_id=self.checkpoint_id)
+            settings=sampling, checkpoint_id=self.checkpoint_id)
         if not text.strip() or not self.is_open or not self.fits(text, "inner"):
             return None
         return self._add("inner", text, "model_inner", candidate_id=candidate.id)
