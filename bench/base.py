@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 
 from bench.lesson import count, facts, live_the_day  # noqa: E402
 from companion.corpus import starter_documents  # noqa: E402
+from companion.day.request import sampling_from_settings  # noqa: E402
 from companion.home import SEEDLING_DIR, Home, resolve_root  # noqa: E402
 from companion.night import report_lines, run_night  # noqa: E402
 from companion.store import Store  # noqa: E402
@@ -84,9 +86,7 @@ def samples(model, tokenizer: Tokenizer, settings, k: int) -> list[tuple[str, li
     stops = {tokenizer.end_id, *tokenizer.role_ids.values()}
     for i, q in enumerate(QUESTIONS):
         context = encode_turns(tokenizer, [Turn("inner", settings.greeting_line()), Turn("owner", q)]).ids
-        sampling = SamplingSettings(temperature=settings.sampling.temperature, top_k=settings.sampling.top_k,
-                                    top_p=settings.sampling.top_p,
-                                    repetition_penalty=settings.sampling.repetition_penalty, max_new_tokens=40, seed=i)
+        sampling = replace(sampling_from_settings(settings.sampling, 40), seed=i)  # the owner's settings
         gens = sample_candidates(model, reply_prompt(tokenizer, context), k, sampling, stops,
                                  protected_ids=tokenizer.special_ids)
         out.append((q, [tokenizer.decode(g.tokens) for g in gens]))

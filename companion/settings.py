@@ -39,7 +39,7 @@ __all__ = [
     "SettingsError",
     "Settings",
     "CompanionSettings",
-    "SamplingSettings",
+    "SamplingSection",
     "DaySettings",
     "SourceBudget",
     "NightSettings",
@@ -518,8 +518,9 @@ class CompanionSettings:
 
 
 @dataclass(frozen=True)
-class SamplingSettings:
-    """``[sampling]``: how the companion's replies are sampled."""
+class SamplingSection:
+    """``[sampling]``: how the companion's replies are sampled, as the owner writes it. The model's one
+    `SamplingSettings` is made from it in one place (`companion.day.request.sampling_from_settings`)."""
 
     candidates: int = _setting(3, _Int(1, 8), "how many candidate replies each turn")
     temperature: float = _setting(0.8, _Float(0.05, 2.0), "sampling temperature")
@@ -759,7 +760,7 @@ class Settings:
     """All of a companion's settings.  Immutable and always valid."""
 
     companion: CompanionSettings = field(metadata={"section": CompanionSettings})
-    sampling: SamplingSettings = _section(SamplingSettings)
+    sampling: SamplingSection = _section(SamplingSection)
     day: DaySettings = _section(DaySettings)
     night: NightSettings = _section(NightSettings)
     teacher: TeacherSettings = _section(TeacherSettings)

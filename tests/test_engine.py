@@ -88,7 +88,8 @@ def test_stopping_keeps_what_was_generated(tiny_home):
     def on_text(row, text):
         count["n"] += 1
 
-    results = engine.generate(_ask(_context(engine.tokenizer), 2, SamplingSettings(max_new_tokens=50, seed=1, temperature=2.0)),
+    hot = SamplingSettings(max_new_tokens=50, seed=1, temperature=2.0)
+    results = engine.generate(_ask(_context(engine.tokenizer), 2, hot),
                               on_text=on_text, should_stop=lambda: count["n"] >= 4)
     assert all(g.finish in ("stopped", "end") for g in results)
     assert any(g.finish == "stopped" for g in results)

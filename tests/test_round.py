@@ -205,3 +205,15 @@ def test_the_day_and_its_rounds_import_neither_torch_nor_textual():
     code = ("import sys, companion.day; "
             "assert 'torch' not in sys.modules and 'textual' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_nights_recall_asks_a_lesson_as_the_day_would_and_draws_the_same_replies(day, engine):
+    from companion.lessons.recall import ask
+
+    question = "What is the name of my cat?"
+    day.send(question)
+    request = day.request("reply")
+    request = replace(request, sampling=replace(request.sampling, seed=11, max_new_tokens=12))
+    in_the_day = [text for text, _ in Round(day, request).sample(engine)]
+    at_night = ask(engine.model, engine.tokenizer, day.settings, question, samples=3, seed=11, max_new_tokens=12)
+    assert at_night == in_the_day

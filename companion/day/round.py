@@ -144,9 +144,8 @@ class Round:
         """The engine returned: record the candidates (and the ratings given meanwhile), or let the
         inner line join the day. Store or day errors are raised after the round is marked done. A
         result that comes after the round failed or was abandoned is ignored (what was shown is kept)."""
-        if not self.running:
+        if not self._end("done"):
             return
-        self.state = "done"
         if self.cards:
             self._record([t for t, _ in results], [f for _, f in results])
         elif results:
@@ -155,21 +154,27 @@ class Round:
 
     def fail(self) -> None:
         """The engine failed: the cards keep what they showed, recorded as 'stopped'."""
-        if not self.running:
+        if not self._end("failed"):
             return
-        self.state = "failed"
         self._then = []
         self._record_partial()
 
     def abandon(self) -> None:
         """The view goes away mid-stream (the app closing): stop the engine, and record what was shown
         and the ratings already given. A late result from the engine is then ignored."""
-        if not self.running:
-            return
         self._stop.set()
-        self.state = "abandoned"
+        if not self._end("abandoned"):
+            return
         self._then = []
         self._record_partial()
+
+    def _end(self, state: str) -> bool:
+        """Move from running to `state`; False if the round had already ended (only the first end counts)."""
+        with self._lock:
+            if self.state != "running":
+                return False
+            self.state = state
+            return True
 
     def _record_partial(self) -> None:
         if self.cards and self.day.is_open:
