@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from companion.settings import SamplingSection
 from model.sampling_settings import SamplingSettings
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class SampleRequest:
         return self.sampling.max_new_tokens
 
 
-def sampling_from_settings(section: Any, max_new_tokens: int | None = None) -> SamplingSettings:
+def sampling_from_settings(section: SamplingSection, max_new_tokens: int | None = None) -> SamplingSettings:
     """The model's sampling settings from the companion's `[sampling]` section: the one place where
     its `max_reply_tokens` becomes the model's `max_new_tokens` (``max_new_tokens`` overrides it)."""
     return SamplingSettings(
@@ -121,7 +122,7 @@ def request_for(day: DaySession, kind: str) -> SampleRequest | None:
     raise ValueError(f"the day does not sample {kind!r}; it samples reply, more, inner or inner_after")
 
 
-def recall_request(context_ids: Sequence[int], samples: int, section: Any, seed: int,
+def recall_request(context_ids: Sequence[int], samples: int, section: SamplingSection, seed: int,
                    max_new_tokens: int) -> SampleRequest:
     """The night asking a lesson afresh: `samples` replies with the owner's sampling settings and a
     fixed `seed` (slots 0..samples-1), so the same weights always give the same replies."""

@@ -511,7 +511,7 @@ class ChatScreen(Screen):
 
     def _when_recorded(self, action: Callable[[], None], stop: bool = True) -> bool:
         """Run `action` now, or (True returned) once the running round of candidates is recorded."""
-        if self.generating in ("reply", "more"):
+        if self.generating and self.round.cards:
             if stop:
                 self.stop_generation()
             self._after_round(action)
