@@ -26,7 +26,7 @@ import torch
 from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
-from companion.weights import Loaded, Weights
+from companion.history.weights import Loaded, Weights
 from model.sampling import SamplingSettings, sample_from_cache
 from model.tokenizer import Tokenizer
 from model.transformer import KVCache, Transformer
@@ -65,7 +65,7 @@ def sampling_from_settings(sampling, max_new_tokens: int | None = None) -> Sampl
 def _pick_device(device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
-    from companion.training import best_device
+    from companion.night.optimizer import best_device
 
     return best_device()
 

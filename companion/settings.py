@@ -35,6 +35,8 @@ import tomli_w
 
 from model.atomic import atomic_write_bytes
 
+from companion.home.names import HomeError, validate_name
+
 __all__ = [
     "SettingsError",
     "Settings",
@@ -53,7 +55,6 @@ __all__ = [
     "DEFAULT_GOODNIGHT",
     "DEFAULT_PRESET",
     "DEFAULT_THEME",
-    "SETTINGS_FILENAME",
     "load_settings",
     "save_settings",
     "update_settings_file",
@@ -64,7 +65,6 @@ __all__ = [
     "render_template",
 ]
 
-SETTINGS_FILENAME = "companion.toml"
 
 DEFAULT_PRESET = "seedling"
 DEFAULT_THEME = "companion-dusk"
@@ -327,8 +327,6 @@ class _Name(_Spec):
     )
 
     def check(self, v: Any) -> str:
-        from companion.home import HomeError, validate_name
-
         if not isinstance(v, str):
             raise _Bad(self.allowed)
         try:

@@ -315,7 +315,7 @@ class Checkpoint:
     probe_ppl: float | None
     size_bytes: int
     deleted_at: str | None
-    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.probe_set_name)
+    probe_set: str | None = None  # which probe measured probe_ppl (see companion.night.guards.probe_set_name)
     damaged: str | None = None  # why the file would not load, when a load found it damaged
 
 

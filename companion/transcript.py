@@ -40,10 +40,6 @@ class Encoded:
         return len(self.ids)
 
 
-def greeting_text(template: str, companion: str, owner: str) -> str:
-    return template.format(companion=companion, owner=owner)
-
-
 def encode_turn(tokenizer: Tokenizer, turn: Turn) -> list[int]:
     return [tokenizer.role_ids[turn.role], *tokenizer.encode(turn.text), tokenizer.end_id]
 

@@ -8,7 +8,7 @@ import time
 from textual.app import App
 from textual.widgets import OptionList
 
-from companion.books import BooksFolder, count_tokens
+from companion.night.books import BooksFolder, count_tokens
 from companion.screens.books import BooksScreen
 from companion.store import Store
 

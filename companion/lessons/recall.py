@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from companion.engine import sampling_from_settings
-from companion.guards import Stopped
+from companion.night.guards import Stopped
 from companion.lessons.cards import ordinary_exchanges
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText, says

@@ -28,8 +28,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from companion.night import OUTCOMES as _OUTCOME
-from companion.night import report_lines
+from companion.night.report import OUTCOMES as _OUTCOME
+from companion.night.report import report_lines
 from widgets.inner import AnnotationEditor
 from widgets.night import NightProgress
 from widgets.safe_text import display_safe, one_line

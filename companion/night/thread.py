@@ -75,7 +75,12 @@ class TrainerThread(threading.Thread):
             pass
 
     def run(self) -> None:
-        from companion.night import NightEvent, run_night  # torch is imported here, off the UI thread
+        from companion.night.pipeline import (
+            run_night,  # torch is imported here, off the UI thread
+        )
+        from companion.night.report import (
+            NightEvent,  # torch is imported here, off the UI thread
+        )
 
         if self._threads:
             import torch

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from companion.training import lr_at, make_optimizer, mean_loss, train_step
+from companion.night.optimizer import lr_at, make_optimizer, mean_loss, train_step
 from companion.transcript import Encoded
 from model.transformer import Transformer
 

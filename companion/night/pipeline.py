@@ -1,6 +1,6 @@
 """The night, headless: dream, probe, learn, check, then accept the new weights or leave the old ones.
 
-`run_night` is the one pipeline; the trainer thread (`companion.trainer`) runs it inside the app and
+`run_night` is the one pipeline; the trainer thread (`companion.night.thread`) runs it inside the app and
 `companion sleep` runs it from the command line. Its promises (design invariant 3):
 
 * The pre-night weights are the current checkpoint; their file is never touched. Training runs on a
@@ -23,253 +23,54 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from companion.dream import day_context
-from companion.dream import dream as make_dream
-from companion.guards import (PROBE_WINDOWS, LossWatch, ProbeSet, Stopped, build_probe, checkpoint_figure,
-                              drift_verdict, find_anchor, probe_score, probe_set_name, probe_verdict)
+from companion.history.weights import Weights
 from companion.home import Home
 from companion.lessons.keeping import read_lessons, write_lessons
-from companion.lessons.report import lesson_lines
 from companion.lessons.teaching import Teaching, freeze_embeddings
 from companion.lessons.text import LessonText
-from companion.night_material import drawn_tokens, gather, mean, plan_steps, step_loss
-from companion.preferences import Preferences, collect_preferences, dream_verdicts, score, set_references
-from companion.progress import format_duration, plural
+from companion.night.dream import day_context
+from companion.night.dream import dream as make_dream
+from companion.night.guards import (
+    PROBE_WINDOWS,
+    LossWatch,
+    ProbeSet,
+    Stopped,
+    build_probe,
+    checkpoint_figure,
+    drift_verdict,
+    find_anchor,
+    probe_score,
+    probe_set_name,
+    probe_verdict,
+)
+from companion.night.material import drawn_tokens, gather, mean, plan_steps, step_loss
+from companion.night.optimizer import best_device, lr_at, make_optimizer, train_step
+from companion.night.preferences import (
+    Preferences,
+    collect_preferences,
+    dream_verdicts,
+    score,
+    set_references,
+)
+from companion.night.report import (
+    LR_FLOOR,
+    NightError,
+    NightEvent,
+    NightReport,
+    _downsample,
+)
+from companion.progress import plural
 from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
-from companion.training import best_device, lr_at, make_optimizer, train_step
 from companion.transcript import Turn
-from companion.weights import Weights
 from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
 from model.tokenizer import Tokenizer
-
-PHASES = ("dreaming", "probing", "recalling", "preparing", "training", "checking", "saving")
-LR_FLOOR = 0.1  # the cosine decays to this fraction of the peak
-
-
-class NightError(Exception):
-    """The night cannot run at all (no such day, the day is still open, no weights)."""
-
-
-@dataclass(frozen=True)
-class NightEvent:
-    """One report from the night. `kind`:
-
-    * "phase": a new phase began (`phase`; `text` says what);
-    * "step": a training step ended (`step` of `total`, `loss`, `lr`, `eta_s`, `tokens` trained so far);
-    * "progress": how far a phase without training steps has got (`phase`, `step` of `total`, `eta_s`);
-    * "note": something the owner should know (`text`), e.g. the teacher fell back;
-    * "done": the night ended (`report`: its NightReport, whatever the status);
-    * "error": the night failed with an exception (`text`; the weights are untouched).
-    """
-
-    kind: str
-    phase: str = ""
-    step: int = 0
-    total: int = 0
-    loss: float | None = None
-    lr: float | None = None
-    eta_s: float | None = None
-    elapsed_s: float = 0.0
-    tokens: int = 0
-    text: str = ""
-    report: "NightReport | None" = None
-
-
-@dataclass
-class NightReport:
-    """What the morning shows, and what is stored in the night's row (`to_dict`)."""
-
-    night_id: int
-    day_id: int
-    day_number: int
-    status: str = "running"
-    reason: str = ""
-    duration_s: float = 0.0
-    steps: int = 0
-    total_steps: int = 0
-    learning_rate: float = 0.0
-    probe_bound: float = 0.0
-    probe_before: dict[str, Any] | None = None
-    probe_after: dict[str, Any] | None = None
-    taught: dict[str, dict[str, Any]] = field(default_factory=dict)
-    material: dict[str, int] = field(default_factory=dict)
-    losses: list[float] = field(default_factory=list)
-    dream_id: int | None = None
-    dream_source: str = ""
-    dream_text: str = ""
-    books_read: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    pre_checkpoint_id: int | None = None
-    post_checkpoint_id: int | None = None
-    checksum_before: str = ""
-    checksum_after: str = ""
-    anchor: dict[str, Any] | None = None  # {"checkpoint_id", "ppl", "after", "bound"}: total drift
-    lessons: dict[str, Any] | None = None  # what is said back, before -> after (companion.lessons.report)
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == "accepted"
-
-    def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NightReport":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def summary(self) -> str:
-        """One line: the outcome and, when there was one, what it taught and what it cost."""
-        head = OUTCOMES.get(self.status, self.status)
-        parts = [f"night of day {self.day_number}: {head}"]
-        if self.reason and self.status != "accepted":
-            parts.append(self.reason)
-        taught = self.taught.get("all")
-        if taught and taught.get("after") is not None:
-            parts.append(f"taught: log-prob {taught['before']:.2f} -> {taught['after']:.2f}")
-        if self.probe_before and self.probe_after:
-            b = self.probe_before.get("starter_ppl") or self.probe_before["ppl"]
-            a = self.probe_after.get("starter_ppl") or self.probe_after["ppl"]
-            parts.append(f"probe ppl {b:.2f} -> {a:.2f}")
-        return "; ".join(parts)
-
-
-OUTCOMES = {"accepted": "accepted", "rolled_back": "rolled back", "interrupted": "interrupted",
-            "nothing": "nothing to learn", "failed": "failed"}
-
-
-def _num(value: Any, fmt: str = ".2f") -> str:
-    return "—" if value is None else format(value, fmt)
-
-
-def _change(before: float | None, after: float | None) -> str:
-    return f" ({after / before - 1:+.1%})" if before and after else ""
-
-
-def _cost_lines(before: dict[str, Any], after: dict[str, Any], bound: float) -> list[str]:
-    """The probe's figures: the starter probe first (the number every checkpoint is listed with), then,
-    when there are probe days, the whole probe the verdict is on and the days alone."""
-    starter_b, starter_a = before.get("starter_ppl"), after.get("starter_ppl")
-    if starter_b is None:  # no starter windows: the whole probe is the checkpoint's figure
-        starter_b, starter_a = before.get("ppl"), after.get("ppl")
-    lines = [f"What it cost: probe perplexity {_num(starter_b)} -> {_num(starter_a)}{_change(starter_b, starter_a)}"
-             f" on the starter probe (the figure in the checkpoints list)"]
-    if before.get("days_ppl") is not None:
-        lines.append(f"  with probe days {_num(before.get('ppl'))} -> {_num(after.get('ppl'))}"
-                     f"{_change(before.get('ppl'), after.get('ppl'))}; probe days alone "
-                     f"{_num(before.get('days_ppl'))} -> {_num(after.get('days_ppl'))}")
-    lines.append(f"  bound: {bound:.0%} worse at most, on the whole probe")
-    return lines
-
-
-def report_lines(report: NightReport) -> list[str]:
-    """The morning report as plain lines: the outcome and why, what the night taught, what it cost,
-    how long it took, what it read. The morning screen and `companion sleep` both show these."""
-    lines = [f"Night of day {report.day_number}: {OUTCOMES.get(report.status, report.status)}"
-             + (f": {report.reason}" if report.reason else "")]
-    names = {"chosen": "chosen replies", "corrected": "corrected replies", "written": "written replies",
-             "all": "all taught replies"}
-    if report.taught:
-        lines.append("What it taught (mean log-probability of each reply given its context, before -> after):")
-        for key, label in names.items():
-            row = report.taught.get(key)
-            if row:
-                lines.append(f"  {label:<20} {_num(row.get('before')):>9} -> {_num(row.get('after')):>9}"
-                             f"   ({plural(row.get('n', 0), 'reply')}, {plural(row.get('tokens', 0), 'token')})")
-    before, after = report.probe_before or {}, report.probe_after or {}
-    if before:
-        lines += _cost_lines(before, after, report.probe_bound)
-    if report.anchor and report.anchor.get("ppl") and report.anchor.get("after"):
-        a = report.anchor
-        lines.append(f"  since the anchor (checkpoint {a['checkpoint_id']}, {a.get('reason', '')}): "
-                     f"{a['ppl']:.2f} -> {a['after']:.2f} ({a['after'] / a['ppl'] - 1:+.1%}; bound {a['bound']:.0%})")
-    lines += lesson_lines(report.lessons)
-    lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {plural(report.total_steps, 'step')}"
-                 f" at a peak learning rate of {report.learning_rate:.1e}")
-    if report.material:
-        drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)
-        lines.append(f"Material (tokens): {drawn or 'none'}")
-    if report.books_read:
-        lines.append("Books read: " + ", ".join(report.books_read))
-    for note in report.notes:
-        lines.append("Note: " + note)
-    return [" ".join(line.split()) if "\n" in line else line for line in lines]
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _downsample(values: list[float], most: int = 400) -> list[float]:
-    if len(values) <= most:
-        return list(values)
-    stride = len(values) / most
-    return [values[int(i * stride)] for i in range(most)]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Finding the night to run.
-
-def pending_night(store: Store) -> Day | None:
-    """At start-up: the closed day whose night still has to run, or None.
-
-    A night left `running` (the app was killed, or crashed) is first recorded `interrupted`. Then the
-    last closed day is pending when it has no night yet, or its latest night was interrupted, and no
-    newer day has been opened since. Call this only when no trainer thread is running."""
-    running = store.running_night()
-    if running is not None:
-        store.finish_night(running.id, "interrupted",
-                           reason="the app stopped during the night; it resumes from the pre-night weights")
-    if store.current_day() is not None:
-        return None
-    closed = [d for d in store.days() if d.closed_at is not None]
-    if not closed:
-        return None
-    nights = store.nights(closed[-1].id)
-    if not nights or nights[-1].status == "interrupted":
-        return closed[-1]
-    return None
-
-
-def night_day(store: Store, number: int | None = None) -> Day:
-    """The day a night should run for: day `number`, else the pending one (NightError when there is none)."""
-    if number is not None:
-        day = store.get_day(number=number)
-        if day is None:
-            raise NightError(f"there is no day {number}")
-        if day.closed_at is None:
-            raise NightError(f"day {number} is still open; close it before its night")
-        return day
-    day = pending_night(store)
-    if day is not None:
-        return day
-    closed = [d for d in store.days() if d.closed_at is not None]
-    if not closed:
-        raise NightError("no day has been closed yet: there is nothing to sleep on")
-    last = closed[-1]
-    if not store.nights(last.id):  # a newer day was opened before its night ran
-        opened = store.current_day()
-        after = f"day {opened.number} was opened before it ran" if opened is not None else "it never ran"
-        raise NightError(f"day {last.number}, the last closed day, has had no night ({after}); "
-                         f"run `companion sleep --day {last.number}` to sleep on it now")
-    status = store.nights(last.id)[-1].status
-    raise NightError(f"day {last.number}, the last closed day, already had its night ({OUTCOMES.get(status, status)}); "
-                     f"name a day (--day N) to sleep on it again")
 
 
 def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
@@ -587,7 +388,7 @@ def run_night(
             report.books_read.append(book.path)
         accepted = end("accepted", "the probe stayed within its bound", post)
         try:  # retention is housekeeping after the night is recorded: it never fails a night
-            from companion.retention import prune
+            from companion.history.retention import prune
 
             prune(home, store)
         except Exception as exc:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from companion.guards import check_stop
+from companion.night.guards import check_stop
 from companion.store import Store
 from companion.transcript import Turn, encode_turn, parse_text
 from model.tokenizer import Tokenizer
