@@ -347,7 +347,7 @@ def test_sleep_names_the_day_whose_night_never_ran(tiny_home, tokenizer):
 def test_a_version_1_store_is_upgraded_with_room_to_mark_damaged_checkpoints(tmp_path):
     import sqlite3
 
-    from companion.store import MIGRATIONS, _statements
+    from companion.store.schema import MIGRATIONS, _statements
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
