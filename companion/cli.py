@@ -158,13 +158,8 @@ def _where(name: bool = True) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="companion", description="A small language model you keep for life, taught a little every day.")
-    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
-    parser.add_argument("--name", metavar="NAME", help=NAME_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    where = _where()
-
+def _add_birth(sub: argparse._SubParsersAction) -> None:
+    """`companion birth`: from the seedling, from the starter corpus, from a personality book or an open base."""
     birth = sub.add_parser("birth", parents=[_where(name=False)], help="bring a new companion into being",
                            description="Bring a new companion into being: adopt the bundled seedling (seconds), or "
                                        "train a tokenizer and a network on the starter corpus and your own texts. "
@@ -185,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --from-base: the context the companion lives with (default 1024, at most the base's)")
     _add_nursery_options(birth)
     birth.set_defaults(func=cmd_birth)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="companion", description="A small language model you keep for life, taught a little every day.")
+    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
+    parser.add_argument("--name", metavar="NAME", help=NAME_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    where = _where()
+
+    _add_birth(sub)
 
     nursery = sub.add_parser("nursery", parents=[where], help="continue pretraining where it stopped",
                              description="Continue pretraining on the birth corpus, with the nursery's own optimizer.")

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -162,173 +163,261 @@ def run_night(
     loss)` may replace each step's loss before it is guarded and stepped; `before_step(step, optimizer,
     lr)` sees the optimizer before each step. `lessons` replaces the store's lessons (tests: those not
     `learned` are taught, the learned ones only checked; the store's are read, recorded and scheduled
-    only when it is None). Exceptions are recorded as a
-    `failed` night and re-raised.
+    only when it is None). Exceptions are recorded as a `failed` night and re-raised.
     """
-    settings = settings or home.load_settings()
-    device = torch.device(device) if device is not None else best_device()
-    emit = on_event or (lambda event: None)
-    stop = should_stop or (lambda: False)
-    t0 = time.monotonic()
+    options = NightOptions(learning_rate, loss_hook, before_step, probe_windows, seed, lessons)
+    return NightRun(home, store, day_id, settings or home.load_settings(), device, on_event, should_stop,
+                    options).run()
 
-    day = store.get_day(day_id)
-    if day is None:
-        raise NightError(f"there is no day with id {day_id}")
-    if day.closed_at is None:
-        raise NightError(f"day {day.number} is still open; close it before its night")
-    weights = Weights(home, store)
-    pre = _pre_night(weights, store, day)
-    try:
-        night = store.start_night(day.id, pre.id)
-    except StoreError as exc:
-        raise NightError(str(exc)) from exc
-    report = NightReport(night.id, day.id, day.number, pre_checkpoint_id=pre.id, checksum_before=pre.checksum,
-                         learning_rate=learning_rate or settings.night.learning_rate,
-                         probe_bound=settings.night.probe_bound)
 
-    def phase(name: str, text: str = "") -> None:
-        if stop():
+@dataclass(frozen=True)
+class NightOptions:
+    """What a caller may change about one night (see `run_night`)."""
+
+    learning_rate: float | None = None
+    loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    before_step: Callable[[int, torch.optim.Optimizer, float], None] | None = None
+    probe_windows: int = PROBE_WINDOWS
+    seed: int | None = None
+    lessons: "Sequence[LessonText] | None" = None
+
+
+@dataclass
+class _Tonight:
+    """What the preparing phase hands to training and checking."""
+
+    steps: list
+    prefs: Preferences
+    taught_before: list[float]
+    material: Any
+    teaching: Teaching | None = None
+    taught: list = field(default_factory=list)
+    checked: list = field(default_factory=list)
+    recall_before: Any = None
+    anchor: Checkpoint | None = None
+
+
+class NightRun:
+    """One night, phase by phase. `run` is the order of the phases; each phase is one method, and every
+    way out goes through `end`, which records the night and moves CURRENT only for an accepted one."""
+
+    def __init__(self, home: Home, store: Store, day_id: int, settings: Settings, device: str | torch.device | None,
+                 on_event: Callable[[NightEvent], None] | None, should_stop: Callable[[], bool] | None,
+                 options: NightOptions) -> None:
+        self.home, self.store, self.settings, self.options = home, store, settings, options
+        self.device = torch.device(device) if device is not None else best_device()
+        self.emit = on_event or (lambda event: None)
+        self.stop = should_stop or (lambda: False)
+        self.t0 = time.monotonic()
+        day = store.get_day(day_id)
+        if day is None:
+            raise NightError(f"there is no day with id {day_id}")
+        if day.closed_at is None:
+            raise NightError(f"day {day.number} is still open; close it before its night")
+        self.day = day
+        self.weights = Weights(home, store)
+        self.pre = _pre_night(self.weights, store, day)
+        try:
+            self.night = store.start_night(day.id, self.pre.id)
+        except StoreError as exc:
+            raise NightError(str(exc)) from exc
+        self.report = NightReport(self.night.id, day.id, day.number, pre_checkpoint_id=self.pre.id,
+                                  checksum_before=self.pre.checksum,
+                                  learning_rate=options.learning_rate or settings.night.learning_rate,
+                                  probe_bound=settings.night.probe_bound)
+        self.meter = PhaseMeter(self.emit, self.t0)
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    def phase(self, name: str, text: str = "") -> None:
+        if self.stop():
             raise Stopped()
-        emit(NightEvent("phase", phase=name, text=text, elapsed_s=time.monotonic() - t0))
+        self.emit(NightEvent("phase", phase=name, text=text, elapsed_s=time.monotonic() - self.t0))
 
-    meter = PhaseMeter(emit, t0)
+    def metered_stop(self) -> bool:
+        self.meter.tick()
+        return self.stop()
 
-    def metered_stop() -> bool:
-        meter.tick()
-        return stop()
+    def note(self, text: str) -> None:
+        self.report.notes.append(text)
+        self.emit(NightEvent("note", text=text, elapsed_s=time.monotonic() - self.t0))
 
-    def note(text: str) -> None:
-        report.notes.append(text)
-        emit(NightEvent("note", text=text, elapsed_s=time.monotonic() - t0))
-
-    def end(status: str, reason: str, post: Checkpoint | None = None) -> NightReport:
+    def end(self, status: str, reason: str, post: Checkpoint | None = None) -> NightReport:
+        report, pre, weights = self.report, self.pre, self.weights
         report.status, report.reason = status, reason
-        report.duration_s = time.monotonic() - t0
+        report.duration_s = time.monotonic() - self.t0
+        report.losses = _downsample(report.losses)
         if post is None:
             if (weights.current() or pre).id != pre.id:
                 weights.set_current(pre)
             report.checksum_after = _file_checksum(weights, pre)
             if report.checksum_after != pre.checksum:  # never expected: say it loudly rather than hide it
                 report.notes.append(f"WARNING: the pre-night weights file {pre.path} no longer matches its checksum")
-        store.finish_night(night.id, status, reason=reason or None, report=report.to_dict(),
-                           post_checkpoint_id=post.id if post is not None else None)
+        self.store.finish_night(self.night.id, status, reason=reason or None, report=report.to_dict(),
+                                post_checkpoint_id=post.id if post is not None else None)
         if post is not None:
             _commit(weights, post)
-        emit(NightEvent("done", text=report.summary(), report=report, elapsed_s=report.duration_s))
+        self.emit(NightEvent("done", text=report.summary(), report=report, elapsed_s=report.duration_s))
         return report
 
-    try:
-        turns = store.turns(day.id)
-        if not any(t.role == "owner" for t in turns):
-            return end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
-        room = _room_problem(home, weights, pre)  # before the night's hours, not found out at their end
-        if room is not None:
-            return end("interrupted", room)
-        tokenizer = Tokenizer.load(home.tokenizer_path)
-        model = weights.load(pre, device).model
-        if _model_checksum(model) != pre.checksum:
-            raise CheckpointError(f"{pre.path}: the loaded weights do not match the recorded checksum")
-        seed = day.number if seed is None else seed
-        block = model.config.block_size
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                    else contextlib.nullcontext())
+    # -- the night ----------------------------------------------------------------------------------
 
-        # 1. The dream (kept from an interrupted night of the same day).
-        phase("dreaming")
+    def run(self) -> NightReport:
+        try:
+            return self._phases()
+        except Stopped:
+            return self.end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
+        except BaseException as exc:
+            running = (self.store.get_night(self.night.id) or self.night).status == "running"
+            if _disk_full(exc) and running:  # a full disk ends in a sentence, not a traceback
+                return self.end("failed", _disk_full_reason(exc, self.home))
+            if running:
+                self._record_failure(exc)
+            raise
+
+    def _record_failure(self, exc: BaseException) -> None:
+        report = self.report
+        report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
+        report.duration_s = time.monotonic() - self.t0
+        with contextlib.suppress(Exception):
+            if (self.weights.current() or self.pre).id != self.pre.id:
+                self.weights.set_current(self.pre)
+            self.store.finish_night(self.night.id, "failed", reason=report.reason[:2000], report=report.to_dict())
+
+    def _phases(self) -> NightReport:
+        settings, day = self.settings, self.day
+        turns = self.store.turns(day.id)
+        if not any(t.role == "owner" for t in turns):
+            return self.end("nothing", f"nothing to learn: {settings.companion.owner} said nothing on day {day.number}")
+        room = _room_problem(self.home, self.weights, self.pre)  # before the night's hours, not at their end
+        if room is not None:
+            return self.end("interrupted", room)
+        self.tokenizer = Tokenizer.load(self.home.tokenizer_path)
+        self.model = self.weights.load(self.pre, self.device).model
+        if _model_checksum(self.model) != self.pre.checksum:
+            raise CheckpointError(f"{self.pre.path}: the loaded weights do not match the recorded checksum")
+        self.seed = day.number if self.options.seed is None else self.options.seed
+        self.block = self.model.config.block_size
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                         else contextlib.nullcontext())
+        self._dream(turns)
+        before = self._probe_before()
+        tonight = self._prepare()
+        if not self._train(tonight):
+            return self.end("rolled_back", self._rolled_back_why)
+        why, recall_after = self._check(before, tonight)
+        if why is not None:
+            if recall_after is not None and self.options.lessons is None:
+                write_lessons(self.store, self.night.id, day.number, tonight.taught, recall_after, accepted=False)
+            return self.end("rolled_back", why)
+        return self._accept(tonight, recall_after)
+
+    def _dream(self, turns: list) -> None:
+        """1. The dream (kept from an interrupted night of the same day)."""
+        self.phase("dreaming")
+        report, store, day = self.report, self.store, self.day
         earlier = store.dreams(day_id=day.id)
         if earlier:
             kept = earlier[-1]
             report.dream_id, report.dream_source, report.dream_text = kept.id, kept.source, kept.text
-            note("the day's dream from an earlier night is kept")
+            self.note("the day's dream from an earlier night is kept")
+            return
+        day_turns = [Turn(t.role, t.text) for t in turns]
+        said_goodnight = turns[-1].source == "goodnight"
+        goodnight = turns[-1].text if said_goodnight else self.settings.goodnight_line()
+        self.meter.begin("dreaming", self.block - len(day_context(self.tokenizer, day_turns, goodnight, self.block)))
+        with self.autocast:
+            dreamt = make_dream(self.model, self.tokenizer, day_turns, self.settings, seed=self.seed,
+                                should_stop=self.metered_stop, goodnight=turns[-1].text if said_goodnight else None)
+        for text in dreamt.notes:
+            self.note(text)
+        if self.stop():
+            raise Stopped()
+        if dreamt.turns:
+            saved = store.add_dream(day.id, dreamt.text, dreamt.source, self.night.id)
+            report.dream_id, report.dream_source, report.dream_text = saved.id, saved.source, saved.text
         else:
-            day_turns = [Turn(t.role, t.text) for t in turns]
-            goodnight = turns[-1].text if turns[-1].source == "goodnight" else settings.goodnight_line()
-            meter.begin("dreaming", block - len(day_context(tokenizer, day_turns, goodnight, block)))
-            with autocast:
-                dreamt = make_dream(model, tokenizer, day_turns, settings, seed=seed, should_stop=metered_stop,
-                                    goodnight=turns[-1].text if turns[-1].source == "goodnight" else None)
-            for text in dreamt.notes:
-                note(text)
-            if stop():
-                raise Stopped()
-            if dreamt.turns:
-                saved = store.add_dream(day.id, dreamt.text, dreamt.source, night.id)
-                report.dream_id, report.dream_source, report.dream_text = saved.id, saved.source, saved.text
-            else:
-                note("the dream was empty")
+            self.note("the dream was empty")
 
-        # 2. The probe, before.
-        phase("probing")
-        probe = build_probe(tokenizer, store, settings.day.greeting, settings.day.goodnight, block, probe_windows)
-        probe_batches = _batches(len(probe.starter)) + _batches(len(probe.days))
-        meter.begin("probing", probe_batches)
-        with autocast:
-            before = probe_score(model, probe, metered_stop)
-        report.probe_before = before.to_dict()
+    def _probe_before(self) -> Any:
+        """2. The probe, before."""
+        self.phase("probing")
+        settings = self.settings
+        self.probe = build_probe(self.tokenizer, self.store, settings.day.greeting, settings.day.goodnight,
+                                 self.block, self.options.probe_windows)
+        self.probe_batches = _batches(len(self.probe.starter)) + _batches(len(self.probe.days))
+        self.meter.begin("probing", self.probe_batches)
+        with self.autocast:
+            before = probe_score(self.model, self.probe, self.metered_stop)
+        self.report.probe_before = before.to_dict()
+        return before
 
-        # 2b. The lessons: which are taught tonight, and what the companion says back before it.
-        cfg = settings.night.lessons
+    def _lessons(self, tonight: _Tonight) -> None:
+        """2b. The lessons: which are taught tonight, and what the companion says back before it."""
+        cfg, lessons = self.settings.night.lessons, self.options.lessons
         if lessons is None:
-            taught, checked = read_lessons(store, day.number, night.id, cfg.most)
+            taught, checked = read_lessons(self.store, self.day.number, self.night.id, cfg.most)
         else:
             taught = [x for x in lessons if not x.learned][: cfg.most]  # the learned ones rest, checked
             checked = taught + [x for x in lessons if x.learned and x not in taught][: max(0, cfg.most - len(taught))]
-        teaching = Teaching(taught, checked, settings, tokenizer, block, seed) if checked else None
-        recall_before = None
-        if teaching is not None:
-            phase("recalling", f"asking {len(checked)} lessons afresh")
-            with autocast:
-                recall_before = teaching.recall(model, stop)
-        lesson_night = bool(taught)
+        tonight.taught, tonight.checked = taught, checked
+        if checked:
+            tonight.teaching = Teaching(taught, checked, self.settings, self.tokenizer, self.block, self.seed)
+            self.phase("recalling", f"asking {len(checked)} lessons afresh")
+            with self.autocast:
+                tonight.recall_before = tonight.teaching.recall(self.model, self.stop)
 
-        # 3. The material, with the reference log-probabilities of the pre-night weights.
-        phase("preparing")
+    def _prepare(self) -> _Tonight:
+        """3. The material, with the reference log-probabilities of the pre-night weights."""
+        settings, store = self.settings, self.store
+        tonight = _Tonight([], Preferences(), [], None)
+        self._lessons(tonight)
+        self.phase("preparing")
         recent = store.dreams(last=settings.night.dreams_kept) if settings.night.dreams_kept else []
         verdicts = dream_verdicts(store, [d.id for d in recent])
-        prefs = collect_preferences(tokenizer, store, day.id, block, [d.id for d in recent])
-        meter.begin("preparing", _batches(len(prefs.taught) + 2 * len(prefs.pairs) + len(prefs.unpaired)))
-        with autocast:
-            references = set_references(model, prefs, metered_stop)
-        material = gather(home, store, tokenizer, day, settings, block, prefs,
-                          [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], seed)
+        prefs = collect_preferences(self.tokenizer, store, self.day.id, self.block, [d.id for d in recent])
+        self.meter.begin("preparing", _batches(len(prefs.taught) + 2 * len(prefs.pairs) + len(prefs.unpaired)))
+        with self.autocast:
+            references = set_references(self.model, prefs, self.metered_stop)
+        material = gather(self.home, store, self.tokenizer, self.day, settings, self.block, prefs,
+                          [(d.text, v) for d, (_, _, v) in zip(recent, verdicts)], self.seed)
         for text in material.notes:
-            note(text)
-        if lesson_night:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
-            steps = (plan_steps(material, _lesson_plan(settings), seed) if cfg.material_tokens > 0
+            self.note(text)
+        cfg = settings.night.lessons
+        if tonight.taught:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
+            steps = (plan_steps(material, _lesson_plan(settings), self.seed) if cfg.material_tokens > 0
                      else [[] for _ in range(cfg.steps)])
         else:
-            steps = plan_steps(material, settings, seed)
-        report.material = drawn_tokens(steps)
-        report.total_steps = len(steps)
-        taught_before = [references[id(r)] for r in prefs.taught]
+            steps = plan_steps(material, settings, self.seed)
+        self.report.material = drawn_tokens(steps)
+        self.report.total_steps = len(steps)
+        tonight.steps, tonight.prefs, tonight.material = steps, prefs, material
+        tonight.taught_before = [references[id(r)] for r in prefs.taught]
+        return tonight
 
-        # 4. Training: a fresh optimizer, the night's own schedule, every loss guarded.
-        phase("training", plural(len(steps), "step"))
-        if lesson_night and learning_rate is None:
+    def _train(self, tonight: _Tonight) -> bool:
+        """4. Training: a fresh optimizer, the night's own schedule, every loss guarded. False when a loss
+        spiked or was not finite (the reason in `_rolled_back_why`)."""
+        settings, report, model, steps = self.settings, self.report, self.model, tonight.steps
+        cfg, lesson_night = settings.night.lessons, bool(tonight.taught)
+        self.phase("training", plural(len(steps), "step"))
+        if lesson_night and self.options.learning_rate is None:
             report.learning_rate = cfg.learning_rate
         lr_peak = report.learning_rate
         if lesson_night and cfg.freeze_embeddings:
             freeze_embeddings(model)
-        anchor = find_anchor(store, pre, settings.night.anchor)
-        pull_to = _pull_target(weights, anchor, pre, model, device) if lesson_night and cfg.pull > 0 else None
+        tonight.anchor = find_anchor(self.store, self.pre, settings.night.anchor)
+        pull_to = (_pull_target(self.weights, tonight.anchor, self.pre, model, self.device)
+                   if lesson_night and cfg.pull > 0 else None)
         optimizer = make_optimizer(model, lr_peak)
         watch = LossWatch(settings.night.spike_factor)
         model.train()
-        t_train = time.monotonic()
-        tokens = 0
+        t_train, tokens = time.monotonic(), 0
         for step, batch in enumerate(steps):
-            if stop():
+            if self.stop():
                 raise Stopped()
             lr = lr_at((step + 1) / len(steps), lr_peak, settings.night.warmup_fraction, LR_FLOOR)
-            if before_step is not None:
-                before_step(step, optimizer, lr)
-            with autocast:
-                loss = step_loss(model, batch, settings)
-                if lesson_night:
-                    loss = loss + teaching.loss(model)
-            if loss_hook is not None:
-                loss = loss_hook(step, loss)
-            value = train_step(model, optimizer, loss, lr, settings.night.grad_clip)
+            value = self._step(step, batch, optimizer, lr, tonight.teaching if lesson_night else None)
             if pull_to is not None:
                 with torch.no_grad():
                     for p, target in pull_to:
@@ -337,78 +426,78 @@ def run_night(
             report.steps = step + 1
             tokens += sum(len(item) for item in batch)
             spent = time.monotonic() - t_train
-            emit(NightEvent("step", phase="training", step=step + 1, total=len(steps), loss=value, lr=lr,
-                            eta_s=spent / (step + 1) * (len(steps) - step - 1), elapsed_s=time.monotonic() - t0,
-                            tokens=tokens))
+            self.emit(NightEvent("step", phase="training", step=step + 1, total=len(steps), loss=value, lr=lr,
+                                 eta_s=spent / (step + 1) * (len(steps) - step - 1),
+                                 elapsed_s=time.monotonic() - self.t0, tokens=tokens))
             why = watch.check(step, value)
             if why is not None:
-                del optimizer, model
-                report.losses = _downsample(report.losses)
-                return end("rolled_back", why)
-        del optimizer
-        report.losses = _downsample(report.losses)
+                self._rolled_back_why = why
+                return False
+        return True
 
-        # 5. The probe, after, and what the night taught.
-        phase("checking")
-        meter.begin("checking", probe_batches + _batches(len(prefs.taught)))
-        with autocast:
-            after = probe_score(model, probe, metered_stop)
-            report.taught = _taught(prefs, taught_before, score(model, prefs.taught, should_stop=metered_stop))
+    def _step(self, step: int, batch: Sequence, optimizer: torch.optim.Optimizer, lr: float,
+              teaching: Teaching | None) -> float:
+        """One training step: the night's loss (plus the lessons'), the caller's hooks, one optimizer step."""
+        if self.options.before_step is not None:
+            self.options.before_step(step, optimizer, lr)
+        with self.autocast:
+            loss = step_loss(self.model, batch, self.settings)
+            if teaching is not None:
+                loss = loss + teaching.loss(self.model)
+        if self.options.loss_hook is not None:
+            loss = self.options.loss_hook(step, loss)
+        return train_step(self.model, optimizer, loss, lr, self.settings.night.grad_clip)
+
+    def _check(self, before: Any, tonight: _Tonight) -> tuple[str | None, Any]:
+        """5. The probe after, what the night taught, the total drift and the lessons' recall: a reason to
+        roll back, or None; and the lessons' recall after the night when it was measured."""
+        settings, report, model, anchor = self.settings, self.report, self.model, tonight.anchor
+        self.phase("checking")
+        self.meter.begin("checking", self.probe_batches + _batches(len(tonight.prefs.taught)))
+        with self.autocast:
+            after = probe_score(model, self.probe, self.metered_stop)
+            report.taught = _taught(tonight.prefs, tonight.taught_before,
+                                    score(model, tonight.prefs.taught, should_stop=self.metered_stop))
         report.probe_after = after.to_dict()
+        self.after = after
         why = probe_verdict(before, after, settings.night.probe_bound)
-        if why is None and anchor is not None and probe.starter:
-            with autocast:
-                anchor_ppl = _anchor_ppl(weights, anchor, pre, before, probe, device, stop)
+        if why is None and anchor is not None and self.probe.starter:
+            with self.autocast:
+                anchor_ppl = _anchor_ppl(self.weights, anchor, self.pre, before, self.probe, self.device, self.stop)
             report.anchor = {"checkpoint_id": anchor.id, "reason": anchor.reason, "ppl": anchor_ppl,
                              "after": after.starter_ppl, "bound": settings.night.drift_bound}
             why = drift_verdict(anchor_ppl, after.starter_ppl, settings.night.drift_bound, anchor.id)
         recall_after = None
-        if why is None and teaching is not None:
-            phase("recalling", f"asking {len(checked)} lessons afresh after the night")
-            with autocast:
-                recall_after = teaching.recall(model, stop)
-            report.lessons = teaching.summary(recall_before, recall_after)
-            why = teaching.verdict(recall_before, recall_after)
-        if why is not None:
-            if recall_after is not None and lessons is None:
-                write_lessons(store, night.id, day.number, taught, recall_after, accepted=False)
-            return end("rolled_back", why)
+        if why is None and tonight.teaching is not None:
+            self.phase("recalling", f"asking {len(tonight.checked)} lessons afresh after the night")
+            with self.autocast:
+                recall_after = tonight.teaching.recall(model, self.stop)
+            report.lessons = tonight.teaching.summary(tonight.recall_before, recall_after)
+            why = tonight.teaching.verdict(tonight.recall_before, recall_after)
+        return why, recall_after
 
-        # 6. Accept: save the night's checkpoint, record the night accepted, then make it current
-        # (`end` -> `_commit`): a stop anywhere before that leaves CURRENT on the pre-night weights.
-        phase("saving")
-        post = weights.save(model, "night", step=pre.step + report.steps, day_id=day.id, day_number=day.number,
-                            parent_id=pre.id, probe_ppl=checkpoint_figure(after),
-                            probe_set=probe_set_name(block, probe_windows), make_current=False)
+    def _accept(self, tonight: _Tonight, recall_after: Any) -> NightReport:
+        """6. Accept: save the night's checkpoint, record the night accepted, then make it current
+        (`end` -> `_commit`): a stop anywhere before that leaves CURRENT on the pre-night weights."""
+        self.phase("saving")
+        report, store, day, pre = self.report, self.store, self.day, self.pre
+        post = self.weights.save(self.model, "night", step=pre.step + report.steps, day_id=day.id,
+                                 day_number=day.number, parent_id=pre.id, probe_ppl=checkpoint_figure(self.after),
+                                 probe_set=probe_set_name(self.block, self.options.probe_windows), make_current=False)
         report.post_checkpoint_id, report.checksum_after = post.id, post.checksum
-        if recall_after is not None and lessons is None:
-            write_lessons(store, night.id, day.number, taught, recall_after, accepted=True)
-        for book, tokens in material.books:
-            store.mark_book_read(book.id, night_id=night.id, tokens=tokens)
+        if recall_after is not None and self.options.lessons is None:
+            write_lessons(store, self.night.id, day.number, tonight.taught, recall_after, accepted=True)
+        for book, tokens in tonight.material.books:
+            store.mark_book_read(book.id, night_id=self.night.id, tokens=tokens)
             report.books_read.append(book.path)
-        accepted = end("accepted", "the probe stayed within its bound", post)
+        accepted = self.end("accepted", "the probe stayed within its bound", post)
         try:  # retention is housekeeping after the night is recorded: it never fails a night
             from companion.history.retention import prune
 
-            prune(home, store)
+            prune(self.home, store)
         except Exception as exc:
-            emit(NightEvent("note", text=f"old checkpoints were not pruned this time: {exc}"))
+            self.emit(NightEvent("note", text=f"old checkpoints were not pruned this time: {exc}"))
         return accepted
-    except Stopped:
-        report.losses = _downsample(report.losses)
-        return end("interrupted", "stopped before the night was done; it resumes from the pre-night weights")
-    except BaseException as exc:
-        if _disk_full(exc) and (store.get_night(night.id) or night).status == "running":
-            report.losses = _downsample(report.losses)  # a full disk ends in a sentence, not a traceback
-            return end("failed", _disk_full_reason(exc, home))
-        if (store.get_night(night.id) or night).status == "running":
-            report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
-            report.duration_s = time.monotonic() - t0
-            with contextlib.suppress(Exception):
-                if (weights.current() or pre).id != pre.id:
-                    weights.set_current(pre)
-                store.finish_night(night.id, "failed", reason=report.reason[:2000], report=report.to_dict())
-        raise
 
 
 def _disk_full(exc: BaseException) -> bool:
