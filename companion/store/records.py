@@ -93,7 +93,7 @@ class DaySummary:
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
+class TurnRecord:
     id: int
     day_id: int
     seq: int
@@ -176,9 +176,9 @@ class Correction:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class ReplyRecord:
     """What ``record_reply`` wrote in one transaction."""
-    turn: Turn
+    turn: TurnRecord
     choice: Choice
     correction: Correction | None
     lesson: Lesson | None = None  # a correction or a written reply is a lesson, recorded with it
@@ -198,7 +198,7 @@ class Annotation:
 
 
 @dataclass(frozen=True, slots=True)
-class Dream:
+class DreamRecord:
     id: int
     day_id: int
     night_id: int | None

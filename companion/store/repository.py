@@ -50,9 +50,9 @@ from model.atomic import fsync_dir
 from companion.store import schema
 from companion.store.records import (
     APPLICATION_ID, Annotation, BOOK_STATUSES, Book, CANDIDATE_ROLES, CHOICE_KINDS, CLOSE_REASONS, Candidate,
-    Checkpoint, Choice, Correction, DREAM_SOURCES, Day, DaySummary, Dream, FINISHES, Hit, LESSON_SOURCES,
-    Lesson, LessonNight, NIGHT_STATUSES, Night, Phrasing, PhrasingAdded, ROLES, Rating, Recall, Reply,
-    Sampling, Schedule, StoreDamaged, StoreError, TURN_SOURCES, Turn,
+    Checkpoint, Choice, Correction, DREAM_SOURCES, Day, DaySummary, DreamRecord, FINISHES, Hit, LESSON_SOURCES,
+    Lesson, LessonNight, NIGHT_STATUSES, Night, Phrasing, PhrasingAdded, ROLES, Rating, Recall, ReplyRecord,
+    Sampling, Schedule, StoreDamaged, StoreError, TURN_SOURCES, TurnRecord,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ _MARK_START, _MARK_END = "\ue000", "\ue001"  # private-use characters bracket ma
 
 
 def fts_query(text: str, *, prefix: bool = False) -> str | None:
-    """Turn what the owner typed into an FTS5 query that matches it as plain words.
+    """TurnRecord what the owner typed into an FTS5 query that matches it as plain words.
 
     Every whitespace-separated word becomes a quoted FTS string, so characters and words that FTS5
     reads as syntax (``"`` ``*`` ``-`` ``(`` ``:`` ``NEAR`` ``AND`` ...) are just text. Words with no
@@ -495,7 +495,7 @@ class Store:
     # -- turns --------------------------------------------------------------------------------------
 
     def _insert_turn(self, conn: sqlite3.Connection, day_id: int, role: str, text: str, source: str,
-                     candidate_id: int | None, tokens: int | None) -> Turn:
+                     candidate_id: int | None, tokens: int | None) -> TurnRecord:
         _check_enum("role", role, ROLES)
         _check_enum("turn source", source, TURN_SOURCES)
         _check_text("turn text", text)
@@ -509,28 +509,28 @@ class Store:
             "INSERT INTO turns (day_id, seq, role, text, source, candidate_id, tokens, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (day_id, seq, role, text, source, candidate_id, tokens, self._stamp()))
-        return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
+        return _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
 
     def add_turn(self, day_id: int, role: str, text: str, source: str, candidate_id: int | None = None,
-                 tokens: int | None = None) -> Turn:
+                 tokens: int | None = None) -> TurnRecord:
         """Append a turn to an open day's transcript (``seq`` is assigned in order)."""
         with self._write() as conn:
             return self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
 
-    def turns(self, day_id: int) -> list[Turn]:
+    def turns(self, day_id: int) -> list[TurnRecord]:
         """The day's transcript, in order, as it stands now (amended replies carry their latest text)."""
         with self._read() as conn:
-            return _records(Turn, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
+            return _records(TurnRecord, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
                                                (day_id,)).fetchall())
 
-    def recorded_turn(self, turn_id: int) -> Turn | None:
+    def recorded_turn(self, turn_id: int) -> TurnRecord | None:
         """A turn exactly as first recorded, before any amendment."""
         with self._read() as conn:
-            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+            return _record(TurnRecord, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
 
-    def get_turn(self, turn_id: int) -> Turn | None:
+    def get_turn(self, turn_id: int) -> TurnRecord | None:
         with self._read() as conn:
-            return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            return _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
 
     # -- candidates ---------------------------------------------------------------------------------
 
@@ -653,7 +653,7 @@ class Store:
 
     def record_reply(self, day_id: int, prompt_turn_id: int | None, kind: str, text: str | None = None, *,
                      candidate_id: int | None = None, tokens: int | None = None,
-                     role: str | None = None, implicit: bool = False) -> Reply:
+                     role: str | None = None, implicit: bool = False) -> ReplyRecord:
         """The usual way a reply enters the day, all in one transaction (a kill never leaves a turn
         without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
         be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
@@ -662,7 +662,7 @@ class Store:
         the owner made by replying without picking (the highlighted card was taken).
 
         A correction or written reply of the companion to an owner's message is a lesson: it is
-        recorded in the same transaction (``Reply.lesson``), with the message as its question."""
+        recorded in the same transaction (``ReplyRecord.lesson``), with the message as its question."""
         if implicit and kind != "pick":
             raise StoreError(f"only a pick can be implicit, not a {kind!r} choice")
         _check_enum("choice kind", kind, CHOICE_KINDS)
@@ -698,10 +698,10 @@ class Store:
                                                     prompt_turn_id=prompt_turn_id, reply_turn_id=turn.id,
                                                     answer_tokens=tokens, budget_tokens=None)
                     lesson = self._lessons(conn, ids=[lesson_id])[0]
-            return Reply(turn, choice, correction, lesson)
+            return ReplyRecord(turn, choice, correction, lesson)
 
     def amend_reply(self, turn_id: int, kind: str, text: str | None = None, *, candidate_id: int | None = None,
-                    tokens: int | None = None) -> Reply:
+                    tokens: int | None = None) -> ReplyRecord:
         """Mend a reply already in the day: another pick, a new correction, or a new written reply.
 
         Nothing is rewritten: a new choice for the same turn supersedes the latest one and carries the
@@ -739,7 +739,7 @@ class Store:
             choice = self._insert_choice(conn, last["prompt_turn_id"], kind, turn_id, candidate_id,
                                          supersedes=last["id"], text=text,
                                          correction_id=correction.id if correction else None, tokens=tokens)
-            new_turn = _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            new_turn = _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
             # A pick mended into a correction or a written reply becomes a lesson; a lesson already held
             # by this reply follows the amendment (its answer is read from the latest choice).
             lesson = None
@@ -754,7 +754,7 @@ class Store:
                     lesson = self._lessons(conn, ids=[held_id])[0]
             elif held is not None:
                 lesson = self._lessons(conn, ids=[held["id"]])[0]
-            return Reply(new_turn, choice, correction, lesson)
+            return ReplyRecord(new_turn, choice, correction, lesson)
 
     def latest_choice(self, turn_id: int) -> Choice | None:
         """The version of a reply in force: the latest choice for this turn (an amendment, or the
@@ -900,7 +900,7 @@ class Store:
 
     # -- dreams -------------------------------------------------------------------------------------
 
-    def add_dream(self, day_id: int, text: str, source: str = "model", night_id: int | None = None) -> Dream:
+    def add_dream(self, day_id: int, text: str, source: str = "model", night_id: int | None = None) -> DreamRecord:
         """A dream of the day: the model's own continuation ('model') or a teacher-written one."""
         _check_text("dream text", text)
         _check_enum("dream source", source, DREAM_SOURCES)
@@ -909,9 +909,9 @@ class Store:
             self._require(conn, "nights", night_id, optional=True)
             cur = conn.execute("INSERT INTO dreams (day_id, night_id, text, source, created_at) VALUES (?, ?, ?, ?, ?)",
                                (day_id, night_id, text, source, self._stamp()))
-            return _record(Dream, conn.execute("SELECT * FROM dreams WHERE id = ?", (cur.lastrowid,)).fetchone())
+            return _record(DreamRecord, conn.execute("SELECT * FROM dreams WHERE id = ?", (cur.lastrowid,)).fetchone())
 
-    def dreams(self, last: int | None = None, *, day_id: int | None = None, source: str | None = None) -> list[Dream]:
+    def dreams(self, last: int | None = None, *, day_id: int | None = None, source: str | None = None) -> list[DreamRecord]:
         """Dreams oldest first: all of them, the ``last`` n (the night trains on the last 5), and/or
         those of one day or one source."""
         _check_int("last", last, minimum=0, optional=True)
@@ -922,7 +922,7 @@ class Store:
                 SELECT * FROM (SELECT * FROM dreams WHERE (? IS NULL OR day_id = ?) AND (? IS NULL OR source = ?)
                                 ORDER BY id DESC LIMIT ?) ORDER BY id
             """, (day_id, day_id, source, source, -1 if last is None else last)).fetchall()
-            return _records(Dream, rows)
+            return _records(DreamRecord, rows)
 
     # -- nights -------------------------------------------------------------------------------------
 
@@ -1213,7 +1213,7 @@ class Store:
         return [lesson for lesson in found if not lesson.retired
                 and (lesson.schedule is None or lesson.schedule.due_day <= day_number or not lesson.in_weights)]
 
-    def lesson_context(self, lesson_id: int) -> list[Turn]:
+    def lesson_context(self, lesson_id: int) -> list[TurnRecord]:
         """The turns of the lesson's day before its answer (its question, and the lines injected
         after it, included): format them with ``companion.transcript`` to teach the lesson in its
         own day. Empty for a lesson with no day (one read back from a book)."""
@@ -1228,7 +1228,7 @@ class Store:
                 return []
             seq = conn.execute("SELECT seq FROM turns WHERE id = ?", (end,)).fetchone()["seq"]
             op = "<" if lesson["reply_turn_id"] is not None else "<="
-            return _records(Turn, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
+            return _records(TurnRecord, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
                                                (lesson["day_id"], seq)).fetchall())
 
     def retire_lesson(self, lesson_id: int, retired: bool = True) -> Lesson:
