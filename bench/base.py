@@ -34,13 +34,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.lesson import count, facts, live_the_day  # noqa: E402
-from companion.corpus import starter_documents  # noqa: E402
+from companion.birth.corpus import starter_documents  # noqa: E402
 from companion.day.request import sampling_from_settings  # noqa: E402
 from companion.home import SEEDLING_DIR, Home, resolve_root  # noqa: E402
-from companion.night import report_lines, run_night  # noqa: E402
+from companion.night.pipeline import run_night  # noqa: E402
+from companion.night.report import report_lines  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.transcript import Turn, encode_turns, reply_prompt  # noqa: E402
-from companion.weights import Weights  # noqa: E402
+from companion.history.weights import Weights  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.sampling import SamplingSettings, sample_candidates  # noqa: E402
 from model.tokenizer import Tokenizer  # noqa: E402

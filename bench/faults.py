@@ -76,7 +76,7 @@ def _newer_checkpoint(home: Path, reason: str = "nursery", day_night: bool = Fal
 
     from companion.home import Home
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     h = Home.open(home)
     with Store.open(h.store_path) as store:
@@ -96,7 +96,7 @@ def _newer_checkpoint(home: Path, reason: str = "nursery", day_night: bool = Fal
 def _load_current_notes(home: Path) -> str:
     from companion.home import Home
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     h = Home.open(home)
     with Store.open(h.store_path) as store:
@@ -230,7 +230,7 @@ def _symlink_book(home: Path) -> None:
 
 
 def _symlink_refused(home: Path) -> tuple[bool, str]:
-    from companion.books import BooksFolder
+    from companion.night.books import BooksFolder
     from companion.home import Home
     from companion.store import Store
 
@@ -319,10 +319,10 @@ def _disk_night_fills(home: Path, disk: Path) -> tuple[bool, str]:
     import torch
 
     from companion.home import Home
-    from companion.night import run_night
+    from companion.night.pipeline import run_night
     from companion.safety.leftovers import find_leftovers
     from companion.store import Store, StoreError
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     torch.set_num_threads(1)
     h = Home.open(home)

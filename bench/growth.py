@@ -26,18 +26,18 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from companion.birth import adopt_seedling, create_home  # noqa: E402
+from companion.birth.create import adopt_seedling, create_home  # noqa: E402
 from companion.growth.grow import run_growth  # noqa: E402
 from companion.growth.plan import plan_growth, short_size  # noqa: E402
 from companion.growth.stretch_night import split_losses  # noqa: E402
-from companion.guards import starter_docs  # noqa: E402
+from companion.night.guards import starter_docs  # noqa: E402
 from companion.home import Home  # noqa: E402
-from companion.night import run_night  # noqa: E402
-from companion.nursery import CorpusTokens  # noqa: E402
+from companion.night.pipeline import run_night  # noqa: E402
+from companion.birth.nursery import CorpusTokens  # noqa: E402
 from companion.store import Store  # noqa: E402
-from companion.training import mean_loss  # noqa: E402
+from companion.night.optimizer import mean_loss  # noqa: E402
 from companion.transcript import Turn, count_tokens, encode_documents  # noqa: E402
-from companion.weights import Weights  # noqa: E402
+from companion.history.weights import Weights  # noqa: E402
 from model.tokenizer import Tokenizer  # noqa: E402
 
 from bench.night import QUESTIONS, REPLIES  # noqa: E402  (the same scripted lines as the night bench)

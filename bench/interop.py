@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from companion.corpus import starter_documents
+from companion.birth.corpus import starter_documents
 from companion.home import SEEDLING_DIR
 from companion.transcript import encode_turns, reply_prompt
 from model.checkpoint import load_checkpoint

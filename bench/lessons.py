@@ -181,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from companion.engine import Engine
-    from companion.guards import ProbeSet, build_probe, find_anchor, probe_score
+    from companion.night.guards import ProbeSet, build_probe, find_anchor, probe_score
     from companion.home import Home, HomeError, resolve_root
     from companion.lessons.cards import ordinary_exchanges
     from companion.lessons.recall import intrusion_lines, measure
     from companion.lessons.text import LessonText
-    from companion.night import report_lines, run_night
+    from companion.night.pipeline import run_night
+    from companion.night.report import report_lines
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     torch.set_num_threads(args.threads)
     try:

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from companion.training import best_device, make_optimizer, train_step
+from companion.night.optimizer import best_device, make_optimizer, train_step
 from model.config import preset
 from model.sampling import SamplingSettings, sample_candidates
 from model.transformer import Transformer

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from companion.home import Home  # noqa: E402
-from companion.night import run_night  # noqa: E402
+from companion.night.pipeline import run_night  # noqa: E402
 from companion.store import Store  # noqa: E402
-from companion.training import best_device  # noqa: E402
+from companion.night.optimizer import best_device  # noqa: E402
 from companion.transcript import Turn, count_tokens  # noqa: E402
-from companion.weights import Weights  # noqa: E402
+from companion.history.weights import Weights  # noqa: E402
 from model.config import preset  # noqa: E402
 from model.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 from model.transformer import Transformer  # noqa: E402
@@ -52,7 +52,7 @@ def find_tokenizer(path: str | None) -> Tokenizer:
             print(f"tokenizer: {candidate}", file=sys.stderr)
             return Tokenizer.load(candidate)
     print("no tokenizer found: training an 8,192-token BPE on the starter corpus (a minute)", file=sys.stderr)
-    from companion.corpus import starter_documents
+    from companion.birth.corpus import starter_documents
 
     docs = starter_documents(False, "Good morning, {companion}.", "Good night, {companion}.")
     return train_tokenizer((t.text for d in docs for t in d), vocab_size=8192)
@@ -155,7 +155,7 @@ def latency(tokenizer: Tokenizer, device: str, root: Path, presses: int) -> dict
     from textual.widgets import Static
 
     from companion.screens.night import NightScreen
-    from companion.trainer import TrainerThread
+    from companion.night.thread import TrainerThread
 
     class Echo(Static):
         """Records when it first renders each key count: the moment the key reached the screen."""

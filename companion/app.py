@@ -10,14 +10,13 @@ Hooks for the other parts of the app (the night, past days, checkpoints, books):
 * `start_night(day_id)`: called when a day closes (`DayClosed`), and at start-up for a night that a quit
   interrupted: the trainer thread runs the night, the night screen shows it, and the morning reloads
   the weights (when the night was accepted) and begins the next day.
-* `open_days` / `open_checkpoints` / `open_books`: push those screens if their modules exist.
+* `open_days` / `open_checkpoints` / `open_books` / `open_lessons` / `grow`: push those screens.
 * `reload_weights()`: re-read the current checkpoint in a worker (after a restore, or a night); the
   app does this on `CheckpointsScreen.Restored` without knowing more about that screen.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -263,7 +262,7 @@ class CompanionApp(App):
     @work(thread=True, exclusive=True, group="books")
     def watch_books(self) -> None:
         """Scan the books folder (hashing files is I/O: off the UI thread), then watch it."""
-        from companion.books import BooksFolder
+        from companion.night.books import BooksFolder
 
         told: set[tuple[str, str, str]] = set()
 
@@ -283,7 +282,7 @@ class CompanionApp(App):
     @work(thread=True, exclusive=True, group="backup")
     def backup_if_due(self) -> None:
         """The weekly backup (weights, tokenizer, settings, store), verified; the owner is told if it fails."""
-        from companion.backup import due, make_backup
+        from companion.history.backup import due, make_backup
 
         try:
             if not due(self.home, self.settings):
@@ -310,7 +309,7 @@ class CompanionApp(App):
 
     @work(thread=True, group="book")
     def export_book(self, path: str) -> None:
-        from companion.book import BookError, export_book
+        from companion.history.personality import BookError, export_book
 
         try:
             result = export_book(self.store, path)
@@ -341,7 +340,7 @@ class CompanionApp(App):
         self.engine = message.engine
         for note in message.notes:
             self.notify(note, title="Weights", severity="warning")
-        from companion.night import pending_night
+        from companion.night.pending import pending_night
 
         pending = pending_night(self.store)  # a night a quit or crash interrupted: it resumes now
         if pending is not None:
@@ -389,7 +388,7 @@ class CompanionApp(App):
         the owner may leave the night screen (escape) and browse past days meanwhile.
         """
         from companion.screens.night import NightScreen
-        from companion.trainer import TrainerThread
+        from companion.night.thread import TrainerThread
 
         if self.trainer is not None and self.trainer.is_alive():
             self.notify("A night is already running.", severity="warning")
@@ -416,7 +415,7 @@ class CompanionApp(App):
 
     def resume_night(self) -> None:
         """Start again the night the owner stopped (from the untouched pre-night weights)."""
-        from companion.night import pending_night
+        from companion.night.pending import pending_night
 
         if self.night_running:
             return
@@ -457,7 +456,7 @@ class CompanionApp(App):
         """Grow in the trainer thread (refused while a night or another growth runs); `screen` (the
         GrowScreen) shows the progress, and the weights are reloaded when the growth is kept."""
         from companion.growth.grow import run_growth
-        from companion.trainer import TrainerThread
+        from companion.night.thread import TrainerThread
 
         if self.night_running:
             self.notify("The trainer is busy (a night or a growth); grow when it has ended.", severity="warning")
@@ -466,7 +465,7 @@ class CompanionApp(App):
         forward = screen.forwarder()
 
         def job(store, emit, should_stop):
-            from companion.training import best_device
+            from companion.night.optimizer import best_device
 
             return run_growth(self.home, store, plan, settings, device=device or best_device(), on_event=emit,
                               should_stop=should_stop)
@@ -489,7 +488,7 @@ class CompanionApp(App):
         else:
             text = result.lines()[0] if result is not None else message.event.text.splitlines()[0]
             self.notify(text, title="Growth", severity="warning", timeout=10)
-        from companion.night import pending_night
+        from companion.night.pending import pending_night
 
         waiting = pending_night(self.store)  # a day that closed while the growth ran
         if waiting is not None:
@@ -526,7 +525,7 @@ class CompanionApp(App):
             self.notify("There is no morning report yet: no night has finished." if day_id is None
                         else "This day has no finished night yet.", severity="information")
             return False
-        from companion.night import NightReport
+        from companion.night.report import NightReport
         from companion.screens.night import MorningReportScreen
 
         self.push_screen(MorningReportScreen(NightReport.from_dict(nights[-1].report), self.store))
@@ -601,34 +600,41 @@ class CompanionApp(App):
 
     # -- other screens ----------------------------------------------------------------------------
 
-    def _open_screen(self, module: str, cls: str, label: str) -> None:
+    def _open_screen(self, screen_cls: type[Screen]) -> None:
+        """Push one of the companion's screens (each takes the home and the store). Every screen module
+        exists and imports no torch, so an ImportError here is a bug and is left to surface."""
         if self.home is None:
             self.notify("Open a companion first.", severity="information")
-            return
-        try:
-            screen_cls = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            self.notify(f"{label}: coming soon.", severity="information")
             return
         self.push_screen(screen_cls(self.home, self.store))
 
     def action_open_days(self) -> None:
-        self._open_screen("companion.screens.days", "DaysScreen", "Past days")
+        from companion.screens.days import DaysScreen
+
+        self._open_screen(DaysScreen)
 
     def action_open_checkpoints(self) -> None:
-        self._open_screen("companion.screens.checkpoints", "CheckpointsScreen", "Checkpoints")
+        from companion.screens.checkpoints import CheckpointsScreen
+
+        self._open_screen(CheckpointsScreen)
 
     def action_grow(self) -> None:
         if self.night_running:
             self.notify("A night is running; grow when it has ended.", severity="warning")
             return
-        self._open_screen("companion.screens.grow", "GrowScreen", "Grow")
+        from companion.screens.grow import GrowScreen
+
+        self._open_screen(GrowScreen)
 
     def action_open_books(self) -> None:
-        self._open_screen("companion.screens.books", "BooksScreen", "Books")
+        from companion.screens.books import BooksScreen
+
+        self._open_screen(BooksScreen)
 
     def action_open_lessons(self) -> None:
-        self._open_screen("companion.screens.lessons", "LessonsScreen", "Lessons")
+        from companion.screens.lessons import LessonsScreen
+
+        self._open_screen(LessonsScreen)
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)

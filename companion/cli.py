@@ -16,7 +16,7 @@ from companion.safety.private import private_umask
 
 
 def _nursery_plan(args) -> "object":
-    from companion.birth import NurseryPlan
+    from companion.birth.create import NurseryPlan
 
     if args.minutes is None and args.steps is None:
         args.minutes = 10.0
@@ -27,7 +27,7 @@ def _nursery_plan(args) -> "object":
 
 def _train(home, plan, label: str) -> int:
     """Run the nursery on `home` (whose lock the caller holds) with a text progress bar."""
-    from companion.birth import run_birth_nursery
+    from companion.birth.create import run_birth_nursery
     from companion.store import Store
 
     bar = ProgressBar()
@@ -50,7 +50,7 @@ def _train(home, plan, label: str) -> int:
 
 
 def cmd_birth(args) -> int:
-    from companion.birth import BirthError, adopt_seedling, check_seedling, create_home, discard_unborn, finish_birth
+    from companion.birth.create import BirthError, adopt_seedling, check_seedling, create_home, discard_unborn, finish_birth
     from companion.store import Store
 
     root = resolve_root(args.home)
@@ -158,13 +158,8 @@ def _where(name: bool = True) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="companion", description="A small language model you keep for life, taught a little every day.")
-    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
-    parser.add_argument("--name", metavar="NAME", help=NAME_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    where = _where()
-
+def _add_birth(sub: argparse._SubParsersAction) -> None:
+    """`companion birth`: from the seedling, from the starter corpus, from a personality book or an open base."""
     birth = sub.add_parser("birth", parents=[_where(name=False)], help="bring a new companion into being",
                            description="Bring a new companion into being: adopt the bundled seedling (seconds), or "
                                        "train a tokenizer and a network on the starter corpus and your own texts. "
@@ -186,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nursery_options(birth)
     birth.set_defaults(func=cmd_birth)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="companion", description="A small language model you keep for life, taught a little every day.")
+    parser.add_argument("--home", metavar="DIR", help=HOME_HELP)
+    parser.add_argument("--name", metavar="NAME", help=NAME_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    where = _where()
+
+    _add_birth(sub)
+
     nursery = sub.add_parser("nursery", parents=[where], help="continue pretraining where it stopped",
                              description="Continue pretraining on the birth corpus, with the nursery's own optimizer.")
     _add_nursery_options(nursery)
@@ -194,21 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     sleep = sub.add_parser("sleep", parents=[where], help="run the night for the last closed day, headless, with a text progress bar")
     sleep.add_argument("--day", type=_positive(int, "the day"), metavar="N",
                        help="the day number to sleep on (default: the last closed day without a night)")
-    sleep.set_defaults(func=_lazy("companion.night_cli", "cmd_sleep"))
+    sleep.set_defaults(func=_lazy("companion.night.cli", "cmd_sleep"))
 
     days = sub.add_parser("days", parents=[where], help="list the days the companion has lived")
     days.add_argument("--search", metavar="TEXT", help="full-text search across all days")
-    days.set_defaults(func=_lazy("companion.history_cli", "cmd_days"))
+    days.set_defaults(func=_lazy("companion.history.cli", "cmd_days"))
 
     checkpoints = sub.add_parser("checkpoints", parents=[where], help="list checkpoints with their story",
                                  description="List every checkpoint: its id, reason, day, step, size and its "
                                              "perplexity on the starter probe (the same figure the reports show).")
-    checkpoints.set_defaults(func=_lazy("companion.history_cli", "cmd_checkpoints"))
+    checkpoints.set_defaults(func=_lazy("companion.history.cli", "cmd_checkpoints"))
 
     restore = sub.add_parser("restore", parents=[where], help="make a checkpoint current (the current weights are saved first)")
     restore.add_argument("checkpoint_id", type=int, metavar="ID", help="the checkpoint's id, as `companion checkpoints` lists it")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    restore.set_defaults(func=_lazy("companion.history_cli", "cmd_restore"))
+    restore.set_defaults(func=_lazy("companion.history.cli", "cmd_restore"))
 
     from companion.growth.cli import add_parser as add_grow
 
@@ -217,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     recover = sub.add_parser("recover-store", parents=[where],
                              help="restore a damaged store from the newest verified backup (the damaged file is kept aside)")
     recover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    recover.set_defaults(func=_lazy("companion.history_cli", "cmd_recover_store"))
+    recover.set_defaults(func=_lazy("companion.history.cli", "cmd_recover_store"))
 
     export = sub.add_parser("export", parents=[where],
                             help="write a checkpoint as a Hugging Face folder or a GGUF file for other tools")
@@ -229,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_lazy("companion.interop.cli", "cmd_export"))
 
     backup = sub.add_parser("backup", parents=[where], help="back up weights, tokenizer, settings and store now, verified")
-    backup.set_defaults(func=_lazy("companion.history_cli", "cmd_backup"))
+    backup.set_defaults(func=_lazy("companion.history.cli", "cmd_backup"))
 
     book = sub.add_parser("book", parents=[where], help="the personality book")
     book_sub = book.add_subparsers(dest="book_command", metavar="ACTION", required=True)
@@ -240,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "An existing file is refused unless --overwrite.")
     export.add_argument("path", metavar="PATH", help="where to write the book (JSON lines)")
     export.add_argument("--overwrite", action="store_true", help="replace PATH and its .txt if they exist")
-    export.set_defaults(func=_lazy("companion.history_cli", "cmd_book_export"))
+    export.set_defaults(func=_lazy("companion.history.cli", "cmd_book_export"))
     return parser
 
 

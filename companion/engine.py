@@ -30,7 +30,7 @@ from companion.day.request import SampleRequest
 from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
-from companion.weights import Loaded, Weights
+from companion.history.weights import Loaded, Weights
 from model.sampling import prefill, sample_from_cache
 from model.tokenizer import Tokenizer
 from model.transformer import KVCache, Transformer
@@ -54,7 +54,7 @@ class Generated:
 def _pick_device(device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
-    from companion.training import best_device
+    from companion.night.optimizer import best_device
 
     return best_device()
 

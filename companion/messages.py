@@ -83,7 +83,7 @@ class DayClosed(Message):
 
 
 class BirthProgress(Message):
-    """A nursery progress report (``progress`` is a `companion.nursery.NurseryProgress`)."""
+    """A nursery progress report (``progress`` is a `companion.birth.nursery.NurseryProgress`)."""
 
     def __init__(self, progress: NurseryProgress) -> None:
         super().__init__()

@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from model.tokenizer import ROLES, SPECIAL_TOKENS, Tokenizer
+from model.tokenizer import SPECIAL_TOKENS, TOKEN_ROLES, Tokenizer
 
 END_MARK = SPECIAL_TOKENS[1]
-ROLE_MARKS = {role: f"<|{role}|>" for role in ROLES}
+ROLE_MARKS = {role: f"<|{role}|>" for role in TOKEN_ROLES}
 _MARK_RE = re.compile("|".join(re.escape(m) for m in [*ROLE_MARKS.values(), END_MARK]))
 
 
@@ -25,8 +25,8 @@ class Turn:
     text: str
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"unknown role {self.role!r}; roles are {', '.join(ROLES)}")
+        if self.role not in TOKEN_ROLES:
+            raise ValueError(f"unknown role {self.role!r}; roles are {', '.join(TOKEN_ROLES)}")
 
 
 @dataclass
@@ -38,10 +38,6 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def greeting_text(template: str, companion: str, owner: str) -> str:
-    return template.format(companion=companion, owner=owner)
 
 
 def encode_turn(tokenizer: Tokenizer, turn: Turn) -> list[int]:

@@ -17,7 +17,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 # Order fixes their ids (0..n-1). `text` opens plain material with no speaker (books).
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|owner|>", "<|companion|>", "<|inner|>", "<|text|>")
-ROLES = ("owner", "companion", "inner", "text")
+TOKEN_ROLES = ("owner", "companion", "inner", "text")  # every role with a token: a day's three, and plain text
 DEFAULT_VOCAB = 8192
 
 
@@ -37,7 +37,7 @@ class Tokenizer:
             missing = [t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]
             raise TokenizerError(f"{source}: tokenizer lacks the special tokens {', '.join(missing)}")
         self.pad_id, self.end_id = ids[0], ids[1]
-        self.role_ids: dict[str, int] = dict(zip(ROLES, ids[2:]))
+        self.role_ids: dict[str, int] = dict(zip(TOKEN_ROLES, ids[2:]))
         self.special_ids: frozenset[int] = frozenset(ids)
         self.id_roles: dict[int, str] = {i: r for r, i in self.role_ids.items()}
         # A turn ends at its end token, or where the model opens another turn (any role token).

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from companion.birth import corpus_documents
+from companion.birth.create import corpus_documents
 from companion.home import SEEDLING_DIR, Home
-from companion.nursery import CorpusTokens
+from companion.birth.nursery import CorpusTokens
 from companion.store import Store
-from companion.training import mean_loss
-from companion.transcript import Turn, encode_documents, encode_turns, greeting_text, reply_prompt
-from companion.weights import Weights
+from companion.night.optimizer import mean_loss
+from companion.settings import render_template
+from companion.transcript import Turn, encode_documents, encode_turns, reply_prompt
+from companion.history.weights import Weights
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from model.sampling import SamplingSettings, sample_candidates
 from model.tokenizer import Tokenizer
@@ -72,7 +73,7 @@ def main() -> None:
     from model.checkpoint import load_checkpoint
 
     shipped, _ = load_checkpoint(target)
-    greeting = Turn("inner", greeting_text(settings.day.greeting, "Scout", "Trey"))
+    greeting = Turn("inner", render_template(settings.day.greeting, "Scout", "Trey"))
     defaults = SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1, max_new_tokens=48)
     samples = []
     for i, prompt in enumerate(PROMPTS):

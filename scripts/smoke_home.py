@@ -20,11 +20,11 @@ GREETING = "Good morning, {companion}. {owner} is here."
 def make(root: Path) -> None:
     import torch
 
-    from companion.corpus import starter_documents
+    from companion.birth.corpus import starter_documents
     from companion.home import Home
     from companion.settings import update_settings_file
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.config import preset
     from model.tokenizer import train_tokenizer
     from model.transformer import Transformer

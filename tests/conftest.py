@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion.corpus import starter_documents
+from companion.birth.corpus import starter_documents
 from companion.transcript import Turn
 from model.config import preset
 from model.tokenizer import Tokenizer, train_tokenizer
@@ -76,7 +76,7 @@ def make_tiny_home(root, tokenizer, name: str = "Scout", owner: str = "Trey", bl
     """
     from companion.home import Home
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     home = Home.create(root, name, owner=owner, preset="seedling")
     tokenizer.save(home.tokenizer_path)

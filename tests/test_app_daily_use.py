@@ -9,8 +9,8 @@ import html
 
 from textual import events
 
-from companion.book import book_entries
-from companion.night_material import day_examples
+from companion.history.personality import book_entries
+from companion.night.material import day_examples
 from companion.screens.chat import ChatScreen
 from companion.store import Store
 from model.tokenizer import Tokenizer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from companion.backup import last_backup
+from companion.history.backup import last_backup
 from companion.store import Store
 from tests.test_app import app_for, quick, ready, until
 

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from companion.backup import BackupError, due, last_backup, list_backups, make_backup, verify_backup
-from companion.history_cli import cmd_backup
+from companion.history.backup import BackupError, due, last_backup, list_backups, make_backup, verify_backup
+from companion.history.cli import cmd_backup
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.checkpoint import load_checkpoint
 from tests.test_history import live_day
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from companion.birth import BirthError, adopt_seedling, check_birth_input, create_home
+from companion.birth.create import BirthError, adopt_seedling, check_birth_input, create_home
 from companion.cli import main
-from companion.corpus import read_owner_texts
+from companion.birth.corpus import read_owner_texts
 from companion.home import Home, HomeError
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.checkpoint import save_checkpoint, CheckpointMeta
 from tests.conftest import tiny_config
 
@@ -141,7 +141,7 @@ def test_a_missing_seedling_is_a_clear_error(tmp_path):
 def test_a_companion_born_from_a_book_learns_exactly_its_chosen_and_typed_replies(tmp_path):
     import json
 
-    from companion.birth import corpus_documents
+    from companion.birth.create import corpus_documents
     from companion.transcript import Turn
 
     book = tmp_path / "book.jsonl"

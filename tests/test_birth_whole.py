@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from companion.app import CompanionApp
-from companion.birth import adopt_seedling, create_home, finish_birth
+from companion.birth.create import adopt_seedling, create_home, finish_birth
 from companion.cli import main
 from companion.home import Home, is_born, list_companions, list_unborn
-from companion.night import report_lines, run_night
+from companion.night.pipeline import run_night
+from companion.night.report import report_lines
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from tests.test_app import SIZE, ready, until
 from tests.test_birth import REPO, run_cli

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from companion.book import BookError, book_documents, export_book, read_book, sft_path
-from companion.history_cli import cmd_book_export
+from companion.history.personality import BookError, book_documents, export_book, read_book, sft_path
+from companion.history.cli import cmd_book_export
 from companion.store import Store
 from companion.transcript import Turn, parse_text
 from tests.test_history import THREE_DAYS, live_three_days

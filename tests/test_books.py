@@ -8,7 +8,7 @@ import time
 from textual.app import App
 from textual.widgets import OptionList
 
-from companion.books import BooksFolder, count_tokens
+from companion.night.books import BooksFolder, count_tokens
 from companion.screens.books import BooksScreen
 from companion.store import Store
 
@@ -60,13 +60,14 @@ def test_the_watcher_queues_a_dropped_file_while_running(tiny_home):
         seen = []
         books = BooksFolder(tiny_home, store, on_change=seen.extend)
         books.start()
-        try:
-            time.sleep(0.3)
-            (tiny_home.books_dir / "notes.md").write_text("# Notes\nThe sea is grey-blue in winter.\n")
-            (tiny_home.books_dir / "blob.bin").write_bytes(PNG)
-            deadline = time.monotonic() + 10
+        try:  # the watcher may not be watching yet when start() returns: drop the files again until seen
+            deadline = time.monotonic() + 20
             while len(store.books()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
+                (tiny_home.books_dir / "notes.md").write_text("# Notes\nThe sea is grey-blue in winter.\n")
+                (tiny_home.books_dir / "blob.bin").write_bytes(PNG)
+                until = time.monotonic() + 1.0
+                while len(store.books()) < 2 and time.monotonic() < until:
+                    time.sleep(0.05)
         finally:
             books.stop()
         assert not books.watching

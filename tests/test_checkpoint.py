@@ -77,7 +77,8 @@ def test_fp16_shipping_copy_loads_as_float32(tiny_model, tmp_path):
 
 def test_a_damaged_current_pointer_is_said_and_the_newest_checkpoint_loads(tiny_home):
     from companion.store import Store
-    from companion.weights import CURRENT_FILE, Weights
+    from companion.history.pointer import CURRENT_FILE
+    from companion.history.weights import Weights
 
     with Store.open(tiny_home.store_path) as store:
         weights = Weights(tiny_home, store)

@@ -194,8 +194,8 @@ def test_a_pick_made_by_replying_is_recorded_as_implicit(day):
 
 
 def test_an_amended_correction_supersedes_the_old_one_everywhere_the_day_is_read(day):
-    from companion.book import book_entries
-    from companion.night_material import day_examples
+    from companion.history.personality import book_entries
+    from companion.night.material import day_examples
     from companion.transcript import encode_turns
 
     day.send("What is the capital of France?")

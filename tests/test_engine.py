@@ -117,7 +117,7 @@ def test_the_lock_keeps_a_night_and_the_day_apart(tiny_home):
 
 
 def test_reload_reads_the_new_current_checkpoint(tiny_home):
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     engine, store = _engine(tiny_home)
     first = engine.checkpoint_id

@@ -15,10 +15,10 @@ import pytest
 from companion.day import DaySession
 from companion.growth.grow import run_growth
 from companion.growth.plan import GrowthError, checkpoint_size, parse_width, plan_growth
-from companion.night import run_night
-from companion.restore import restore
+from companion.night.pipeline import run_night
+from companion.history.restore import restore
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.checkpoint import load_tensors, read_meta
 from tests.test_night import night_settings, script_day
 

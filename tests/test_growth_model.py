@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion.corpus import starter_documents
-from companion.training import make_optimizer, train_step
+from companion.birth.corpus import starter_documents
+from companion.night.optimizer import make_optimizer, train_step
 from companion.transcript import encode_documents
 from model.checkpoint import load_checkpoint, save_checkpoint, CheckpointMeta
 from model.config import preset

@@ -9,7 +9,7 @@ from __future__ import annotations
 from textual.app import App
 from textual.widgets import Input
 
-from companion.history_cli import cmd_days
+from companion.history.cli import cmd_days
 from companion.screens.days import DayScreen, DaysScreen, HitList
 from companion.store import Store
 from widgets.lists import DayList

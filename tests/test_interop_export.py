@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from companion.cli import main
-from companion.corpus import starter_documents
+from companion.birth.corpus import starter_documents
 from companion.transcript import encode_turns
 from model.checkpoint import load_checkpoint
 from model.interop.gguf import export_gguf, gguf_tensors, read_gguf

@@ -17,7 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from companion.cli import main
 from companion.home import Home
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.interop.gguf import export_gguf
 from model.interop.tokenizer import tokenizer_from_gguf
 from model.tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -120,7 +120,7 @@ def test_a_gguf_base_with_a_smollm_tokenizer_is_born_the_same(tmp_path, base_fol
 
 
 def test_an_imported_companion_lives_a_day_and_a_night(tmp_path, base_folder):
-    from companion.night import run_night
+    from companion.night.pipeline import run_night
     from tests.test_night import night_settings, script_day
 
     home = born(tmp_path, base_folder)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from companion.birth import BirthError, create_home
-from companion.book import BookError, book_documents, export_book, read_book
+from companion.birth.create import BirthError, create_home
+from companion.history.personality import BookError, book_documents, export_book, read_book
 from companion.store import Store
 from tests.test_history import live_day
 

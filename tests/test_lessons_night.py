@@ -15,11 +15,12 @@ from companion.lessons.morning import morning
 from companion.lessons.recall import measure
 from companion.lessons.schedule import next_schedule
 from companion.lessons.text import LessonText, key_words, says, words
-from companion.night import report_lines, run_night
-from companion.night_material import step_loss, transcript_examples
+from companion.night.pipeline import run_night
+from companion.night.report import report_lines
+from companion.night.material import step_loss, transcript_examples
 from companion.store import Store
 from companion.transcript import encode_turns
-from companion.weights import Weights
+from companion.history.weights import Weights
 from tests.test_night import PROBE, file_checksum, night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -154,7 +155,7 @@ def test_a_night_that_makes_a_learned_lesson_unsaid_is_rolled_back_with_the_weig
     """Sabotage: the night's last step lands on weights that never learned the lesson (the birth
     blocks); its probe is within bounds, but the learned lesson is no longer said: rolled back."""
     from companion.lessons.teaching import freeze_embeddings
-    from companion.training import make_optimizer
+    from companion.night.optimizer import make_optimizer
 
     with Store.open(tiny_home.store_path) as store:
         weights = Weights(tiny_home, store)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from companion.restore import describe_plan, plan_restore, restore
+from companion.history.restore import describe_plan, plan_restore, restore
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from tests.test_history import live_day
 
 

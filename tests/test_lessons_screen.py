@@ -4,8 +4,6 @@ retires a lesson; "remember this" in the chat keeps a picked reply as a lesson."
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from companion.screens.lessons import LessonsScreen
@@ -100,12 +98,6 @@ async def test_remember_this_in_the_chat_keeps_a_picked_reply_and_the_palette_of
         picked = [line for line in chat.transcript.lines if line.source == "chosen"][0]
         assert (lesson.source, lesson.question, lesson.answer) == ("remember", "What is my favourite colour?",
                                                                    picked.text)
-
-
-def test_the_lessons_screen_needs_no_torch():
-    code = ("import sys; import companion.screens.lessons, widgets.lessons; "
-            "assert 'torch' not in sys.modules, 'torch imported by the lessons screen'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 async def test_markup_and_escapes_in_a_phrasing_are_shown_as_typed(tiny_home):

@@ -217,7 +217,7 @@ def test_lessons_of_days_a_restore_leaves_are_not_in_the_weights(store: Store) -
 
 
 def test_a_store_lived_before_lessons_has_its_corrections_and_written_replies_as_lessons(tmp_path, monkeypatch):
-    from companion import store as store_module
+    from companion.store import schema as store_module
 
     path = tmp_path / "old.db"
     before_lessons = store_module.MIGRATIONS[:-1]  # lessons are the newest migration

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from companion.night import NightEvent, NightReport, pending_night, report_lines, run_night
+from companion.night.pending import pending_night
+from companion.night.pipeline import run_night
+from companion.night.report import NightEvent, NightReport, report_lines
 from companion.store import Store
 from companion.transcript import Turn, count_tokens
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.checkpoint import load_tensors, tensors_checksum
 
 PROBE = 8  # starter probe windows: enough to measure, quick to score
@@ -70,9 +72,9 @@ def file_checksum(home, store, checkpoint):
 
 
 def test_a_night_teaches_the_day_and_keeps_its_story(tiny_home, tokenizer, monkeypatch):
-    import companion.night
+    import companion.night.pipeline
 
-    monkeypatch.setattr(companion.night, "PROGRESS_EVERY_S", 0.0)  # every count reported, however quick
+    monkeypatch.setattr(companion.night.pipeline, "PROGRESS_EVERY_S", 0.0)  # every count reported, however quick
     events: list[NightEvent] = []
     with Store.open(tiny_home.store_path) as store:
         day, _ = script_day(tiny_home, store, tokenizer)

@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from companion.birth import NURSERY_STATE
-from companion.night import pending_night, run_night
-from companion.nursery import CorpusTokens, run_nursery
+from companion.birth.create import NURSERY_STATE
+from companion.night.pending import pending_night
+from companion.night.pipeline import run_night
+from companion.birth.nursery import CorpusTokens, run_nursery
 from companion.store import Store
-from companion.training import lr_at, save_optimizer_state
+from companion.night.optimizer import lr_at, save_optimizer_state
 from companion.transcript import encode_documents
-from companion.weights import Weights
+from companion.history.weights import Weights
 from tests.test_night import PROBE, file_checksum, night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -130,7 +131,7 @@ def test_a_nights_optimizer_starts_empty_whatever_ran_before_it(tiny_home, token
         weights = Weights(tiny_home, store)
         loaded = weights.load_current()
         model = loaded.model
-        docs = [list(d) for d in __import__("companion.guards", fromlist=["starter_docs"]).starter_docs(
+        docs = [list(d) for d in __import__("companion.night.guards", fromlist=["starter_docs"]).starter_docs(
             False, "Good morning, {companion}.", "Good night, {companion}.")[:40]]
         data = CorpusTokens.from_encoded(encode_documents(tokenizer, docs), encode_documents(tokenizer, docs[:4]))
         _, nursery_opt = run_nursery(model, None, data, steps=3, batch_size=2, peak_lr=1e-3, heldout_windows=1,
@@ -173,7 +174,7 @@ def test_night_settings_out_of_range_are_refused_with_the_key_named(tiny_home):
 
 
 def test_the_loss_watch_spots_nan_inf_and_spikes():
-    from companion.guards import LossWatch
+    from companion.night.guards import LossWatch
 
     watch = LossWatch(spike_factor=4.0)
     assert [watch.check(i, v) for i, v in enumerate([3.0, 2.5, 2.8, 2.6])] == [None] * 4

@@ -10,12 +10,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from companion.dream import dream, dream_lines
-from companion.night import run_night
+from companion.night.dream import dream, dream_lines
+from companion.night.pipeline import run_night
 from companion.store import Store
-from companion.teacher import TeacherError, parse_dream, teacher_dream
+from companion.night.teacher import TeacherError, parse_dream, teacher_dream
 from companion.transcript import Turn
-from companion.weights import Weights
+from companion.history.weights import Weights
 from tests.test_night import PROBE, night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

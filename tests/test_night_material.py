@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from companion.dream import day_context, dream_lines, dream_with_model
-from companion.night_material import Example, draw, plan_steps
-from companion.preferences import collect_preferences, dpo_loss, kto_loss, set_references
+from companion.night.dream import day_context, dream_lines, dream_with_model
+from companion.night.material import Example, draw, plan_steps
+from companion.night.preferences import collect_preferences, dpo_loss, kto_loss, set_references
 from companion.store import Store
 from companion.transcript import Turn
-from companion.weights import Weights
+from companion.history.weights import Weights
 from tests.test_night import night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -70,7 +70,7 @@ def test_small_sources_repeat_up_to_their_budget_and_steps_fill_the_batch(tiny_h
     assert len(draw([one], 10_000, random.Random(0), passes=16)) == 16  # the passes bind
     assert draw([one], 0, random.Random(0), passes=16) == []
 
-    from companion.night_material import Material
+    from companion.night.material import Material
 
     material = Material()
     material.items["day"] = [one]

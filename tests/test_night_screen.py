@@ -12,7 +12,7 @@ from textual.app import App
 
 from companion.screens.night import MorningReport, NightScreen
 from companion.store import Store
-from companion.trainer import TrainerThread
+from companion.night.thread import TrainerThread
 from tests.test_night import PROBE, night_settings, script_day
 from widgets.inner import AnnotationEditor
 from widgets.night import NightProgress

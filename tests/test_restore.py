@@ -7,11 +7,11 @@ import pytest
 import torch
 from textual.app import App
 
-from companion.history_cli import cmd_checkpoints, cmd_restore
-from companion.restore import RestoreError, plan_restore, restore
+from companion.history.cli import cmd_checkpoints, cmd_restore
+from companion.history.restore import RestoreError, plan_restore, restore
 from companion.screens.checkpoints import CheckpointsScreen
 from companion.store import Store
-from companion.weights import Weights
+from companion.history.weights import Weights
 from model.atomic import file_sha256 as file_checksum
 from tests.test_history import live_day
 from widgets.lists import CheckpointList

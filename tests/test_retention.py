@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from companion.retention import prune
+from companion.history.retention import prune
 from companion.store import Store, parse_time
 
 START = datetime(2025, 1, 1, 22, 0, tzinfo=timezone.utc)  # a Wednesday

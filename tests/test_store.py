@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from companion import store as store_module
+from companion.store import schema as store_module
 from companion.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -23,6 +23,7 @@ from companion.store import (
     Store,
     StoreError,
     fts_query,
+    parse_time,
 )
 from model.sampling_settings import SamplingSettings
 
@@ -292,7 +293,7 @@ def test_the_injected_clock_stamps_iso_utc(path: Path) -> None:
         clock.advance(hours=2)
         closed = s.close_day(day.id, "goodnight")
     assert day.opened_at == "2030-01-02T03:04:05.000000+00:00"
-    assert store_module.parse_time(closed.closed_at) == clock.moment
+    assert parse_time(closed.closed_at) == clock.moment
 
 
 def test_threads_sharing_one_store_never_collide(store: Store) -> None:

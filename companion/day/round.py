@@ -27,7 +27,7 @@ from companion.day.request import SampleRequest
 if TYPE_CHECKING:
     from companion.day.session import DaySession
     from companion.store import Candidate
-    from companion.store import Turn as StoredTurn
+    from companion.store import TurnRecord
 
 __all__ = ["Round", "Sampler"]
 
@@ -51,7 +51,7 @@ class Round:
         self.id = next(_ids)
         self.state = "running"  # then 'done', 'failed' or 'abandoned'
         self.candidates: list[Candidate] = []  # once recorded, one per row
-        self.inner_turn: StoredTurn | None = None  # an inner line that joined the day
+        self.inner_turn: TurnRecord | None = None  # an inner line that joined the day
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._texts: dict[int, str] = {}

@@ -46,8 +46,7 @@ from dataclasses import dataclass, field
 from companion.day.request import SampleRequest, request_for, sampling_from_settings
 from companion.home import Home
 from companion.settings import Settings
-from companion.store import Annotation, Candidate, Day, Lesson, Reply, Store
-from companion.store import Turn as StoredTurn
+from companion.store import Annotation, Candidate, Day, Lesson, ReplyRecord, Store, TurnRecord
 from companion.transcript import Turn, encode_turn
 from model.sampling_settings import SamplingSettings
 
@@ -111,8 +110,8 @@ def _refuse_invalid_unicode(text: str, what: str) -> None:
 
 @dataclass
 class SendResult:
-    owner_turn: StoredTurn
-    indicators: list[StoredTurn] = field(default_factory=list)
+    owner_turn: TurnRecord
+    indicators: list[TurnRecord] = field(default_factory=list)
 
 
 class DaySession:
@@ -136,7 +135,7 @@ class DaySession:
         if day is None:
             day = store.open_day(self.budget_for(block_size), checkpoint_id)
         self.day: Day = day
-        self._turns: list[StoredTurn] = []
+        self._turns: list[TurnRecord] = []
         self._ids: list[list[int]] = []
         for turn in store.turns(day.id):
             self._remember(turn)
@@ -153,7 +152,7 @@ class DaySession:
         return self.day.budget_tokens
 
     @property
-    def turns(self) -> list[StoredTurn]:
+    def turns(self) -> list[TurnRecord]:
         return list(self._turns)
 
     @property
@@ -221,13 +220,13 @@ class DaySession:
         # Measured before any of them is added: an indicator's own tokens never trigger the next one.
         return list(lines[self.indicators_injected:self.quarters_begun()])
 
-    def inject_indicators(self) -> list[StoredTurn]:
+    def inject_indicators(self) -> list[TurnRecord]:
         return [self._add("inner", line, "indicator") for line in self.due_indicators()]
 
     # -- the owner's message ----------------------------------------------------------------------
 
     @property
-    def pending_prompt(self) -> StoredTurn | None:
+    def pending_prompt(self) -> TurnRecord | None:
         """The owner's message still waiting for the companion's reply, if any."""
         for turn in reversed(self._turns):
             if turn.role == "owner":
@@ -328,28 +327,28 @@ class DaySession:
 
     # -- the companion's reply --------------------------------------------------------------------
 
-    def pick(self, candidate_id: int, *, implicit: bool = False) -> Reply:
+    def pick(self, candidate_id: int, *, implicit: bool = False) -> ReplyRecord:
         """A candidate becomes the companion's reply, as it was generated. ``implicit``: the owner
         replied without picking and the highlighted card was taken (recorded as such)."""
         prompt = self._require_prompt()
         candidate = self._candidate(candidate_id, prompt)
         return self._reply(prompt, "pick", None, candidate.id, candidate.text, implicit=implicit)
 
-    def correct(self, candidate_id: int, text: str) -> Reply:
+    def correct(self, candidate_id: int, text: str) -> ReplyRecord:
         """A candidate edited into what it should have said becomes the reply."""
         prompt = self._require_prompt()
         candidate = self._candidate(candidate_id, prompt)
         self._check_text(text, "companion")
         return self._reply(prompt, "correction", text, candidate.id, text)
 
-    def write_reply(self, text: str) -> Reply:
+    def write_reply(self, text: str) -> ReplyRecord:
         """The reply the owner wanted, written by the owner, becomes the companion's turn."""
         prompt = self._require_prompt()
         self._check_text(text, "companion")
         return self._reply(prompt, "written", text, None, text)
 
-    def _reply(self, prompt: StoredTurn, kind: str, text: str | None, candidate_id: int | None, shown: str,
-               implicit: bool = False) -> Reply:
+    def _reply(self, prompt: TurnRecord, kind: str, text: str | None, candidate_id: int | None, shown: str,
+               implicit: bool = False) -> ReplyRecord:
         ids = encode_turn(self.tokenizer, Turn("companion", shown))
         reply = self.store.record_reply(self.day.id, prompt.id, kind, text, candidate_id=candidate_id,
                                         tokens=len(ids), role="companion", implicit=implicit)
@@ -372,7 +371,7 @@ class DaySession:
     # -- mending the last reply -------------------------------------------------------------------
 
     @property
-    def amendable_reply(self) -> StoredTurn | None:
+    def amendable_reply(self) -> TurnRecord | None:
         """The reply the owner may still amend: the day's last reply, while the day is open and no
         message has followed it (inner lines may have)."""
         if not self.is_open:
@@ -384,7 +383,7 @@ class DaySession:
                 return turn
         return None
 
-    def amend_pick(self, candidate_id: int) -> Reply:
+    def amend_pick(self, candidate_id: int) -> ReplyRecord:
         """Let another candidate of the same message be the reply instead."""
         turn = self._require_amendable()
         candidate = self.store.get_candidate(candidate_id)
@@ -392,17 +391,17 @@ class DaySession:
             raise DayError(f"candidate {candidate_id} is not a reply candidate")
         return self._amend(turn, "pick", candidate.text, candidate.id)
 
-    def amend_correction(self, candidate_id: int, text: str) -> Reply:
+    def amend_correction(self, candidate_id: int, text: str) -> ReplyRecord:
         """Correct the reply again (a typo in a correction is mended before the night trains on it)."""
         turn = self._require_amendable()
         return self._amend(turn, "correction", text, candidate_id)
 
-    def amend_written(self, text: str) -> Reply:
+    def amend_written(self, text: str) -> ReplyRecord:
         """Rewrite the reply as the owner's own words."""
         turn = self._require_amendable()
         return self._amend(turn, "written", text, None)
 
-    def _require_amendable(self) -> StoredTurn:
+    def _require_amendable(self) -> TurnRecord:
         if not self.is_open:
             raise DayError(f"day {self.day.number} is closed and its night has it; it can no longer be amended")
         turn = self.amendable_reply
@@ -410,7 +409,7 @@ class DaySession:
             raise DayError("there is no reply to amend: a message has followed the last reply")
         return turn
 
-    def _amend(self, turn: StoredTurn, kind: str, text: str, candidate_id: int | None) -> Reply:
+    def _amend(self, turn: TurnRecord, kind: str, text: str, candidate_id: int | None) -> ReplyRecord:
         index = next(i for i, t in enumerate(self._turns) if t.id == turn.id)
         if kind != "pick":
             if not text.strip():
@@ -431,7 +430,7 @@ class DaySession:
 
     # -- the inner voice --------------------------------------------------------------------------
 
-    def write_inner(self, text: str) -> StoredTurn:
+    def write_inner(self, text: str) -> TurnRecord:
         """An inner line the owner writes, to show the companion how to reflect."""
         self._check_text(text, "inner")
         return self._add("inner", text, "owner_inner")
@@ -440,7 +439,7 @@ class DaySession:
         return max(0, min(INNER_LINE_TOKENS, self.room - 2))
 
     def add_model_inner(self, text: str, finish: str = "end", *,
-                        sampling: SamplingSettings | None = None) -> StoredTurn | None:
+                        sampling: SamplingSettings | None = None) -> TurnRecord | None:
         """An inner line the model produced: recorded as an inner candidate (with the sampling
         settings that made it) and added to the day.
 
@@ -480,19 +479,19 @@ class DaySession:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _add(self, role: str, text: str, source: str, candidate_id: int | None = None) -> StoredTurn:
+    def _add(self, role: str, text: str, source: str, candidate_id: int | None = None) -> TurnRecord:
         ids = encode_turn(self.tokenizer, Turn(role, text))
         turn = self.store.add_turn(self.day.id, role, text, source, candidate_id=candidate_id, tokens=len(ids))
         self._remember(turn, ids)
         return turn
 
-    def _remember(self, turn: StoredTurn, ids: list[int] | None = None) -> None:
+    def _remember(self, turn: TurnRecord, ids: list[int] | None = None) -> None:
         if turn.role not in ("owner", "companion", "inner"):
             return
         self._turns.append(turn)
         self._ids.append(ids if ids is not None else encode_turn(self.tokenizer, Turn(turn.role, turn.text)))
 
-    def _require_prompt(self) -> StoredTurn:
+    def _require_prompt(self) -> TurnRecord:
         if not self.is_open:
             raise DayError(f"day {self.day.number} is closed")
         prompt = self.pending_prompt
@@ -500,7 +499,7 @@ class DaySession:
             raise DayError("there is no message waiting for a reply")
         return prompt
 
-    def _candidate(self, candidate_id: int, prompt: StoredTurn) -> Candidate:
+    def _candidate(self, candidate_id: int, prompt: TurnRecord) -> Candidate:
         candidate = self.store.get_candidate(candidate_id)
         if candidate is None or candidate.prompt_turn_id != prompt.id or candidate.role != "companion":
             raise DayError(f"candidate {candidate_id} does not answer the waiting message")

@@ -43,7 +43,7 @@ def cmd_grow(args) -> int:
             return _fail(exc)
         from companion.growth.grow import run_growth
         from companion.growth.measure import seconds_per_step
-        from companion.weights import Weights
+        from companion.history.weights import Weights
         from model.growth import stretch, widen
 
         before = after = None

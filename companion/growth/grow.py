@@ -91,8 +91,8 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
                learning_rate: float = 1e-4, probe_windows: int = 16, seed: int = 0) -> GrowthResult:
     """Carry out `plan`. Refusals found only now (a night began, the current weights changed, a check
     failed) come back as a "refused" result; a stop as "stopped"; nothing is kept in either case."""
-    from companion.guards import Stopped
-    from companion.weights import Weights
+    from companion.night.guards import Stopped
+    from companion.history.weights import Weights
     from model.checkpoint import CheckpointError
 
     settings = settings or home.load_settings()
@@ -171,7 +171,7 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
 def _widen_checked(model, plan: GrowthPlan, home: Home, store: Store, settings: Settings, phase,
                    result: GrowthResult):
     """The widened model, or None when it does not compute what `model` computed on held-out windows."""
-    from companion.guards import build_probe
+    from companion.night.guards import build_probe
     from model.growth import widen
     from model.tokenizer import Tokenizer
 

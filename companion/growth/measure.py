@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from companion.training import make_optimizer, train_step
+from companion.night.optimizer import make_optimizer, train_step
 from model.transformer import Transformer
 
 

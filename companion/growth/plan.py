@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from companion.history_cli import format_bytes
+from companion.history.cli import format_bytes
 from companion.home import Home
 from companion.store import Checkpoint, Store
 from model.config import PRESETS, ModelConfig
@@ -100,7 +100,7 @@ def plan_growth(home: Home, store: Store, *, width: int | None = None, context: 
     """
     from model.checkpoint import CheckpointError, read_meta
     from model.growth import StretchError, WidenError, stretch_config, widen_config
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     if (width is None) == (context is None):
         raise GrowthError("say what to grow: --width D or --context N (one at a time)")

@@ -2,8 +2,8 @@
 
 Material: the owner's past days joined in order (probe days held out, as every night does) and the
 starter corpus's training side packed end to end, cut into windows of the new block. Training goes
-through the one optimizer place (`companion.training`) with the night's loss watch; afterwards the
-usual probe guard decides (`companion.guards`), counted twice:
+through the one optimizer place (`companion.night.optimizer`) with the night's loss watch; afterwards the
+usual probe guard decides (`companion.night.guards`), counted twice:
 
 * the probe at the new block, before and after the stretch night, within `night.probe_bound`;
 * the positions inside the old block, after the stretch night against the model before it was stretched,
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from companion.guards import LossWatch, build_probe, check_stop, is_probe_day, probe_score, probe_verdict, starter_docs
+from companion.night.guards import LossWatch, build_probe, check_stop, is_probe_day, probe_score, probe_verdict, starter_docs
 from companion.settings import Settings
 from companion.store import Store
-from companion.training import lr_at, make_optimizer, train_step
+from companion.night.optimizer import lr_at, make_optimizer, train_step
 from companion.transcript import Turn, encode_documents, encode_turns
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer

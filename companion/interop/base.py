@@ -48,9 +48,9 @@ def birth_from_base(root: Path, name: str, owner: str, source: str | Path, *, bl
     """
     import torch
 
-    from companion.birth import BirthError, check_birth_input
+    from companion.birth.create import BirthError, check_birth_input
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.interop import InteropError
     from model.interop.base import read_base
 
@@ -62,7 +62,7 @@ def birth_from_base(root: Path, name: str, owner: str, source: str | Path, *, bl
         raise BirthError(str(exc)) from exc
     log(f"{base.model.num_params() / 1e6:.1f}M parameters, {base.tokenizer.vocab_size:,} tokens "
         f"({len(base.added)} added), context {base.model.config.block_size}")
-    from companion.birth import discard_unborn, finish_birth, measure_probe
+    from companion.birth.create import discard_unborn, finish_birth, measure_probe
 
     home = Home.create(root, name, owner=owner, preset="base", aside=True)  # appears whole, or not at all
     try:

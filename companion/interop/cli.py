@@ -30,7 +30,7 @@ def cmd_export(args) -> int:
 
 
 def birth_from_base_cli(args, root) -> int:
-    from companion.birth import BirthError
+    from companion.birth.create import BirthError
     from companion.home import HomeError
     from companion.interop.base import birth_from_base
 

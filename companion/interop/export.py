@@ -54,7 +54,7 @@ splits special tokens in text (`split_special_tokens`); the role tokens are plac
 
 
 def _checkpoint(store: Store, checkpoint_id: int | None, home: Home) -> Checkpoint:
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     if checkpoint_id is None:
         current = Weights(home, store).current()

@@ -17,7 +17,7 @@ plus two more:
 
 Each card asks with one of the lesson's phrasings, drawn at random (the question itself, the owner's
 "also asked as" lines). Everything here is built from the one formatter (`companion.transcript`)
-through `companion.night_material.transcript_examples`.
+through `companion.night.material.transcript_examples`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from companion.guards import starter_docs
+from companion.night.guards import starter_docs
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
-from companion.night_material import Example, transcript_examples
+from companion.night.material import Example, transcript_examples
 from companion.settings import Settings
 from companion.transcript import Turn, count_tokens
 from model.tokenizer import Tokenizer

@@ -24,7 +24,7 @@ import torch
 
 from companion.day.request import recall_request
 from companion.engine import sample
-from companion.guards import Stopped
+from companion.night.guards import Stopped
 from companion.lessons.cards import ordinary_exchanges
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText, says

@@ -28,7 +28,7 @@ from companion.lessons.margin import margin_loss
 from companion.lessons.recall import Recall, intrusion_lines, measure
 from companion.lessons.status import LEARNED_RECALL  # the one rule: store, screen and night
 from companion.lessons.text import LessonText
-from companion.night_material import step_loss
+from companion.night.material import step_loss
 from companion.settings import Settings
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer

@@ -23,11 +23,11 @@ _KNOWN = (
     ("model.checkpoint", "CheckpointError"),
     ("model.tokenizer", "TokenizerError"),
     ("model.config", "ConfigError"),
-    ("companion.night", "NightError"),
-    ("companion.backup", "BackupError"),
-    ("companion.restore", "RestoreError"),
-    ("companion.book", "BookError"),
-    ("companion.birth", "BirthError"),
+    ("companion.night.pipeline", "NightError"),
+    ("companion.history.backup", "BackupError"),
+    ("companion.history.restore", "RestoreError"),
+    ("companion.history.personality", "BookError"),
+    ("companion.birth.create", "BirthError"),
     ("companion.day", "DayError"),
 )
 

@@ -70,7 +70,7 @@ def _size(path: Path) -> int:
 
 def remove_leftovers(home: "Home") -> list[str]:
     """Remove the leftovers (call with the companion's lock held); one note per file removed."""
-    from companion.history_cli import format_bytes
+    from companion.history.cli import format_bytes
 
     notes = []
     for path in find_leftovers(home):

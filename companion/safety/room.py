@@ -34,7 +34,7 @@ def _device(folder: Path) -> int | None:
 def room_problem(checkpoints_dir: str | os.PathLike[str], store_path: str | os.PathLike[str],
                  checkpoint_bytes: int) -> str | None:
     """None when a night fits; else one sentence saying what is needed, where, and what is free."""
-    from companion.history_cli import format_bytes
+    from companion.history.cli import format_bytes
 
     weights_dir, store_dir = Path(checkpoints_dir), Path(store_path).parent
     need_weights = int(checkpoint_bytes * (1 + WEIGHTS_MARGIN)) + 1024 * 1024
@@ -62,7 +62,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full_sentence(path: str | os.PathLike[str] | None, exc: BaseException | None = None) -> str:
     """The sentence for a full disk: where, how much is free, and that nothing was half-written."""
-    from companion.history_cli import format_bytes
+    from companion.history.cli import format_bytes
 
     where = f" holding {path}" if path is not None else ""
     free = ""

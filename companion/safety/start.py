@@ -23,7 +23,7 @@ def tidy_at_start(home: "Home", store: "Store", *, settle: bool = True) -> list[
     notes = remove_leftovers(home)
     home.make_private()
     if settle and store.latest_checkpoint() is not None:
-        from companion.weights import Weights  # torch: only for a companion that has weights
+        from companion.history.pointer import Pointer
 
-        notes += Weights(home, store).settle()
+        notes += Pointer(home, store).settle()
     return notes

@@ -20,7 +20,7 @@ from companion.safety.private import make_private
 from model.atomic import fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from companion.backup import BackupInfo
+    from companion.history.backup import BackupInfo
     from companion.home import Home
 
 __all__ = ["StoreRecovery", "newest_verified_backup", "recover_store"]
@@ -35,7 +35,7 @@ class StoreRecovery:
 
 def _sound(db: Path) -> bool:
     """The backup's store copy passes SQLite's full integrity check (the same check a backup ends with)."""
-    from companion.backup import BackupError, _check_sqlite
+    from companion.history.backup import BackupError, _check_sqlite
 
     try:
         _check_sqlite(db)
@@ -47,7 +47,7 @@ def _sound(db: Path) -> bool:
 def newest_verified_backup(home: "Home") -> "BackupInfo | None":
     """The newest backup whose every file matches its manifest and whose store is sound, or None
     (the configured backup folder; the home's own `backups/` when the settings cannot be read)."""
-    from companion.backup import BackupError, list_backups, verify_backup
+    from companion.history.backup import BackupError, list_backups, verify_backup
     from companion.settings import Settings
 
     try:

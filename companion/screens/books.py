@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from companion.books import BooksFolder, book_file, count_tokens
+from companion.night.books import BooksFolder, book_file, count_tokens
 from companion.home import Home
 from companion.store import Book, Store
 from widgets.lists import format_bytes

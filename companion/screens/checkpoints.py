@@ -1,7 +1,7 @@
 """The checkpoints menu: every checkpoint with its story, restore with confirmation, and the state of
 the protection (disk use, the last backup and when it was verified).
 
-Restoring asks first, saying what will change (``companion.restore.describe_plan``); the restore itself
+Restoring asks first, saying what will change (``companion.history.restore.describe_plan``); the restore itself
 runs in a thread worker, then the screen posts ``CheckpointsScreen.Restored`` so the app reloads the
 model without restarting. Refusals (a night running, a missing file, the checkpoint already current)
 are said on the screen and change nothing.
@@ -20,11 +20,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from companion.backup import BackupError, backup_line, due, folder_size, last_backup, make_backup
+from companion.history.backup import BackupError, backup_line, due, folder_size, last_backup, make_backup
 from companion.safety.leftovers import checkpoint_bytes
 from companion.home import Home
 from companion.progress import plural
-from companion.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
+from companion.history.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
 from companion.store import Checkpoint, Store
 from widgets.lists import CheckpointList, CheckpointRow, format_bytes
 from widgets.safe_text import display_safe
@@ -117,7 +117,7 @@ class CheckpointsScreen(Screen):
     @work(thread=True, exclusive=True, group="list")
     def refresh_list(self) -> None:
         from companion.growth.plan import checkpoint_size
-        from companion.weights import Weights
+        from companion.history.weights import Weights
 
         weights = Weights(self.home, self.store)
         current = weights.current()

@@ -117,7 +117,7 @@ class GrowScreen(Screen):
     def _plan(self, width: int | None, context: int | None) -> None:
         from companion.growth.measure import seconds_per_step
         from companion.growth.plan import plan_growth
-        from companion.weights import Weights
+        from companion.history.weights import Weights
         from model.growth import stretch, widen
 
         settings = self.home.load_settings()

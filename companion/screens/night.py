@@ -7,8 +7,10 @@ runs in a thread worker. Use from the app::
     screen = NightScreen(day_number=day.number, store=store, on_stop=lambda: trainer.stop())
     app.install_screen(screen, "night")      # installed: it keeps its state while the owner browses
     app.push_screen("night")
-    trainer = TrainerThread(home, day.id, on_event=screen.forwarder())
+    trainer = TrainerThread(home, day.id, on_event=screen.forwarder(), store=store)
     trainer.start()
+
+(`CompanionApp.start_night` does this, and also tells the app when the night is done.)
 
 A past night's report is shown with `MorningReportScreen(NightReport.from_dict(night.report), store)`.
 """
@@ -28,8 +30,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from companion.night import OUTCOMES as _OUTCOME
-from companion.night import report_lines
+from companion.night.report import OUTCOMES as _OUTCOME
+from companion.night.report import report_lines
 from widgets.inner import AnnotationEditor
 from widgets.night import NightProgress
 from widgets.safe_text import display_safe, one_line

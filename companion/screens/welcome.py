@@ -7,7 +7,7 @@ from it, its tokenizer becoming the companion's. Enter moves from field to field
 starts; the fields of a birth from scratch (your texts, minutes in the nursery) show only once that way
 is chosen. The footer offers only what can be done now.
 
-A birth is built aside (`companion.birth`) and appears whole at the end. An unfinished one found at
+A birth is built aside (`companion.birth.create`) and appears whole at the end. An unfinished one found at
 start opens this screen with three offers: continue the nursery, adopt the seedling into it, or remove
 it (after a confirmation that names the folder). Every input is checked before anything is written.
 """
@@ -185,7 +185,7 @@ class WelcomeScreen(Screen):
     def action_adopt(self) -> None:
         if self.busy:
             return
-        from companion.birth import BirthError, check_birth_input, check_seedling
+        from companion.birth.create import BirthError, check_birth_input, check_seedling
         from companion.home import HomeError
 
         seedling = Path(self.app.seedling_dir)
@@ -205,7 +205,7 @@ class WelcomeScreen(Screen):
 
     @work(thread=True, group="birth", exclusive=True)
     def _adopt(self, name: str, owner: str, seedling: Path) -> None:
-        from companion.birth import adopt_seedling, create_home, discard_unborn, finish_birth
+        from companion.birth.create import adopt_seedling, create_home, discard_unborn, finish_birth
         from companion.store import Store
 
         home = lock = None
@@ -240,7 +240,7 @@ class WelcomeScreen(Screen):
     def action_from_base(self) -> None:
         if self.busy or self.resume_home is not None or self.base_path is None:
             return
-        from companion.birth import BirthError, check_birth_input
+        from companion.birth.create import BirthError, check_birth_input
         from companion.home import HomeError
 
         name, owner = self._names()
@@ -289,7 +289,7 @@ class WelcomeScreen(Screen):
             self.set_focus(self.query_one("#corpus", Input))
             self.status("Your own texts (optional) and the minutes, then Enter or ctrl+b to begin.")
             return
-        from companion.birth import BirthError, check_birth_input
+        from companion.birth.create import BirthError, check_birth_input
         from companion.home import HomeError
 
         minutes = self._minutes()
@@ -318,7 +318,7 @@ class WelcomeScreen(Screen):
 
     @work(thread=True, group="birth", exclusive=True)
     def _birth(self, name: str, owner: str, corpus: list[str], minutes: float) -> None:
-        from companion.birth import NurseryPlan, create_home, finish_birth, run_birth_nursery
+        from companion.birth.create import NurseryPlan, create_home, finish_birth, run_birth_nursery
         from companion.store import Store
 
         try:
@@ -387,7 +387,7 @@ class WelcomeScreen(Screen):
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            from companion.birth import BirthError, discard_unborn
+            from companion.birth.create import BirthError, discard_unborn
 
             try:
                 discard_unborn(self.resume_home)

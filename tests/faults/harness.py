@@ -55,10 +55,10 @@ def make_template(folder: Path) -> Path:
     whose night has not run. Returns the root folder holding it; copy it with `copy_home` per trial."""
     import torch
 
-    from companion.corpus import starter_documents
+    from companion.birth.corpus import starter_documents
     from companion.home import Home
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.tokenizer import train_tokenizer
     from model.transformer import Transformer
     from tests.conftest import GOODNIGHT, GREETING, tiny_config
@@ -230,7 +230,8 @@ def night_child(home_path: str) -> int:
     """`companion sleep` with a 2-window probe (the CLI's is larger): the same start-up tidying, the same
     `run_night`, the phases said on stderr the same way."""
     from companion.home import Home
-    from companion.night import night_day, run_night
+    from companion.night.pending import night_day
+    from companion.night.pipeline import run_night
     from companion.safety.start import tidy_at_start
     from companion.store import Store
 
@@ -304,7 +305,7 @@ def check_night(home_path: Path, pre_id: int, pre_checksum: str, day_turns: int)
     from companion.safety.leftovers import find_leftovers
     from companion.safety.start import tidy_at_start
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
 
     home = Home.open(home_path)
@@ -378,7 +379,7 @@ def save_child(home_path: str) -> None:
 
     from companion.home import Home
     from companion.store import Store
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.transformer import Transformer
     from tests.conftest import tiny_config
 

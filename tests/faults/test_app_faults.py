@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from companion.backup import make_backup
+from companion.history.backup import make_backup
 from companion.store import Store
 from tests.faults.test_findings import crash_window_state, damage_store, fill_store
 from tests.test_app import SIZE, app_for, ready, until

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from companion.cli import main
-from companion.night import NightError, night_day, run_night
+from companion.night.pending import night_day
+from companion.night.pipeline import run_night
+from companion.night.report import NightError
 from companion.safety.leftovers import find_leftovers
 from companion.safety.start import tidy_at_start
 from companion.store import Store, StoreDamaged, StoreError
-from companion.weights import CURRENT_FILE, Weights
+from companion.history.pointer import CURRENT_FILE
+from companion.history.weights import Weights
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from tests.conftest import make_tiny_home, tiny_config
 from tests.test_night import night_settings, script_day
@@ -100,7 +103,7 @@ def test_an_unaccepted_checkpoint_under_current_is_set_back_and_the_owner_told(t
 def test_the_redone_night_starts_from_the_last_accepted_weights(tiny_home, tokenizer):
     store, day, pre, orphan = crash_window_state(tiny_home, tokenizer)
     with store:
-        from companion.night import pending_night
+        from companion.night.pending import pending_night
 
         assert pending_night(store).id == day.id  # the night left running is found...
         report = run_night(tiny_home, store, day.id, night_settings(tiny_home), probe_windows=4)
@@ -269,7 +272,7 @@ def test_an_unknown_preset_is_refused(tiny_home, capsys):
 # 7. A book is a regular file inside the books folder: a link is refused, never followed.
 
 def test_a_symlink_in_the_books_folder_is_refused_and_not_read(tiny_home, tmp_path):
-    from companion.books import BooksFolder
+    from companion.night.books import BooksFolder
 
     secret = tmp_path / "secret.txt"
     secret.write_text("the owner's private notes, outside the companion\n")
@@ -301,7 +304,7 @@ def test_the_home_and_everything_written_are_private_under_umask_022(tmp_path, t
         for path in (home.store_path, Path(f"{home.store_path}-wal"), Path(f"{home.store_path}-shm"),
                      home.tokenizer_path, home.settings_path, home.lock_path):
             assert mode(path) == 0o600, path
-        from companion.backup import make_backup
+        from companion.history.backup import make_backup
 
         backup = make_backup(home, store)
     for folder in (home.path, home.checkpoints_dir, home.books_dir, home.backups_dir, backup.folder):
@@ -344,7 +347,7 @@ def test_sleep_names_the_day_whose_night_never_ran(tiny_home, tokenizer):
 def test_a_version_1_store_is_upgraded_with_room_to_mark_damaged_checkpoints(tmp_path):
     import sqlite3
 
-    from companion.store import MIGRATIONS, _statements
+    from companion.store.schema import MIGRATIONS, _statements
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)

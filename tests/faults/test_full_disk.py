@@ -14,10 +14,12 @@ import pytest
 
 from companion.cli import main
 from companion.home import Home
-from companion.night import pending_night, run_night
+from companion.night.pending import pending_night
+from companion.night.pipeline import run_night
 from companion.safety.leftovers import find_leftovers
 from companion.store import Store, StoreError
-from companion.weights import CURRENT_FILE, Weights
+from companion.history.pointer import CURRENT_FILE
+from companion.history.weights import Weights
 from tests.test_night import night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from companion.guards import check_stop
+from companion.night.guards import check_stop
 from companion.store import Store
 from companion.transcript import Turn, encode_turn, parse_text
 from model.tokenizer import Tokenizer
@@ -36,7 +36,7 @@ BAD_TAGS = frozenset({"off"})
 
 
 @dataclass
-class Reply:
+class ScoredReply:
     """A reply in its context, ready for `sequence_logprobs`: targets are -100 on the context."""
 
     inputs: list[int]
@@ -50,8 +50,8 @@ class Reply:
 
 @dataclass
 class Pair:
-    chosen: Reply
-    rejected: Reply
+    chosen: ScoredReply
+    rejected: ScoredReply
     ref_chosen: float = 0.0
     ref_rejected: float = 0.0
 
@@ -61,7 +61,7 @@ class Pair:
 
 @dataclass
 class Unpaired:
-    reply: Reply
+    reply: ScoredReply
     desirable: bool
     ref: float = 0.0
 
@@ -73,11 +73,11 @@ class Unpaired:
 class Preferences:
     pairs: list[Pair] = field(default_factory=list)
     unpaired: list[Unpaired] = field(default_factory=list)
-    taught: list[Reply] = field(default_factory=list)  # the chosen, corrected and written replies
+    taught: list[ScoredReply] = field(default_factory=list)  # the chosen, corrected and written replies
 
 
 def reply_in_context(tokenizer: Tokenizer, context: Sequence[int], role: str, text: str, block_size: int,
-                     kind: str) -> Reply | None:
+                     kind: str) -> ScoredReply | None:
     """The reply's tokens after its context (cut from the left to fit); None if the reply alone is too long."""
     reply = encode_turn(tokenizer, Turn(role, text))  # role token, text, end: the one format
     room = block_size + 1 - len(reply)
@@ -88,7 +88,7 @@ def reply_in_context(tokenizer: Tokenizer, context: Sequence[int], role: str, te
         context = [tokenizer.end_id]
     ids = context + reply
     targets = [-100] * len(context) + reply[1:]
-    return Reply(ids[:-1], targets, kind, text)
+    return ScoredReply(ids[:-1], targets, kind, text)
 
 
 class _Day:
@@ -203,7 +203,7 @@ def dream_verdicts(store: Store, dream_ids: Sequence[int]) -> list[tuple[int, li
     return out
 
 
-def _pad(replies: Sequence[Reply], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(replies: Sequence[ScoredReply], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in replies)
     idx = torch.zeros(len(replies), width, dtype=torch.long)
     tgt = torch.full((len(replies), width), -100, dtype=torch.long)
@@ -213,7 +213,7 @@ def _pad(replies: Sequence[Reply], device: torch.device) -> tuple[torch.Tensor, 
     return idx.to(device), tgt.to(device)
 
 
-def logprobs(model: Transformer, replies: Sequence[Reply]) -> torch.Tensor:
+def logprobs(model: Transformer, replies: Sequence[ScoredReply]) -> torch.Tensor:
     """Summed log-probability of each reply given its context (with gradients when enabled)."""
     device = next(model.parameters()).device
     idx, tgt = _pad(replies, device)
@@ -221,7 +221,7 @@ def logprobs(model: Transformer, replies: Sequence[Reply]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(model: Transformer, replies: Sequence[Reply], batch_size: int = 8,
+def score(model: Transformer, replies: Sequence[ScoredReply], batch_size: int = 8,
           should_stop: Callable[[], bool] | None = None) -> list[float]:
     """Log-probabilities without gradients, in eval mode: the reference, and the night's before/after.
     Raises guards.Stopped between batches when `should_stop()`."""

@@ -14,7 +14,7 @@ and it is the only thing from which a lost model could be taught again. Hence:
   ``recorded_turn`` / ``amendments`` give what was first recorded and every version.
 * **One connection, one lock.** The Textual UI thread, thread workers and the trainer thread share one
   ``Store``; a ``threading.RLock`` serialises use of the connection (``check_same_thread=False``).
-* **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``MIGRATIONS`` is the ordered
+* **Versioned schema.** ``PRAGMA user_version`` holds the schema version; ``schema.MIGRATIONS`` is the ordered
   list of upgrades, each applied in its own transaction. A file newer than this code is refused, never
   guessed at. Migrations are history: never edit one that has shipped, append a new one.
 * **Bad input changes nothing.** Invalid values, unknown ids and unreadable files raise ``StoreError``
@@ -36,7 +36,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,783 +48,13 @@ from companion.safety.text import surrogate_problem
 from model.atomic import fsync_dir
 from model.sampling_settings import SamplingSettings
 
-__all__ = [
-    "StoreError",
-    "StoreDamaged",
-    "Store",
-    "Migration",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "APPLICATION_ID",
-    "Day",
-    "DaySummary",
-    "Turn",
-    "Candidate",
-    "Choice",
-    "Reply",
-    "Rating",
-    "Correction",
-    "Annotation",
-    "Dream",
-    "Night",
-    "Checkpoint",
-    "Book",
-    "Hit",
-    "Lesson",
-    "LessonNight",
-    "Phrasing",
-    "PhrasingAdded",
-    "Recall",
-    "Schedule",
-    "LESSON_SOURCES",
-    "ROLES",
-    "TURN_SOURCES",
-    "CANDIDATE_ROLES",
-    "FINISHES",
-    "CHOICE_KINDS",
-    "CLOSE_REASONS",
-    "DREAM_SOURCES",
-    "NIGHT_STATUSES",
-    "BOOK_STATUSES",
-    "CHECKPOINT_REASONS",
-    "fts_query",
-    "parse_time",
-]
-
-
-class StoreError(Exception):
-    """Anything the store refuses: an unreadable or too-new file, an unknown id, an invalid value."""
-
-
-class StoreDamaged(StoreError):
-    """The file fails SQLite's check: it is named, and can be restored from the newest verified backup
-    (`companion recover-store`, or the app's offer), the damaged file kept aside."""
-
-    def __init__(self, path: Path, problems: Sequence[str]) -> None:
-        self.path, self.problems = Path(path), list(problems)
-        super().__init__(f"{path} is damaged (SQLite's check: {'; '.join(self.problems[:3])}); nothing was "
-                         f"changed. Restore it from the newest verified backup with `companion recover-store` "
-                         f"(the damaged file is kept aside)")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Allowed values. Closed sets that are part of the data model also have CHECK constraints in the schema;
-# sets that are expected to grow (turn sources, night statuses, checkpoint reasons) are checked here
-# only, so that adding a value never needs a table rebuild of a lifelong file.
-
-ROLES = ("owner", "companion", "inner")
-TURN_SOURCES = (
-    "greeting", "goodnight", "indicator", "typed", "chosen", "correction", "written",
-    "model_inner", "owner_inner",
+from companion.store import schema
+from companion.store.records import (
+    APPLICATION_ID, Annotation, BOOK_STATUSES, Book, CANDIDATE_ROLES, CHOICE_KINDS, CLOSE_REASONS, Candidate,
+    Checkpoint, Choice, Correction, DREAM_SOURCES, Day, DaySummary, DreamRecord, FINISHES, Hit, LESSON_SOURCES,
+    Lesson, LessonNight, NIGHT_STATUSES, Night, Phrasing, PhrasingAdded, ROLES, Rating, Recall, ReplyRecord,
+    Schedule, StoreDamaged, StoreError, TURN_SOURCES, TurnRecord,
 )
-CANDIDATE_ROLES = ("companion", "inner")
-FINISHES = ("end", "length", "stopped")
-CHOICE_KINDS = ("pick", "correction", "written")
-CLOSE_REASONS = ("full", "goodnight")
-DREAM_SOURCES = ("model", "teacher")
-NIGHT_STATUSES = ("running", "accepted", "rolled_back", "interrupted", "nothing", "failed")
-BOOK_STATUSES = ("queued", "read", "refused")
-#: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
-#: Where a lesson came from: a correction or a written reply (recorded with the reply itself), a reply
-#: the owner marked "remember this", or a personality book read back.
-LESSON_SOURCES = ("correction", "written", "remember", "book")
-#: Reasons known today. Checkpoint reasons are open: any non-empty string is accepted.
-CHECKPOINT_REASONS = ("birth", "nursery", "night", "pre-night", "pre-restore", "seedling", "growth", "import")
-
-#: Written to the file header so that a stranger's SQLite file is never mistaken for a companion store.
-APPLICATION_ID = 0x436F6D70  # "Comp"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Records. Small frozen dataclasses; field names are the column names.
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    """One context window of life. ``checkpoint_id``: the weights it was lived on.
-    ``in_weights`` turns False when a restore goes back to weights that never learned this day."""
-    id: int
-    number: int
-    opened_at: str
-    closed_at: str | None
-    close_reason: str | None
-    budget_tokens: int
-    checkpoint_id: int | None
-    in_weights: bool
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class DaySummary:
-    """One row of the days list: the day and what happened in it, computed in one query."""
-    id: int
-    number: int
-    opened_at: str
-    closed_at: str | None
-    close_reason: str | None
-    budget_tokens: int
-    in_weights: bool
-    turns: int
-    tokens: int
-    ratings: int        # candidates whose latest rating is a star count (cleared ratings do not count)
-    corrections: int
-    night_status: str | None  # status of the day's latest night, None if it has had none
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    id: int
-    day_id: int
-    seq: int
-    role: str
-    text: str
-    source: str
-    candidate_id: int | None
-    tokens: int | None
-    created_at: str
-    amended: bool = False
-    """The owner mended this reply: ``text``, ``source``, ``candidate_id`` and ``tokens`` are the
-    latest amendment's (the original stays in the turns table, untouched)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    id: int
-    day_id: int
-    prompt_turn_id: int | None
-    round: int
-    slot: int
-    role: str
-    text: str
-    finish: str
-    temperature: float | None
-    top_k: int | None
-    top_p: float | None
-    repetition_penalty: float | None
-    max_tokens: int | None
-    seed: int | None
-    checkpoint_id: int | None
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    """Which reply the owner let into the day. ``implicit``: the owner replied without picking and the
-    highlighted card was taken (a weaker signal). An amendment is a later choice for the same
-    ``turn_id``: it names the choice it ``supersedes`` and carries the reply's ``text`` from then on
-    (``text`` is None on an original choice: the turn's own text)."""
-    id: int
-    prompt_turn_id: int | None
-    candidate_id: int | None
-    kind: str
-    turn_id: int
-    created_at: str
-    implicit: bool = False
-    supersedes: int | None = None
-    text: str | None = None
-    correction_id: int | None = None
-    tokens: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rating:
-    id: int
-    candidate_id: int
-    stars: int | None  # None: the rating was cleared
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Correction:
-    id: int
-    candidate_id: int
-    text: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What ``record_reply`` wrote in one transaction."""
-    turn: Turn
-    choice: Choice
-    correction: Correction | None
-    lesson: Lesson | None = None  # a correction or a written reply is a lesson, recorded with it
-
-
-@dataclass(frozen=True, slots=True)
-class Annotation:
-    """Tags and a note on a transcript turn (``turn_id``) or on one line of a dream
-    (``dream_id``, ``line_index``). Empty tags and no note mean the annotation was cleared."""
-    id: int
-    turn_id: int | None
-    dream_id: int | None
-    line_index: int | None
-    tags: tuple[str, ...]
-    note: str | None
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Dream:
-    id: int
-    day_id: int
-    night_id: int | None
-    text: str
-    source: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Night:
-    id: int
-    day_id: int
-    started_at: str
-    finished_at: str | None
-    status: str
-    reason: str | None
-    report: Any  # parsed JSON (usually a dict), or None
-    pre_checkpoint_id: int | None
-    post_checkpoint_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A saved set of weights and its story. ``path`` is relative to the companion home."""
-    id: int
-    path: str
-    reason: str
-    day_id: int | None
-    step: int
-    parent_id: int | None
-    created_at: str
-    checksum: str
-    probe_ppl: float | None
-    size_bytes: int
-    deleted_at: str | None
-    probe_set: str | None = None  # which probe measured probe_ppl (see companion.guards.probe_set_name)
-    damaged: str | None = None  # why the file would not load, when a load found it damaged
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    id: int
-    path: str
-    sha256: str
-    bytes: int
-    tokens: int | None
-    status: str
-    note: str | None
-    added_at: str
-    read_at: str | None
-    night_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A search result. ``kind`` is 'turn', 'candidate' or 'dream' and ``id`` is that row's id.
-    ``snippet`` is plain text; ``spans`` are (start, end) offsets of the matched words in it."""
-    kind: str
-    id: int
-    day_id: int
-    day_number: int
-    snippet: str
-    spans: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Phrasing:
-    """Another way the owner asks a lesson's question ("also asked as ...")."""
-    id: int
-    lesson_id: int
-    text: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class PhrasingAdded:
-    """What ``add_phrasing`` wrote, and the other lessons already asked exactly this way
-    (``shared_with``: their ids). Sharing is allowed: the lessons stay apart by their answers, and
-    ``note`` says so in words for the owner (None when nothing is shared)."""
-    phrasing: Phrasing
-    shared_with: tuple[int, ...]
-    note: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Recall:
-    """One night's test of one lesson on one phrasing (``phrasing_id`` None: the lesson's question):
-    ``hits`` of ``samples`` fresh replies said the answer; ``crosstalk`` of them said another
-    lesson's answer instead."""
-    id: int
-    lesson_id: int
-    night_id: int
-    phrasing_id: int | None
-    hits: int
-    samples: int
-    crosstalk: int
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class LessonNight:
-    """One night's recall of one lesson, all its phrasings summed: a point of the sparkline.
-    ``accepted``: the night's weights were kept; ``in_weights``: and no restore has gone back before
-    that night (its day is in the weights). Only nights with both count for the status."""
-    night_id: int
-    day_number: int
-    accepted: bool
-    hits: int
-    samples: int
-    crosstalk: int
-    in_weights: bool = True
-
-    @property
-    def counts(self) -> bool:
-        """Whether this measurement was of weights the companion still lives on."""
-        return self.accepted and self.in_weights
-
-    @property
-    def rate(self) -> float:
-        return self.hits / self.samples if self.samples else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """When a lesson comes back: every ``interval_nights`` nights, next on the night of day
-    ``due_day``. Written by the night; the latest row counts."""
-    id: int
-    lesson_id: int
-    night_id: int | None
-    interval_nights: int
-    due_day: int
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lesson:
-    """What the owner taught on purpose, with everything the lessons screen and the night need.
-
-    ``day_id``/``prompt_turn_id``/``reply_turn_id`` place it in its day, so that its context can be
-    rebuilt with the one transcript formatter (``Store.lesson_context``); a lesson read back from a
-    personality book has none. ``in_weights`` follows its day: False once a restore went back to
-    weights that never lived that day (and True again when an undo brings the day back); a lesson
-    with no day (read back from a book) came with the weights it was born with. Recall measured by
-    nights a restore went back before no longer counts for the status. ``retired`` is the latest retire
-    event; ``history`` is its recall night by night, oldest first (the last ``history`` nights asked
-    for); ``status`` comes from the whole history (``companion.lessons.status``)."""
-    id: int
-    day_id: int | None
-    day_number: int | None
-    prompt_turn_id: int | None
-    reply_turn_id: int | None
-    source: str
-    question: str
-    answer: str
-    created_at: str
-    retired: bool
-    in_weights: bool
-    phrasings: tuple[Phrasing, ...]
-    history: tuple[LessonNight, ...]
-    schedule: Schedule | None
-    status: str
-
-    @property
-    def questions(self) -> tuple[str, ...]:
-        """The question and every phrasing of it, in the order they were taught."""
-        return (self.question, *(p.text for p in self.phrasings))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Schema and migrations.
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the schema's history: ``apply`` is an SQL script, or a function given the
-    connection inside the migration's transaction (it must use ``execute``, never ``executescript``,
-    which would commit)."""
-    version: int
-    description: str
-    apply: str | Callable[[sqlite3.Connection], None]
-
-
-_V1 = f"""
-PRAGMA application_id = {APPLICATION_ID};
-
-CREATE TABLE checkpoints (
-    id          INTEGER PRIMARY KEY,
-    path        TEXT    NOT NULL CHECK (path <> ''),
-    reason      TEXT    NOT NULL CHECK (reason <> ''),
-    day_id      INTEGER REFERENCES days(id),
-    step        INTEGER NOT NULL DEFAULT 0 CHECK (step >= 0),
-    parent_id   INTEGER REFERENCES checkpoints(id),
-    created_at  TEXT    NOT NULL,
-    checksum    TEXT    NOT NULL,
-    probe_ppl   REAL,
-    size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
-    deleted_at  TEXT
-);
-CREATE UNIQUE INDEX checkpoints_live_path ON checkpoints(path) WHERE deleted_at IS NULL;
-CREATE INDEX checkpoints_day ON checkpoints(day_id);
-CREATE INDEX checkpoints_parent ON checkpoints(parent_id);
-
-CREATE TABLE days (
-    id             INTEGER PRIMARY KEY,
-    number         INTEGER NOT NULL UNIQUE CHECK (number >= 1),
-    opened_at      TEXT    NOT NULL,
-    closed_at      TEXT,
-    close_reason   TEXT    CHECK (close_reason IN ('full', 'goodnight')),
-    budget_tokens  INTEGER NOT NULL CHECK (budget_tokens > 0),
-    checkpoint_id  INTEGER REFERENCES checkpoints(id),
-    in_weights     INTEGER NOT NULL DEFAULT 1 CHECK (in_weights IN (0, 1)),
-    CHECK ((closed_at IS NULL) = (close_reason IS NULL))
-);
--- At most one open day: every open day has the same indexed value, so a second one collides.
-CREATE UNIQUE INDEX days_one_open ON days((closed_at IS NULL)) WHERE closed_at IS NULL;
-CREATE INDEX days_checkpoint ON days(checkpoint_id);
-
-CREATE TABLE turns (
-    id            INTEGER PRIMARY KEY,
-    day_id        INTEGER NOT NULL REFERENCES days(id),
-    seq           INTEGER NOT NULL CHECK (seq >= 0),
-    role          TEXT    NOT NULL CHECK (role IN ('owner', 'companion', 'inner')),
-    text          TEXT    NOT NULL,
-    source        TEXT    NOT NULL,
-    candidate_id  INTEGER REFERENCES candidates(id),
-    tokens        INTEGER CHECK (tokens IS NULL OR tokens >= 0),
-    created_at    TEXT    NOT NULL,
-    UNIQUE (day_id, seq)
-);
-CREATE INDEX turns_candidate ON turns(candidate_id);
-
-CREATE TABLE candidates (
-    id                  INTEGER PRIMARY KEY,
-    day_id              INTEGER NOT NULL REFERENCES days(id),
-    prompt_turn_id      INTEGER REFERENCES turns(id),
-    round               INTEGER NOT NULL CHECK (round >= 0),
-    slot                INTEGER NOT NULL CHECK (slot >= 0),
-    role                TEXT    NOT NULL CHECK (role IN ('companion', 'inner')),
-    text                TEXT    NOT NULL,
-    finish              TEXT    NOT NULL CHECK (finish IN ('end', 'length', 'stopped')),
-    temperature         REAL,
-    top_k               INTEGER,
-    top_p               REAL,
-    repetition_penalty  REAL,
-    max_tokens          INTEGER,
-    seed                INTEGER,
-    checkpoint_id       INTEGER REFERENCES checkpoints(id),
-    created_at          TEXT    NOT NULL,
-    UNIQUE (prompt_turn_id, round, slot)
-);
-CREATE INDEX candidates_day ON candidates(day_id);
-CREATE INDEX candidates_checkpoint ON candidates(checkpoint_id);
-
-CREATE TABLE choices (
-    id              INTEGER PRIMARY KEY,
-    prompt_turn_id  INTEGER REFERENCES turns(id),
-    candidate_id    INTEGER REFERENCES candidates(id),
-    kind            TEXT    NOT NULL CHECK (kind IN ('pick', 'correction', 'written')),
-    turn_id         INTEGER NOT NULL REFERENCES turns(id),
-    created_at      TEXT    NOT NULL,
-    CHECK (kind = 'written' OR candidate_id IS NOT NULL)
-);
-CREATE INDEX choices_prompt ON choices(prompt_turn_id);
-CREATE INDEX choices_candidate ON choices(candidate_id);
-CREATE INDEX choices_turn ON choices(turn_id);
-
-CREATE TABLE ratings (
-    id            INTEGER PRIMARY KEY,
-    candidate_id  INTEGER NOT NULL REFERENCES candidates(id),
-    stars         INTEGER CHECK (stars IS NULL OR stars BETWEEN 1 AND 4),
-    created_at    TEXT    NOT NULL
-);
-CREATE INDEX ratings_candidate ON ratings(candidate_id, id);
-
-CREATE TABLE corrections (
-    id            INTEGER PRIMARY KEY,
-    candidate_id  INTEGER NOT NULL REFERENCES candidates(id),
-    text          TEXT    NOT NULL,
-    created_at    TEXT    NOT NULL
-);
-CREATE INDEX corrections_candidate ON corrections(candidate_id);
-
-CREATE TABLE nights (
-    id                  INTEGER PRIMARY KEY,
-    day_id              INTEGER NOT NULL REFERENCES days(id),
-    started_at          TEXT    NOT NULL,
-    finished_at         TEXT,
-    status              TEXT    NOT NULL,
-    reason              TEXT,
-    report              TEXT    CHECK (report IS NULL OR json_valid(report)),
-    pre_checkpoint_id   INTEGER REFERENCES checkpoints(id),
-    post_checkpoint_id  INTEGER REFERENCES checkpoints(id)
-);
--- At most one night running: the trainer is one thread.
-CREATE UNIQUE INDEX nights_one_running ON nights((status = 'running')) WHERE status = 'running';
-CREATE INDEX nights_day ON nights(day_id);
-CREATE INDEX nights_pre ON nights(pre_checkpoint_id);
-CREATE INDEX nights_post ON nights(post_checkpoint_id);
-
-CREATE TABLE dreams (
-    id          INTEGER PRIMARY KEY,
-    day_id      INTEGER NOT NULL REFERENCES days(id),
-    night_id    INTEGER REFERENCES nights(id),
-    text        TEXT    NOT NULL,
-    source      TEXT    NOT NULL CHECK (source IN ('model', 'teacher')),
-    created_at  TEXT    NOT NULL
-);
-CREATE INDEX dreams_day ON dreams(day_id);
-CREATE INDEX dreams_night ON dreams(night_id);
-
-CREATE TABLE annotations (
-    id          INTEGER PRIMARY KEY,
-    turn_id     INTEGER REFERENCES turns(id),
-    dream_id    INTEGER REFERENCES dreams(id),
-    line_index  INTEGER,
-    tags        TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
-    note        TEXT,
-    created_at  TEXT    NOT NULL,
-    CHECK ((turn_id IS NOT NULL AND dream_id IS NULL AND line_index IS NULL)
-        OR (turn_id IS NULL AND dream_id IS NOT NULL AND line_index IS NOT NULL AND line_index >= 0))
-);
-CREATE INDEX annotations_turn ON annotations(turn_id, id);
-CREATE INDEX annotations_dream ON annotations(dream_id, line_index, id);
-
-CREATE TABLE books (
-    id        INTEGER PRIMARY KEY,
-    path      TEXT    NOT NULL,
-    sha256    TEXT    NOT NULL,
-    bytes     INTEGER NOT NULL CHECK (bytes >= 0),
-    tokens    INTEGER CHECK (tokens IS NULL OR tokens >= 0),
-    status    TEXT    NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'read', 'refused')),
-    note      TEXT,
-    added_at  TEXT    NOT NULL,
-    read_at   TEXT,
-    night_id  INTEGER REFERENCES nights(id),
-    UNIQUE (path, sha256)
-);
-CREATE INDEX books_status ON books(status);
-CREATE INDEX books_night ON books(night_id);
-
--- What the owner did is never rewritten or removed.
-CREATE TRIGGER turns_append_only_u BEFORE UPDATE ON turns
-BEGIN SELECT RAISE(ABORT, 'turns are append-only'); END;
-CREATE TRIGGER turns_append_only_d BEFORE DELETE ON turns
-BEGIN SELECT RAISE(ABORT, 'turns are append-only'); END;
-CREATE TRIGGER candidates_append_only_u BEFORE UPDATE ON candidates
-BEGIN SELECT RAISE(ABORT, 'candidates are never overwritten'); END;
-CREATE TRIGGER candidates_append_only_d BEFORE DELETE ON candidates
-BEGIN SELECT RAISE(ABORT, 'candidates are never overwritten'); END;
-CREATE TRIGGER choices_append_only_u BEFORE UPDATE ON choices
-BEGIN SELECT RAISE(ABORT, 'choices are append-only'); END;
-CREATE TRIGGER choices_append_only_d BEFORE DELETE ON choices
-BEGIN SELECT RAISE(ABORT, 'choices are append-only'); END;
-CREATE TRIGGER ratings_append_only_u BEFORE UPDATE ON ratings
-BEGIN SELECT RAISE(ABORT, 'ratings are append-only'); END;
-CREATE TRIGGER ratings_append_only_d BEFORE DELETE ON ratings
-BEGIN SELECT RAISE(ABORT, 'ratings are append-only'); END;
-CREATE TRIGGER corrections_append_only_u BEFORE UPDATE ON corrections
-BEGIN SELECT RAISE(ABORT, 'corrections are append-only'); END;
-CREATE TRIGGER corrections_append_only_d BEFORE DELETE ON corrections
-BEGIN SELECT RAISE(ABORT, 'corrections are append-only'); END;
-CREATE TRIGGER annotations_append_only_u BEFORE UPDATE ON annotations
-BEGIN SELECT RAISE(ABORT, 'annotations are append-only'); END;
-CREATE TRIGGER annotations_append_only_d BEFORE DELETE ON annotations
-BEGIN SELECT RAISE(ABORT, 'annotations are append-only'); END;
-
--- Full-text search: external-content FTS5 tables kept in sync by triggers. The update and delete
--- triggers cannot fire while the append-only guards stand, but they keep the index right if a later
--- migration ever lifts a guard.
-CREATE VIRTUAL TABLE turns_fts USING fts5(
-    text, content='turns', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
-CREATE TRIGGER turns_fts_ai AFTER INSERT ON turns
-BEGIN INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END;
-CREATE TRIGGER turns_fts_ad AFTER DELETE ON turns
-BEGIN INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
-CREATE TRIGGER turns_fts_au AFTER UPDATE OF text ON turns
-BEGIN
-    INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text);
-END;
-
-CREATE VIRTUAL TABLE candidates_fts USING fts5(
-    text, content='candidates', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
-CREATE TRIGGER candidates_fts_ai AFTER INSERT ON candidates
-BEGIN INSERT INTO candidates_fts(rowid, text) VALUES (new.id, new.text); END;
-CREATE TRIGGER candidates_fts_ad AFTER DELETE ON candidates
-BEGIN INSERT INTO candidates_fts(candidates_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
-CREATE TRIGGER candidates_fts_au AFTER UPDATE OF text ON candidates
-BEGIN
-    INSERT INTO candidates_fts(candidates_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    INSERT INTO candidates_fts(rowid, text) VALUES (new.id, new.text);
-END;
-
-CREATE VIRTUAL TABLE dreams_fts USING fts5(
-    text, content='dreams', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
-CREATE TRIGGER dreams_fts_ai AFTER INSERT ON dreams
-BEGIN INSERT INTO dreams_fts(rowid, text) VALUES (new.id, new.text); END;
-CREATE TRIGGER dreams_fts_ad AFTER DELETE ON dreams
-BEGIN INSERT INTO dreams_fts(dreams_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
-CREATE TRIGGER dreams_fts_au AFTER UPDATE OF text ON dreams
-BEGIN
-    INSERT INTO dreams_fts(dreams_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    INSERT INTO dreams_fts(rowid, text) VALUES (new.id, new.text);
-END;
-"""
-
-
-# Lessons: what the owner taught on purpose. Self-contained (one entry in MIGRATIONS) so that it can be
-# renumbered if another branch adds a migration first.
-_LESSONS = """
-CREATE TABLE lessons (
-    id              INTEGER PRIMARY KEY,
-    day_id          INTEGER REFERENCES days(id),
-    prompt_turn_id  INTEGER REFERENCES turns(id),
-    reply_turn_id   INTEGER REFERENCES turns(id),
-    source          TEXT    NOT NULL CHECK (source IN ('correction', 'written', 'remember', 'book')),
-    question        TEXT    NOT NULL CHECK (question <> ''),
-    answer          TEXT    NOT NULL CHECK (answer <> ''),
-    created_at      TEXT    NOT NULL
-);
-CREATE UNIQUE INDEX lessons_reply_turn ON lessons(reply_turn_id) WHERE reply_turn_id IS NOT NULL;
-CREATE INDEX lessons_day ON lessons(day_id);
-
-CREATE TABLE lesson_phrasings (
-    id          INTEGER PRIMARY KEY,
-    lesson_id   INTEGER NOT NULL REFERENCES lessons(id),
-    text        TEXT    NOT NULL CHECK (text <> ''),
-    created_at  TEXT    NOT NULL
-);
-CREATE INDEX lesson_phrasings_lesson ON lesson_phrasings(lesson_id, id);
-
--- Retiring (and un-retiring) is an event; the latest counts. during_night_id: the night that was
--- running when it happened, which keeps the lesson it had read at its start.
-CREATE TABLE lesson_events (
-    id               INTEGER PRIMARY KEY,
-    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
-    kind             TEXT    NOT NULL CHECK (kind IN ('retire', 'unretire')),
-    during_night_id  INTEGER REFERENCES nights(id),
-    created_at       TEXT    NOT NULL
-);
-CREATE INDEX lesson_events_lesson ON lesson_events(lesson_id, id);
-
-CREATE TABLE lesson_recalls (
-    id           INTEGER PRIMARY KEY,
-    lesson_id    INTEGER NOT NULL REFERENCES lessons(id),
-    night_id     INTEGER NOT NULL REFERENCES nights(id),
-    phrasing_id  INTEGER REFERENCES lesson_phrasings(id),
-    hits         INTEGER NOT NULL CHECK (hits >= 0),
-    samples      INTEGER NOT NULL CHECK (samples >= 0 AND hits <= samples),
-    crosstalk    INTEGER NOT NULL DEFAULT 0 CHECK (crosstalk >= 0 AND crosstalk <= samples),
-    created_at   TEXT    NOT NULL
-);
-CREATE UNIQUE INDEX lesson_recalls_once ON lesson_recalls(night_id, lesson_id, COALESCE(phrasing_id, 0));
-CREATE INDEX lesson_recalls_lesson ON lesson_recalls(lesson_id, night_id);
-
-CREATE TABLE lesson_schedule (
-    id               INTEGER PRIMARY KEY,
-    lesson_id        INTEGER NOT NULL REFERENCES lessons(id),
-    night_id         INTEGER REFERENCES nights(id),
-    interval_nights  INTEGER NOT NULL CHECK (interval_nights >= 1),
-    due_day          INTEGER NOT NULL CHECK (due_day >= 1),
-    created_at       TEXT    NOT NULL
-);
-CREATE INDEX lesson_schedule_lesson ON lesson_schedule(lesson_id, id);
-
--- A store lived before lessons existed: its corrections and written replies (of the companion, to an
--- owner's message) were lessons all along.
-INSERT INTO lessons (day_id, prompt_turn_id, reply_turn_id, source, question, answer, created_at)
-SELECT r.day_id, p.id, r.id, ch.kind, p.text, COALESCE(ch.text, r.text), ch.created_at
-  FROM choices ch JOIN turns r ON r.id = ch.turn_id JOIN turns p ON p.id = ch.prompt_turn_id
- WHERE ch.kind IN ('correction', 'written') AND r.role = 'companion' AND p.role = 'owner'
-   AND trim(p.text) <> '' AND trim(COALESCE(ch.text, r.text)) <> ''
-   AND ch.id = (SELECT MAX(c2.id) FROM choices c2 WHERE c2.turn_id = ch.turn_id)
- ORDER BY ch.id;
-
-CREATE TRIGGER lessons_append_only_u BEFORE UPDATE ON lessons
-BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
-CREATE TRIGGER lessons_append_only_d BEFORE DELETE ON lessons
-BEGIN SELECT RAISE(ABORT, 'lessons are append-only'); END;
-CREATE TRIGGER lesson_phrasings_append_only_u BEFORE UPDATE ON lesson_phrasings
-BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
-CREATE TRIGGER lesson_phrasings_append_only_d BEFORE DELETE ON lesson_phrasings
-BEGIN SELECT RAISE(ABORT, 'lesson phrasings are append-only'); END;
-CREATE TRIGGER lesson_events_append_only_u BEFORE UPDATE ON lesson_events
-BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
-CREATE TRIGGER lesson_events_append_only_d BEFORE DELETE ON lesson_events
-BEGIN SELECT RAISE(ABORT, 'lesson events are append-only'); END;
-CREATE TRIGGER lesson_recalls_append_only_u BEFORE UPDATE ON lesson_recalls
-BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
-CREATE TRIGGER lesson_recalls_append_only_d BEFORE DELETE ON lesson_recalls
-BEGIN SELECT RAISE(ABORT, 'lesson recalls are append-only'); END;
-CREATE TRIGGER lesson_schedule_append_only_u BEFORE UPDATE ON lesson_schedule
-BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
-CREATE TRIGGER lesson_schedule_append_only_d BEFORE DELETE ON lesson_schedule
-BEGIN SELECT RAISE(ABORT, 'lesson schedules are append-only'); END;
-"""
-
-# Implicit picks and amendments (self-contained: renumber freely at a merge).
-# An amendment never rewrites a row: it is a new choice for the same reply turn, naming the choice it
-# supersedes and carrying the reply's text (and token count) from then on. The latest choice of a turn
-# is the one the night, the personality book and the day's context use.
-_AMENDMENTS = """
-ALTER TABLE choices ADD COLUMN implicit INTEGER NOT NULL DEFAULT 0 CHECK (implicit IN (0, 1));
-ALTER TABLE choices ADD COLUMN supersedes INTEGER REFERENCES choices(id);
-ALTER TABLE choices ADD COLUMN text TEXT;
-ALTER TABLE choices ADD COLUMN correction_id INTEGER REFERENCES corrections(id);
-ALTER TABLE choices ADD COLUMN tokens INTEGER CHECK (tokens IS NULL OR tokens >= 0);
-CREATE INDEX choices_supersedes ON choices(supersedes);
-CREATE INDEX choices_correction ON choices(correction_id);
-"""
-
-#: The schema's history, oldest first. Append only; the version of the last one is the current one.
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "days, turns, candidates, choices, ratings, corrections, annotations, dreams, "
-                 "nights, checkpoints, books, full-text search", _V1),
-    Migration(2, "checkpoints.probe_set: which probe measured a checkpoint's perplexity",
-              "ALTER TABLE checkpoints ADD COLUMN probe_set TEXT;"),
-    Migration(3, "implicit picks and amendments (a later choice supersedes an earlier one)", _AMENDMENTS),
-    Migration(4, "checkpoints.damaged: why a checkpoint's file would not load, marked in the list",
-              "ALTER TABLE checkpoints ADD COLUMN damaged TEXT;"),
-    Migration(5, "lessons: what the owner taught, their phrasings, retirements, recall and schedule", _LESSONS),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
-def copy_database(source: str | os.PathLike[str], tmp: Path, *, read_only: bool = False) -> None:
-    """Copy a whole SQLite database into the new private file ``tmp`` with SQLite's online backup (other
-    connections may keep writing to the source), as one self-contained file (rollback journal, no
-    -wal), fsynced. The caller renames ``tmp`` into place. ``read_only`` opens the source read-only."""
-    create_private_file(tmp)  # a copy of the diary is as private as the diary
-    uri = f"file:{Path(source)}?mode=ro" if read_only else None
-    src = sqlite3.connect(uri, uri=True) if uri else sqlite3.connect(source, timeout=10.0)
-    try:
-        target = sqlite3.connect(tmp)
-        try:
-            src.backup(target)
-            target.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            target.close()
-    finally:
-        src.close()
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split an SQL script into whole statements (trigger bodies included), so that a migration runs
-    inside one transaction with ``execute`` (``executescript`` would commit first)."""
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip().strip(";").strip():
-                yield pending.strip()
-            pending = ""
-    if pending.strip().strip(";").strip():
-        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:80]!r}")
-
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers.
@@ -842,7 +72,7 @@ _MARK_START, _MARK_END = "\ue000", "\ue001"  # private-use characters bracket ma
 
 
 def fts_query(text: str, *, prefix: bool = False) -> str | None:
-    """Turn what the owner typed into an FTS5 query that matches it as plain words.
+    """TurnRecord what the owner typed into an FTS5 query that matches it as plain words.
 
     Every whitespace-separated word becomes a quoted FTS string, so characters and words that FTS5
     reads as syntax (``"`` ``*`` ``-`` ``(`` ``:`` ``NEAR`` ``AND`` ...) are just text. Words with no
@@ -1059,7 +289,7 @@ class Store:
                 raise StoreError(f"{self.path} is a SQLite database but not a companion store "
                                  f"(application id {app:#x}, expected {APPLICATION_ID:#x})")
             self._refuse_newer(version)
-        for migration in MIGRATIONS:
+        for migration in schema.MIGRATIONS:
             if migration.version <= version:
                 continue
             conn.execute("BEGIN IMMEDIATE")
@@ -1073,7 +303,7 @@ class Store:
                 if callable(migration.apply):
                     migration.apply(conn)
                 else:
-                    for statement in _statements(migration.apply):
+                    for statement in schema._statements(migration.apply):
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {int(migration.version)}")
                 conn.execute("COMMIT")
@@ -1087,9 +317,9 @@ class Store:
                 raise
 
     def _refuse_newer(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
+        if version > schema.SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {version}, newer than this program knows "
-                             f"(version {SCHEMA_VERSION}); update companion to open it")
+                             f"(version {schema.SCHEMA_VERSION}); update companion to open it")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -1269,7 +499,7 @@ class Store:
     # -- turns --------------------------------------------------------------------------------------
 
     def _insert_turn(self, conn: sqlite3.Connection, day_id: int, role: str, text: str, source: str,
-                     candidate_id: int | None, tokens: int | None) -> Turn:
+                     candidate_id: int | None, tokens: int | None) -> TurnRecord:
         _check_enum("role", role, ROLES)
         _check_enum("turn source", source, TURN_SOURCES)
         _check_text("turn text", text)
@@ -1283,28 +513,28 @@ class Store:
             "INSERT INTO turns (day_id, seq, role, text, source, candidate_id, tokens, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (day_id, seq, role, text, source, candidate_id, tokens, self._stamp()))
-        return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
+        return _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (cur.lastrowid,)).fetchone())
 
     def add_turn(self, day_id: int, role: str, text: str, source: str, candidate_id: int | None = None,
-                 tokens: int | None = None) -> Turn:
+                 tokens: int | None = None) -> TurnRecord:
         """Append a turn to an open day's transcript (``seq`` is assigned in order)."""
         with self._write() as conn:
             return self._insert_turn(conn, day_id, role, text, source, candidate_id, tokens)
 
-    def turns(self, day_id: int) -> list[Turn]:
+    def turns(self, day_id: int) -> list[TurnRecord]:
         """The day's transcript, in order, as it stands now (amended replies carry their latest text)."""
         with self._read() as conn:
-            return _records(Turn, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
+            return _records(TurnRecord, conn.execute(f"{_TURNS} WHERE t.day_id = ? ORDER BY t.seq",
                                                (day_id,)).fetchall())
 
-    def recorded_turn(self, turn_id: int) -> Turn | None:
+    def recorded_turn(self, turn_id: int) -> TurnRecord | None:
         """A turn exactly as first recorded, before any amendment."""
         with self._read() as conn:
-            return _record(Turn, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
+            return _record(TurnRecord, conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone())
 
-    def get_turn(self, turn_id: int) -> Turn | None:
+    def get_turn(self, turn_id: int) -> TurnRecord | None:
         with self._read() as conn:
-            return _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            return _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
 
     # -- candidates ---------------------------------------------------------------------------------
 
@@ -1426,7 +656,7 @@ class Store:
 
     def record_reply(self, day_id: int, prompt_turn_id: int | None, kind: str, text: str | None = None, *,
                      candidate_id: int | None = None, tokens: int | None = None,
-                     role: str | None = None, implicit: bool = False) -> Reply:
+                     role: str | None = None, implicit: bool = False) -> ReplyRecord:
         """The usual way a reply enters the day, all in one transaction (a kill never leaves a turn
         without its choice): for ``'pick'`` the candidate's text becomes a 'chosen' turn (``text`` may
         be omitted); for ``'correction'`` ``text`` is stored as a correction of the candidate and
@@ -1435,7 +665,7 @@ class Store:
         the owner made by replying without picking (the highlighted card was taken).
 
         A correction or written reply of the companion to an owner's message is a lesson: it is
-        recorded in the same transaction (``Reply.lesson``), with the message as its question."""
+        recorded in the same transaction (``ReplyRecord.lesson``), with the message as its question."""
         if implicit and kind != "pick":
             raise StoreError(f"only a pick can be implicit, not a {kind!r} choice")
         _check_enum("choice kind", kind, CHOICE_KINDS)
@@ -1471,10 +701,10 @@ class Store:
                                                     prompt_turn_id=prompt_turn_id, reply_turn_id=turn.id,
                                                     answer_tokens=tokens, budget_tokens=None)
                     lesson = self._lessons(conn, ids=[lesson_id])[0]
-            return Reply(turn, choice, correction, lesson)
+            return ReplyRecord(turn, choice, correction, lesson)
 
     def amend_reply(self, turn_id: int, kind: str, text: str | None = None, *, candidate_id: int | None = None,
-                    tokens: int | None = None) -> Reply:
+                    tokens: int | None = None) -> ReplyRecord:
         """Mend a reply already in the day: another pick, a new correction, or a new written reply.
 
         Nothing is rewritten: a new choice for the same turn supersedes the latest one and carries the
@@ -1512,7 +742,7 @@ class Store:
             choice = self._insert_choice(conn, last["prompt_turn_id"], kind, turn_id, candidate_id,
                                          supersedes=last["id"], text=text,
                                          correction_id=correction.id if correction else None, tokens=tokens)
-            new_turn = _record(Turn, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
+            new_turn = _record(TurnRecord, conn.execute(f"{_TURNS} WHERE t.id = ?", (turn_id,)).fetchone())
             # A pick mended into a correction or a written reply becomes a lesson; a lesson already held
             # by this reply follows the amendment (its answer is read from the latest choice).
             lesson = None
@@ -1527,7 +757,7 @@ class Store:
                     lesson = self._lessons(conn, ids=[held_id])[0]
             elif held is not None:
                 lesson = self._lessons(conn, ids=[held["id"]])[0]
-            return Reply(new_turn, choice, correction, lesson)
+            return ReplyRecord(new_turn, choice, correction, lesson)
 
     def latest_choice(self, turn_id: int) -> Choice | None:
         """The version of a reply in force: the latest choice for this turn (an amendment, or the
@@ -1673,7 +903,7 @@ class Store:
 
     # -- dreams -------------------------------------------------------------------------------------
 
-    def add_dream(self, day_id: int, text: str, source: str = "model", night_id: int | None = None) -> Dream:
+    def add_dream(self, day_id: int, text: str, source: str = "model", night_id: int | None = None) -> DreamRecord:
         """A dream of the day: the model's own continuation ('model') or a teacher-written one."""
         _check_text("dream text", text)
         _check_enum("dream source", source, DREAM_SOURCES)
@@ -1682,9 +912,9 @@ class Store:
             self._require(conn, "nights", night_id, optional=True)
             cur = conn.execute("INSERT INTO dreams (day_id, night_id, text, source, created_at) VALUES (?, ?, ?, ?, ?)",
                                (day_id, night_id, text, source, self._stamp()))
-            return _record(Dream, conn.execute("SELECT * FROM dreams WHERE id = ?", (cur.lastrowid,)).fetchone())
+            return _record(DreamRecord, conn.execute("SELECT * FROM dreams WHERE id = ?", (cur.lastrowid,)).fetchone())
 
-    def dreams(self, last: int | None = None, *, day_id: int | None = None, source: str | None = None) -> list[Dream]:
+    def dreams(self, last: int | None = None, *, day_id: int | None = None, source: str | None = None) -> list[DreamRecord]:
         """Dreams oldest first: all of them, the ``last`` n (the night trains on the last 5), and/or
         those of one day or one source."""
         _check_int("last", last, minimum=0, optional=True)
@@ -1695,7 +925,7 @@ class Store:
                 SELECT * FROM (SELECT * FROM dreams WHERE (? IS NULL OR day_id = ?) AND (? IS NULL OR source = ?)
                                 ORDER BY id DESC LIMIT ?) ORDER BY id
             """, (day_id, day_id, source, source, -1 if last is None else last)).fetchall()
-            return _records(Dream, rows)
+            return _records(DreamRecord, rows)
 
     # -- nights -------------------------------------------------------------------------------------
 
@@ -1986,7 +1216,7 @@ class Store:
         return [lesson for lesson in found if not lesson.retired
                 and (lesson.schedule is None or lesson.schedule.due_day <= day_number or not lesson.in_weights)]
 
-    def lesson_context(self, lesson_id: int) -> list[Turn]:
+    def lesson_context(self, lesson_id: int) -> list[TurnRecord]:
         """The turns of the lesson's day before its answer (its question, and the lines injected
         after it, included): format them with ``companion.transcript`` to teach the lesson in its
         own day. Empty for a lesson with no day (one read back from a book)."""
@@ -2001,7 +1231,7 @@ class Store:
                 return []
             seq = conn.execute("SELECT seq FROM turns WHERE id = ?", (end,)).fetchone()["seq"]
             op = "<" if lesson["reply_turn_id"] is not None else "<="
-            return _records(Turn, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
+            return _records(TurnRecord, conn.execute(f"SELECT * FROM turns WHERE day_id = ? AND seq {op} ? ORDER BY seq",
                                                (lesson["day_id"], seq)).fetchall())
 
     def retire_lesson(self, lesson_id: int, retired: bool = True) -> Lesson:
@@ -2245,7 +1475,7 @@ class Store:
         self._connection()  # refuse on a closed store
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            copy_database(self.path, tmp)
+            schema.copy_database(self.path, tmp)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
         except (sqlite3.Error, OSError) as e:

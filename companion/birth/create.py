@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from companion.corpus import CorpusError, read_owner_texts, starter_documents
+from companion.birth.corpus import CorpusError, read_owner_texts, starter_documents
 from companion.home import SEEDLING_DIR, Home, HomeError, is_born, is_home, list_unborn, unborn_path, validate_name
-from companion.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
-from companion.settings import Settings
+from companion.birth.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
+from companion.settings import Settings, render_template
 from companion.store import Store
-from companion.training import best_device, load_optimizer_state, make_optimizer, save_optimizer_state
-from companion.transcript import Turn, encode_documents, encode_turns, greeting_text, parse_tokens, reply_prompt
-from companion.weights import Weights
+from companion.night.optimizer import best_device, load_optimizer_state, make_optimizer, save_optimizer_state
+from companion.transcript import Turn, encode_documents, encode_turns, parse_tokens, reply_prompt
+from companion.history.weights import Weights
 from model.atomic import fsync_dir
 from model.checkpoint import CheckpointError
 from model.config import PRESETS, ConfigError, preset
@@ -101,7 +101,7 @@ def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: lis
                      "(its settings and texts are kept; remove that folder to start afresh)")
         return left, notes
     if book:
-        from companion.book import BookError, read_book
+        from companion.history.personality import BookError, read_book
 
         try:
             read_book(book)  # refuse a bad book before anything is written
@@ -110,7 +110,7 @@ def create_home(root: Path, name: str, owner: str, preset_name: str, corpus: lis
     home = Home.create(root, name, owner=owner, preset=preset_name, aside=True)
     if book:
         shutil.copyfile(book, home.path / BOOK_FILE)
-        from companion.book import add_book_lessons
+        from companion.history.personality import add_book_lessons
         from companion.store import Store
 
         with Store.open(home.store_path) as store:  # its nights test and teach them
@@ -162,7 +162,7 @@ def _owner_documents(home: Home) -> list[list[Turn]]:
 
 def _book_documents(home: Home) -> list[list[Turn]]:
     """The chosen and typed replies of a personality book, with their prompts (a rebirth)."""
-    from companion.book import book_documents
+    from companion.history.personality import book_documents
 
     path = home.path / BOOK_FILE
     return book_documents(path) if path.exists() else []
@@ -179,7 +179,7 @@ def sample_line(tokenizer: Tokenizer, settings: Settings, seed: int = 0) -> Call
     """A short reply to a fixed greeting: what the progress bar shows now and then."""
     name, owner = settings.companion.name, settings.companion.owner
     context = encode_turns(tokenizer, [
-        Turn("inner", greeting_text(settings.day.greeting, name, owner)),
+        Turn("inner", render_template(settings.day.greeting, name, owner)),
         Turn("owner", "Hi! How are you today?"),
     ]).ids
     stops = tokenizer.stop_ids
@@ -295,8 +295,8 @@ def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) 
 
 
 def measure_probe(model: Transformer, tokenizer: Tokenizer, settings: Settings) -> tuple[float, str]:
-    """The checkpoint figure of `model` on the starter probe, and the probe's name (companion.guards)."""
-    from companion.guards import checkpoint_figure, probe_score, probe_set_name, starter_probe
+    """The checkpoint figure of `model` on the starter probe, and the probe's name (companion.night.guards)."""
+    from companion.night.guards import checkpoint_figure, probe_score, probe_set_name, starter_probe
 
     block = model.config.block_size
     probe = starter_probe(tokenizer, settings.day.greeting, settings.day.goodnight, block)

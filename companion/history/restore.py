@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from companion.history.pointer import Pointer
 from companion.home import Home
 from companion.store import Checkpoint, Day, Store
 
@@ -99,9 +100,7 @@ def _check_target(home: Home, store: Store, checkpoint_id: int) -> Checkpoint:
 def plan_restore(home: Home, store: Store, checkpoint_id: int) -> RestorePlan:
     """Check that the restore can happen and say what it would change (nothing is written)."""
     target = _check_target(home, store, checkpoint_id)
-    from companion.weights import Weights  # torch: only when a restore is planned
-
-    current = Weights(home, store).current()
+    current = Pointer(home, store).current()
     if current is not None and current.id == target.id:
         raise RestoreError(f"checkpoint {checkpoint_id} is already the one the companion lives on")
     held = _held_day_ids(store, target)
@@ -155,7 +154,7 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
     the target, mark the days the target never learned. The caller reloads the model afterwards."""
     plan = plan_restore(home, store, checkpoint_id)
     target = plan.target
-    from companion.weights import Weights
+    from companion.history.weights import Weights
     from model.checkpoint import CheckpointError, load_checkpoint
 
     weights = Weights(home, store)

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from companion.transcript import Turn, greeting_text
+from companion.settings import render_template
+from companion.transcript import Turn
 
 HELD_OUT_PERCENT = 2
 TEXT_SUFFIXES = (".txt", ".md")
@@ -83,9 +84,9 @@ def conversation_turns(conv: Conversation, swapped: bool, greeting: str, goodnig
     companion = _pick(conv.key, "companion", NAMES)
     owner = _pick(conv.key, "owner", tuple(n for n in NAMES if n != companion))
     owner_speaker = 1 if swapped else 0
-    turns = [Turn("inner", greeting_text(greeting, companion, owner))]
+    turns = [Turn("inner", render_template(greeting, companion, owner))]
     turns += [Turn("owner" if who == owner_speaker else "companion", text) for who, text in conv.messages]
-    turns.append(Turn("inner", greeting_text(goodnight, companion, owner)))
+    turns.append(Turn("inner", render_template(goodnight, companion, owner)))
     return turns
 
 

@@ -78,10 +78,10 @@ def cmd_days(args) -> int:
 
 
 def cmd_checkpoints(args) -> int:
-    from companion.backup import backup_line, due, last_backup
+    from companion.history.backup import backup_line, due, last_backup
     from companion.growth.plan import checkpoint_size
     from companion.safety.leftovers import checkpoint_bytes
-    from companion.weights import Weights
+    from companion.history.weights import Weights
 
     home, store = _open(args)
     with store:
@@ -113,7 +113,7 @@ def cmd_checkpoints(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from companion.restore import RestoreError, describe_plan, plan_restore, restore
+    from companion.history.restore import RestoreError, describe_plan, plan_restore, restore
 
     home = Home.open(resolve_root(args.home), args.name)
     from companion.store import Store
@@ -152,7 +152,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from companion.backup import BackupError, make_backup
+    from companion.history.backup import BackupError, make_backup
 
     home, store = _open(args)
     with store:
@@ -165,7 +165,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_book_export(args) -> int:
-    from companion.book import BookError, export_book
+    from companion.history.personality import BookError, export_book
 
     home, store = _open(args)
     with store:

@@ -1,8 +1,8 @@
-"""The trainer thread: one per app, the only place the app trains.
+"""The trainer thread: one per app, the only place the app trains (a night, or a growth given as `job`).
 
-It runs `run_night` off the UI thread and hands every `NightEvent` to a callback. The app forwards
-them to the screen with `app.call_from_thread` (see `NightScreen.forwarder`), so nothing here knows
-Textual. `stop()` asks the night to end at the next step boundary (a few seconds at most: one step,
+It runs `run_night` off the UI thread and hands every `NightEvent` to a callback. The app passes the
+night screen's `forwarder()`, which posts each event to the screen without waiting (Textual's
+thread-safe `post_message`), so nothing here knows Textual. `stop()` asks the night to end at the next step boundary (a few seconds at most: one step,
 or one dream line); `join()` waits for it. The thread opens its own `Store` on the companion's file
 unless it is given one (the store is thread-safe), and loads its own copy of the weights, so the app's
 model is never trained in place.
@@ -75,7 +75,8 @@ class TrainerThread(threading.Thread):
             pass
 
     def run(self) -> None:
-        from companion.night import NightEvent, run_night  # torch is imported here, off the UI thread
+        from companion.night.pipeline import run_night  # torch is imported here, off the UI thread
+        from companion.night.report import NightEvent
 
         if self._threads:
             import torch

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from companion.training import lr_at, make_optimizer, mean_loss, train_step
+from companion.night.optimizer import lr_at, make_optimizer, mean_loss, train_step
 from companion.transcript import Encoded
 from model.transformer import Transformer
 
@@ -64,6 +64,23 @@ class NurseryResult:
     stopped: bool
 
 
+def _budget(steps: int | None, minutes: float | None, deadline: float | None) -> float | None:
+    """The nursery's minutes (None when it counts steps); exactly one of steps and minutes, positive."""
+    if deadline is not None and minutes is None and steps is None:
+        minutes = max(deadline - time.monotonic(), 0.0) / 60 or 1e-9
+    if (steps is None) == (minutes is None):
+        raise ValueError("give the nursery either steps or minutes")
+    if steps is not None and steps < 1 or minutes is not None and minutes <= 0 and deadline is None:
+        raise ValueError("the nursery's budget must be positive")
+    return minutes
+
+
+def _draw_batch(data: CorpusTokens, block: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    """`batch_size` random windows of `block + 1` tokens from the training split."""
+    offsets = torch.randint(0, len(data.train) - block - 1, (batch_size,), generator=gen)
+    return torch.stack([data.train[o : o + block + 1] for o in offsets.tolist()]).long()
+
+
 def run_nursery(
     model: Transformer,
     optimizer: torch.optim.AdamW | None,
@@ -88,12 +105,7 @@ def run_nursery(
     enough that the final held-out check fits before it (measured by timing the first check). At least
     one step is always taken, so a run always has weights to save. The held-out loss is measured on
     `heldout_windows` fixed windows (the starter probe, seconds), never on the whole held-out split."""
-    if deadline is not None and minutes is None and steps is None:
-        minutes = max(deadline - time.monotonic(), 0.0) / 60 or 1e-9
-    if (steps is None) == (minutes is None):
-        raise ValueError("give the nursery either steps or minutes")
-    if steps is not None and steps < 1 or minutes is not None and minutes <= 0 and deadline is None:
-        raise ValueError("the nursery's budget must be positive")
+    minutes = _budget(steps, minutes, deadline)
     block = model.config.block_size
     if len(data.train) < block + 2:
         raise ValueError(f"the training corpus has {len(data.train)} tokens, fewer than one block ({block})")
@@ -123,8 +135,7 @@ def run_nursery(
             stopped = True
             break
         lr = lr_at(fraction, peak_lr, warmup)
-        offsets = torch.randint(0, len(data.train) - block - 1, (batch_size,), generator=gen)
-        batch = torch.stack([data.train[o : o + block + 1] for o in offsets.tolist()]).to(device).long()
+        batch = _draw_batch(data, block, batch_size, gen).to(device)
         _, loss = model(batch[:, :-1], batch[:, 1:])
         loss_value = train_step(model, optimizer, loss, lr)
         if not math.isfinite(loss_value):

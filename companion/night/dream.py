@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from companion.night.teacher import TeacherError, teacher_dream
 from companion.progress import plural
 from companion.settings import Settings
-from companion.teacher import TeacherError, teacher_dream
-from companion.transcript import Turn, count_tokens, encode_turns, parse_text, render_text
+from companion.transcript import (
+    Turn,
+    count_tokens,
+    encode_turns,
+    parse_text,
+    render_text,
+)
 from model.sampling import SamplingSettings, sample_candidates
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer

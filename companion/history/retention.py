@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from companion.history.pointer import Pointer
 from companion.home import Home
 from companion.store import Checkpoint, Store, parse_time
 
@@ -95,11 +96,9 @@ def prune(home: Home, store: Store, *, now: datetime | None = None,
     """Delete the files the policy does not keep and mark their records deleted. ``current_id``
     defaults to the CURRENT pointer. Returns the decision; a file that cannot be deleted is skipped
     (left recorded as live) rather than half-forgotten."""
-    from companion.weights import Weights  # torch: imported only when pruning
-
     now = now or datetime.now(timezone.utc)
     if current_id is None:
-        current = Weights(home, store).current()
+        current = Pointer(home, store).current()
         current_id = current.id if current is not None else None
     running = store.running_night()
     protect = [running.pre_checkpoint_id] if running and running.pre_checkpoint_id else []

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from companion.history.pointer import CURRENT_FILE, Pointer
 from companion.home import Home
 from companion.safety.private import PRIVATE_FILE, private_mkdir
 from companion.safety.room import disk_full_sentence, is_disk_full
@@ -104,8 +105,6 @@ def _companion_prefix(home: Home) -> str:
 def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
                 now: datetime | None = None) -> BackupInfo:
     """Back up weights, tokenizer, settings and store now; verify; keep the last ``backup.keep``."""
-    from companion.weights import CURRENT_FILE, Weights  # torch only when a backup is made
-
     settings = settings or home.load_settings()
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     root = home.backup_dir(settings)
@@ -116,7 +115,7 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
     if problems != ["ok"]:
         raise BackupError(f"{store.path} fails SQLite's integrity check ({'; '.join(problems[:3])}); no backup "
                           f"was made and the older ones are kept: restore the store with `companion recover-store`")
-    current = Weights(home, store).current()
+    current = Pointer(home, store).current()
     sources: list[tuple[str, Path]] = [("companion.toml", home.settings_path)]
     if home.tokenizer_path.is_file():
         sources.append(("tokenizer.json", home.tokenizer_path))

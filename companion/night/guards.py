@@ -3,7 +3,7 @@
 A night either improves the companion at an acceptable cost or leaves its weights exactly as they were.
 The cost is measured on a **probe set** the nights never train on:
 
-* the held-out 2% of the starter corpus (`companion.corpus.is_held_out`), cut into fixed windows;
+* the held-out 2% of the starter corpus (`companion.birth.corpus.is_held_out`), cut into fixed windows;
 * **probe days**: every 10th day (day 10, 20, 30...). A probe day's transcript is never trained on as
   text, neither in its own night nor in any replay; its choices and corrections are still learned as
   preferences, so no lesson the owner gave is lost. Its transcript measures how well the companion
@@ -29,8 +29,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from companion.corpus import starter_documents
-from companion.nursery import CorpusTokens
+from companion.birth.corpus import starter_documents
+from companion.birth.nursery import CorpusTokens
 from companion.store import Store
 from companion.transcript import Turn, encode_documents, encode_turns
 from model.tokenizer import Tokenizer
@@ -202,7 +202,7 @@ class LossWatch:
 
 ANCHOR_REASONS = frozenset({"birth", "seedling", "growth", "import"})
 """Checkpoints a companion's language is measured from: its birth, its adoption of the seedling, a
-growth, an import. Retention keeps all of them forever (`companion.retention.KEEP_FOREVER`)."""
+growth, an import. Retention keeps all of them forever (`companion.history.retention.KEEP_FOREVER`)."""
 
 
 def find_anchor(store: Store, current, chosen: int | None = None):

@@ -4,10 +4,10 @@ Sources (settings `[night.<source>]`, each with `weight` and `tokens`; either at
 
 * **day**: the day's transcript as it stands in the store, so corrections are applied and candidates
   the owner passed over are absent; the loss is on the companion's and the inner voice's tokens, the
-  owner's own words count `night.owner_weight`. A probe day (see `companion.guards`) gives no text.
+  owner's own words count `night.owner_weight`. A probe day (see `companion.night.guards`) gives no text.
 * **dreams**: the latest `night.dreams_kept` dreams, after the good-night line; lines the owner tagged
   "off" are context only.
-* **preferences**: DPO pairs and KTO examples (`companion.preferences`).
+* **preferences**: DPO pairs and KTO examples (`companion.night.preferences`).
 * **books**: queued books whose file is still there with the same sha256; the others are refused,
   named in the report, and never read.
 * **replay**: older days (newest first, probe days excepted) for up to half the budget, the rest
@@ -36,9 +36,9 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
-from companion.guards import is_probe_day, starter_docs
 from companion.home import Home
-from companion.preferences import Pair, Preferences, Unpaired, dpo_loss, kto_loss
+from companion.night.guards import is_probe_day, starter_docs
+from companion.night.preferences import Pair, Preferences, Unpaired, dpo_loss, kto_loss
 from companion.settings import Settings
 from companion.store import Book, Day, Store
 from companion.transcript import Turn, count_tokens, encode_turns, parse_text

@@ -16,8 +16,10 @@ from companion.home import Home, resolve_root
 
 
 def cmd_sleep(args) -> int:
+    from companion.night.pending import night_day
+    from companion.night.pipeline import run_night
+    from companion.night.report import NightError, report_lines
     from companion.progress import CtrlC, ProgressBar
-    from companion.night import NightError, night_day, report_lines, run_night
     from companion.settings import SettingsError
     from companion.store import Store
 
