@@ -254,7 +254,7 @@ def _surrogate_refused(home: Path) -> tuple[bool, str]:
     from companion.day import DaySession, MessageRefused
     from companion.home import Home
     from companion.store import Store
-    from model.tokenizer import Tokenizer
+    from companion.model.tokenizer import Tokenizer
 
     h = Home.open(home)
     with Store.open(h.store_path) as store:

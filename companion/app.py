@@ -40,7 +40,7 @@ from companion.home import (
 from companion.messages import DayClosed, EngineFailed, EngineReady, GrowthFinished, NightFinished, WeightsReloaded
 from companion.progress import plural
 from companion.settings import Settings, SettingsError, update_settings_file
-from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
+from companion.themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
 __all__ = ["CompanionApp", "run_app"]
 
@@ -251,7 +251,7 @@ class CompanionApp(App):
         if info is None:
             give_up(f"{error} There is no verified backup to restore it from.")
             return
-        from widgets.text_prompt import ConfirmScreen
+        from companion.widgets.text_prompt import ConfirmScreen
 
         question = (f"{error.path} is damaged: {'; '.join(error.problems[:2])}.\n\nRestore it from the backup made "
                     f"{info.made_at.astimezone():%Y-%m-%d %H:%M}? What was written after that backup is not in it; "
@@ -310,7 +310,7 @@ class CompanionApp(App):
 
     def action_export_book(self) -> None:
         """Write the personality book (every chosen reply and correction) to a file the owner names."""
-        from widgets.text_prompt import TextEditScreen
+        from companion.widgets.text_prompt import TextEditScreen
 
         if self.store is None:
             return

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.transformer import KVCache, Transformer
+from companion.model.transformer import KVCache, Transformer
 
 
 @dataclass(frozen=True)

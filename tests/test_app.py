@@ -361,7 +361,7 @@ async def test_the_theme_is_saved_and_binding_ids_can_be_remapped(home):
 
 
 async def test_first_run_adopts_the_seedling_and_opens_the_day(tmp_path, tokenizer, tiny_model):
-    from model.checkpoint import CheckpointMeta, save_checkpoint
+    from companion.model.checkpoint import CheckpointMeta, save_checkpoint
 
     seedling = tmp_path / "seedling"
     seedling.mkdir()

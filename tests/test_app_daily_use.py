@@ -13,7 +13,7 @@ from companion.history.personality import book_entries
 from companion.night.material import day_examples
 from companion.screens.chat import ChatScreen
 from companion.store import Store
-from model.tokenizer import Tokenizer
+from companion.model.tokenizer import Tokenizer
 from tests.test_app import SIZE, app_for, home, quick, ready, send, start_a_slow_round, stored_turns, to_cards, until  # noqa: F401
 
 

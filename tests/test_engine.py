@@ -9,7 +9,7 @@ import torch
 from companion.engine import Engine, sampling_from_settings
 from companion.store import Store
 from companion.transcript import Turn, encode_turns, reply_prompt
-from model.sampling import SamplingSettings, sample_candidates
+from companion.model.sampling import SamplingSettings, sample_candidates
 
 
 def _engine(home):

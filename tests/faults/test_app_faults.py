@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 async def test_the_app_offers_the_newest_verified_backup_for_a_damaged_store(tiny_home, tokenizer):
-    from widgets.text_prompt import ConfirmScreen
+    from companion.widgets.text_prompt import ConfirmScreen
 
     fill_store(tiny_home, tokenizer)
     with Store.open(tiny_home.store_path) as store:
@@ -31,7 +31,7 @@ async def test_the_app_offers_the_newest_verified_backup_for_a_damaged_store(tin
 
 
 async def test_saying_no_to_the_recovery_changes_nothing(tiny_home, tokenizer):
-    from widgets.text_prompt import ConfirmScreen
+    from companion.widgets.text_prompt import ConfirmScreen
 
     fill_store(tiny_home, tokenizer)
     with Store.open(tiny_home.store_path) as store:
