@@ -42,9 +42,9 @@ from companion.night.report import report_lines  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.transcript import Turn, encode_turns, reply_prompt  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.sampling import SamplingSettings, sample_candidates  # noqa: E402
-from model.tokenizer import Tokenizer  # noqa: E402
+from companion.model.checkpoint import load_checkpoint  # noqa: E402
+from companion.model.sampling import SamplingSettings, sample_candidates  # noqa: E402
+from companion.model.tokenizer import Tokenizer  # noqa: E402
 
 QUESTIONS = ["Hi! How are you today?", "What did you do this weekend?", "Do you like music?"]
 

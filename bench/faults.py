@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.faults.harness import (  # noqa: E402
-    NAME, PHASES, REPO, calibrate_night, child_env, copy_home, make_template, run_day_trial, run_night_trial,
+    PHASES, REPO, calibrate_night, child_env, copy_home, make_template, run_day_trial, run_night_trial,
     run_save_trial, table,
 )
 
@@ -124,6 +124,13 @@ def corruption_trials(template: Path, base: Path) -> list[tuple[str, bool, str]]
             return ok, f"exit {done.returncode}: {sentence(done)}"
         return check
 
+    _store_trials(trial, command_says)
+    _file_trials(trial, command_says)
+    return rows
+
+
+def _store_trials(trial, command_says) -> None:
+    """The store damaged in every way a disk or a stranger can damage it."""
     trial("store: 8 KB overwritten mid-file", lambda h: (_fill_store(h), _overwrite_middle(h / "companion.db")),
           command_says("days", phrase="is damaged"))
     trial("store: same, `checkpoints`", lambda h: (_fill_store(h), _overwrite_middle(h / "companion.db")),
@@ -152,6 +159,9 @@ def corruption_trials(template: Path, base: Path) -> list[tuple[str, bool, str]]
     trial("store: garbage appended to the WAL", lambda h: _append(h / "companion.db-wal", os.urandom(5000)),
           command_says("days", code=0))
 
+
+def _file_trials(trial, command_says) -> None:
+    """Checkpoints, the CURRENT pointer, temporaries, settings, tokenizer, books and typed text."""
     def damaged_current(corrupt_file):
         def corrupt(home):
             _newer_checkpoint(home)
@@ -185,7 +195,6 @@ def corruption_trials(template: Path, base: Path) -> list[tuple[str, bool, str]]
           command_says("sleep", phrase="tokenizer"))
     trial("books: a symlink to a private file", _symlink_book, _symlink_refused)
     trial("text: a lone surrogate in a message", lambda h: None, _surrogate_refused)
-    return rows
 
 
 def _overwrite_middle_at(path: Path, offset: int, n: int) -> None:
@@ -245,7 +254,7 @@ def _surrogate_refused(home: Path) -> tuple[bool, str]:
     from companion.day import DaySession, MessageRefused
     from companion.home import Home
     from companion.store import Store
-    from model.tokenizer import Tokenizer
+    from companion.model.tokenizer import Tokenizer
 
     h = Home.open(home)
     with Store.open(h.store_path) as store:

@@ -38,7 +38,7 @@ from companion.store import Store  # noqa: E402
 from companion.night.optimizer import mean_loss  # noqa: E402
 from companion.transcript import Turn, count_tokens, encode_documents  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
-from model.tokenizer import Tokenizer  # noqa: E402
+from companion.model.tokenizer import Tokenizer  # noqa: E402
 
 from bench.night import QUESTIONS, REPLIES  # noqa: E402  (the same scripted lines as the night bench)
 

@@ -27,11 +27,11 @@ import torch
 from companion.birth.corpus import starter_documents
 from companion.home import SEEDLING_DIR
 from companion.transcript import encode_turns, reply_prompt
-from model.checkpoint import load_checkpoint
-from model.interop.gguf import export_gguf
-from model.interop.hf import export_hf
-from model.sampling import SamplingSettings, sample_candidates
-from model.tokenizer import Tokenizer
+from companion.model.checkpoint import load_checkpoint
+from companion.model.interop.gguf import export_gguf
+from companion.model.interop.hf import export_hf
+from companion.model.sampling import SamplingSettings, sample_candidates
+from companion.model.tokenizer import Tokenizer
 
 try:
     from bench import llamacpp

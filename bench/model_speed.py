@@ -18,9 +18,9 @@ import time
 import torch
 
 from companion.night.optimizer import best_device, make_optimizer, train_step
-from model.config import preset
-from model.sampling import SamplingSettings, sample_candidates
-from model.transformer import Transformer
+from companion.model.config import preset
+from companion.model.sampling import SamplingSettings, sample_candidates
+from companion.model.transformer import Transformer
 
 
 def timed(fn, repeats: int) -> float:

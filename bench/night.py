@@ -33,9 +33,9 @@ from companion.store import Store  # noqa: E402
 from companion.night.optimizer import best_device  # noqa: E402
 from companion.transcript import Turn, count_tokens  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
-from model.config import preset  # noqa: E402
-from model.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
-from model.transformer import Transformer  # noqa: E402
+from companion.model.config import preset  # noqa: E402
+from companion.model.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
+from companion.model.transformer import Transformer  # noqa: E402
 
 QUESTIONS = ["How was your morning?", "What are you thinking about?", "Tell me about the sea.",
              "Do you remember what I said yesterday?", "What should I cook tonight?", "Why is the sky blue?"]
@@ -191,7 +191,7 @@ def latency(tokenizer: Tokenizer, device: str, root: Path, presses: int) -> dict
     async def scenario() -> dict:
         screen = EchoScreen(day_number=1)
         app = Bench(screen)
-        async with app.run_test(size=(100, 40)) as pilot:
+        async with app.run_test(size=(100, 40)):
             idle = await _presses(app, max(20, presses // 3), 0.01)
             trainer = TrainerThread(home, day_id, on_event=screen.forwarder(), device=device)
             trainer.start()

@@ -18,6 +18,8 @@ Hooks for the other parts of the app (the night, past days, checkpoints, books):
 from __future__ import annotations
 
 import sys
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -38,9 +40,18 @@ from companion.home import (
 from companion.messages import DayClosed, EngineFailed, EngineReady, GrowthFinished, NightFinished, WeightsReloaded
 from companion.progress import plural
 from companion.settings import Settings, SettingsError, update_settings_file
-from themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
+from companion.themes import DEFAULT_THEME, STYLESHEET_PATH, apply_user_themes, register_themes, watch_user_themes
 
 __all__ = ["CompanionApp", "run_app"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing the app told the owner in a toast."""
+
+    message: str
+    title: str = ""
+    severity: str = "information"
 
 
 class CompanionApp(App):
@@ -73,6 +84,8 @@ class CompanionApp(App):
         self.engine = None
         self.session = None
         self._user_themes: list[str] = []
+        #: Everything the app told the owner in a toast, oldest first (the last 200): toasts fade, this stays.
+        self.notices: deque[Notice] = deque(maxlen=200)
         self._wanted_theme: str | None = None
         self.books = None  # the books folder's watcher
         self.trainer = None  # the trainer thread while a night runs
@@ -83,7 +96,8 @@ class CompanionApp(App):
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = True) -> None:
-        """One toast per event: the same message already on screen is not stacked again."""
+        """One toast per event: the same message already on screen is not stacked again. Each toast is
+        also kept in `notices` (a toast fades after a few seconds)."""
         import time
 
         now = time.monotonic()
@@ -92,6 +106,7 @@ class CompanionApp(App):
             return
         self._told = {k: until for k, until in self._told.items() if until > now}
         self._told[key] = now + (timeout if timeout is not None else self.NOTIFICATION_TIMEOUT)
+        self.notices.append(Notice(str(message), title, severity))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -236,7 +251,7 @@ class CompanionApp(App):
         if info is None:
             give_up(f"{error} There is no verified backup to restore it from.")
             return
-        from widgets.text_prompt import ConfirmScreen
+        from companion.widgets.text_prompt import ConfirmScreen
 
         question = (f"{error.path} is damaged: {'; '.join(error.problems[:2])}.\n\nRestore it from the backup made "
                     f"{info.made_at.astimezone():%Y-%m-%d %H:%M}? What was written after that backup is not in it; "
@@ -295,7 +310,7 @@ class CompanionApp(App):
 
     def action_export_book(self) -> None:
         """Write the personality book (every chosen reply and correction) to a file the owner names."""
-        from widgets.text_prompt import TextEditScreen
+        from companion.widgets.text_prompt import TextEditScreen
 
         if self.store is None:
             return

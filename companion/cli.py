@@ -167,7 +167,7 @@ def _add_birth(sub: argparse._SubParsersAction) -> None:
                                        "again continues a birth that was interrupted.")
     birth.add_argument("--name", required=True, help="the new companion's name")
     birth.add_argument("--owner", required=True, help="your name")
-    from model.config import PRESETS  # no torch: config is plain dataclasses
+    from companion.model.config import PRESETS  # no torch: config is plain dataclasses
 
     birth.add_argument("--preset", default="seedling", help=f"model size: {', '.join(PRESETS)} (default seedling)")
     birth.add_argument("--corpus", nargs="*", metavar="PATH", help="your own .txt/.md files or folders to learn from")

@@ -31,9 +31,9 @@ from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
 from companion.history.weights import Loaded, Weights
-from model.sampling import prefill, sample_from_cache
-from model.tokenizer import Tokenizer
-from model.transformer import KVCache, Transformer
+from companion.model.sampling import prefill, sample_from_cache
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import KVCache, Transformer
 
 __all__ = ["Engine", "Generated", "EngineError", "sample"]
 

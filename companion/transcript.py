@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from model.tokenizer import SPECIAL_TOKENS, TOKEN_ROLES, Tokenizer
+from companion.model.tokenizer import SPECIAL_TOKENS, TOKEN_ROLES, Tokenizer
 
 END_MARK = SPECIAL_TOKENS[1]
 ROLE_MARKS = {role: f"<|{role}|>" for role in TOKEN_ROLES}

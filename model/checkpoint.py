@@ -20,9 +20,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from model.atomic import atomic_write_bytes
-from model.config import ConfigError, ModelConfig
-from model.transformer import Transformer
+from companion.model.atomic import atomic_write_bytes
+from companion.model.config import ConfigError, ModelConfig
+from companion.model.transformer import Transformer
 
 FORMAT = "companion-checkpoint-1"
 

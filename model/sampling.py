@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.sampling_settings import SamplingSettings
-from model.transformer import KVCache, Transformer
+from companion.model.sampling_settings import SamplingSettings
+from companion.model.transformer import KVCache, Transformer
 
 __all__ = ["SamplingSettings", "Generation", "sample_candidates", "sample_from_cache", "prefill",
            "apply_repetition_penalty", "filter_logits"]

@@ -64,7 +64,7 @@ class Tokenizer:
         return self._hf.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=False)
 
     def save(self, path: str | Path) -> None:
-        from model.atomic import atomic_write_bytes
+        from companion.model.atomic import atomic_write_bytes
 
         atomic_write_bytes(Path(path), self._hf.to_str(pretty=False).encode("utf-8"))
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.config import ModelConfig
+from companion.model.config import ModelConfig
 
 # scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)

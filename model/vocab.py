@@ -19,7 +19,7 @@ import torch.nn as nn
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as RawTokenizer
 
-from model.transformer import Transformer
+from companion.model.transformer import Transformer
 
 
 class VocabError(ValueError):

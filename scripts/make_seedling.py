@@ -24,9 +24,9 @@ from companion.night.optimizer import mean_loss
 from companion.settings import render_template
 from companion.transcript import Turn, encode_documents, encode_turns, reply_prompt
 from companion.history.weights import Weights
-from model.checkpoint import CheckpointMeta, save_checkpoint
-from model.sampling import SamplingSettings, sample_candidates
-from model.tokenizer import Tokenizer
+from companion.model.checkpoint import CheckpointMeta, save_checkpoint
+from companion.model.sampling import SamplingSettings, sample_candidates
+from companion.model.tokenizer import Tokenizer
 
 PROMPTS = [
     "Hi! How are you today?",
@@ -70,7 +70,7 @@ def main() -> None:
     shutil.copyfile(home.tokenizer_path, out / "tokenizer.json")
 
     # Samples from the shipped fp16 weights as a new companion sees them (names Scout and Trey).
-    from model.checkpoint import load_checkpoint
+    from companion.model.checkpoint import load_checkpoint
 
     shipped, _ = load_checkpoint(target)
     greeting = Turn("inner", render_template(settings.day.greeting, "Scout", "Trey"))

@@ -25,9 +25,9 @@ def make(root: Path) -> None:
     from companion.settings import update_settings_file
     from companion.store import Store
     from companion.history.weights import Weights
-    from model.config import preset
-    from model.tokenizer import train_tokenizer
-    from model.transformer import Transformer
+    from companion.model.config import preset
+    from companion.model.tokenizer import train_tokenizer
+    from companion.model.transformer import Transformer
 
     docs = starter_documents(held_out=False, greeting=GREETING, goodnight="Good night, {companion}.", limit=200)
     tokenizer = train_tokenizer((t.text for doc in docs for t in doc), vocab_size=512)
@@ -64,14 +64,15 @@ def state(root: Path) -> None:
 
 
 def check(root: Path, pane_file: Path, message: str | None = None) -> int:
-    from widgets.safe_text import one_line
+    from companion.widgets.safe_text import one_line
 
     store, day = _day(root)
     chosen = [t for t in store.turns(day.id) if t.source == "chosen"]
     if not chosen:
         print("FAIL: no chosen reply in the store")
         return 1
-    squash = lambda s: re.sub(r"\s+", "", s)
+    def squash(s):
+        return re.sub(r"\s+", "", s)
     pane = squash(pane_file.read_text(encoding="utf-8", errors="replace"))
     text = squash(one_line(chosen[-1].text))
     snippet = text[:10]

@@ -7,9 +7,9 @@ import torch
 
 from companion.birth.corpus import starter_documents
 from companion.transcript import Turn
-from model.config import preset
-from model.tokenizer import Tokenizer, train_tokenizer
-from model.transformer import Transformer
+from companion.model.config import preset
+from companion.model.tokenizer import Tokenizer, train_tokenizer
+from companion.model.transformer import Transformer
 
 TINY_VOCAB = 512
 GREETING = "Good morning, {companion}. {owner} is here."

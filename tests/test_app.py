@@ -286,12 +286,12 @@ async def test_bad_input(home):
         chat.message_input.post_message(events.Paste("x" * 5000))
         await pilot.pause(0.1)
         assert chat.message_input.value == "   "
-        assert any("5,000 characters" in n.message for n in app._notifications)
+        assert any("5,000 characters" in n.message for n in app.notices)
         chat.message_input.value = "word " * 300  # longer than any day: refused as such, no offer to end it
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert isinstance(app.screen, ChatScreen)
-        assert any("longer than a whole day" in n.message and "192" in n.message for n in app._notifications)
+        assert any("longer than a whole day" in n.message and "192" in n.message for n in app.notices)
         assert len(stored_turns(home)) == before
         text = "<|owner|> \x1b[31mred\x1b[0m <|end|>"
         await send(pilot, chat, text)
@@ -299,7 +299,7 @@ async def test_bad_input(home):
         assert "^[[31m" in line.plain_text() and "<|owner|>" in line.plain_text()
         chat.deck.focus()
         await pilot.press("5")  # no such card: a hint, nothing changes
-        assert any("no card 5" in n.message for n in app._notifications)
+        assert any("no card 5" in n.message for n in app.notices)
     assert [t.text for t in stored_turns(home) if t.source == "typed"] == [text]
 
 
@@ -311,7 +311,7 @@ async def test_keys_that_need_a_selection_give_a_hint(home):
         for key in ("1", "r", "e", "a"):
             await pilot.press(key)
         await pilot.pause(0.05)
-        messages = " ".join(n.message for n in app._notifications)
+        messages = " ".join(n.message for n in app.notices)
         assert "send a message first" in messages and "inner line" in messages
         assert len(stored_turns(home)) == 1
 
@@ -361,7 +361,7 @@ async def test_the_theme_is_saved_and_binding_ids_can_be_remapped(home):
 
 
 async def test_first_run_adopts_the_seedling_and_opens_the_day(tmp_path, tokenizer, tiny_model):
-    from model.checkpoint import CheckpointMeta, save_checkpoint
+    from companion.model.checkpoint import CheckpointMeta, save_checkpoint
 
     seedling = tmp_path / "seedling"
     seedling.mkdir()

@@ -13,7 +13,7 @@ from companion.history.personality import book_entries
 from companion.night.material import day_examples
 from companion.screens.chat import ChatScreen
 from companion.store import Store
-from model.tokenizer import Tokenizer
+from companion.model.tokenizer import Tokenizer
 from tests.test_app import SIZE, app_for, home, quick, ready, send, start_a_slow_round, stored_turns, to_cards, until  # noqa: F401
 
 
@@ -123,7 +123,7 @@ async def test_a_setting_keeps_replying_from_picking(home):
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert chat.message_input.text == "I see"  # kept, not sent
-        assert any("Pick a card first" in n.message for n in app._notifications)
+        assert any("Pick a card first" in n.message for n in app.notices)
     assert typed(home) == ["Tell me something"]
 
 
@@ -156,7 +156,7 @@ async def test_a_correction_amended_once_is_what_the_night_and_the_book_get(home
         await until(pilot, lambda: isinstance(app.screen, ChatScreen))
         [line] = [l for l in chat.transcript.lines if l.source == "correction"]
         await until(pilot, lambda: line.text == "Paris.")
-        assert any(n.title == "Amended" for n in app._notifications)
+        assert any(n.title == "Amended" for n in app.notices)
     with Store.open(home.store_path) as store:
         day = store.current_day()
         [reply] = [t for t in store.turns(day.id) if t.role == "companion"]
@@ -189,7 +189,7 @@ async def test_another_card_can_be_picked_instead_until_a_message_follows(home):
         assert third.chosen and chat.deck.cards[0].passed_over
         await pilot.press("escape")
         await send(pilot, chat, "Next")
-        assert any(n.title == "Amended" for n in app._notifications)
+        assert any(n.title == "Amended" for n in app.notices)
     with Store.open(home.store_path) as store:
         [choice] = store.choices(store.current_day().id)
         assert choice.candidate_id == third.candidate_id and choice.supersedes is not None
@@ -210,7 +210,7 @@ async def test_the_message_editor_holds_lines_and_refuses_what_no_day_can_hold(h
         chat.message_input.post_message(events.Paste("y" * 10_000))  # refused whole, with its size
         await pilot.pause(0.1)
         assert "yyy" not in chat.message_input.text
-        assert any("10,000 characters" in n.message for n in app._notifications)
+        assert any("10,000 characters" in n.message for n in app.notices)
         await pilot.press("enter", "enter")  # two quick enters: one message
         await until(pilot, lambda: not chat.generating and chat.deck.cards
                     and all(c.finished for c in chat.deck.cards))
@@ -222,7 +222,7 @@ async def test_the_message_editor_holds_lines_and_refuses_what_no_day_can_hold(h
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert isinstance(app.screen, ChatScreen)  # no offer to end the day
-        [said] = [n.message for n in app._notifications if "longer than a whole day" in n.message]
+        [said] = [n.message for n in app.notices if "longer than a whole day" in n.message]
         assert "tokens" in said and f"{chat.session.budget:,}" in said
         assert chat.message_input.text == "word " * 600  # kept, to shorten
     assert len(typed(home)) == 1
@@ -239,7 +239,7 @@ async def test_notifications_stack_away_from_the_message_editor(home):
         app.notify("Another thing")
         await pilot.pause(0.3)
         toasts = list(app.screen.query("Toast"))
-        assert len([n for n in app._notifications if n.title == "Books"]) == 1 and len(toasts) >= 2
+        assert len([n for n in app.notices if n.title == "Books"]) == 1 and len(toasts) >= 2
         assert all(not toast.region.overlaps(chat.message_input.region) for toast in toasts)
         assert all(not toast.region.overlaps(chat.deck.region) for toast in toasts)
 

@@ -72,7 +72,7 @@ async def test_the_night_can_be_left_and_found_again_and_its_morning_report_stay
         if left_running:
             await pilot.press("escape", "2")  # to the cards: picking another card now is refused, saying why
             await pilot.pause(0.1)
-            assert any("night has it" in n.message for n in app._notifications) or night.finished
+            assert any("night has it" in n.message for n in app.notices) or night.finished
         # The morning report opens by itself when the night ends, though the owner had left it.
         await until(pilot, lambda: night.finished, timeout=150)
         if left_running:

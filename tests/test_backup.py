@@ -12,7 +12,7 @@ from companion.history.backup import BackupError, due, last_backup, list_backups
 from companion.history.cli import cmd_backup
 from companion.store import Store
 from companion.history.weights import Weights
-from model.checkpoint import load_checkpoint
+from companion.model.checkpoint import load_checkpoint
 from tests.test_history import live_day
 
 EXCHANGE = [{"say": "Good evening", "options": ["Evening!", "Hi."], "reply": ("pick", 0)}]

@@ -16,8 +16,7 @@ from companion.birth.corpus import read_owner_texts
 from companion.home import Home, HomeError
 from companion.store import Store
 from companion.history.weights import Weights
-from model.checkpoint import save_checkpoint, CheckpointMeta
-from tests.conftest import tiny_config
+from companion.model.checkpoint import save_checkpoint, CheckpointMeta
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from companion.night.pipeline import run_night
 from companion.night.report import report_lines
 from companion.store import Store
 from companion.history.weights import Weights
-from model.checkpoint import CheckpointMeta, save_checkpoint
+from companion.model.checkpoint import CheckpointMeta, save_checkpoint
 from tests.test_app import SIZE, ready, until
 from tests.test_birth import REPO, run_cli
 from tests.test_night import night_settings, script_day

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint, tensors_checksum
+from companion.model.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint, tensors_checksum
 
 
 def test_save_and_load_are_bit_exact(tiny_model, tmp_path):
@@ -51,7 +51,7 @@ def test_a_save_killed_midway_leaves_the_previous_file_loadable(tiny_model, tmp_
     # A second process starts saving bigger weights over the same path and is killed mid-write.
     script = textwrap.dedent(f"""
         import os, torch, model.checkpoint as ck
-        from model.transformer import Transformer
+        from companion.model.transformer import Transformer
         from tests.conftest import tiny_config
         real_fsync = os.fsync
         def die(fd):

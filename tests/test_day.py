@@ -7,7 +7,7 @@ import pytest
 from companion.day import MAX_MESSAGE_CHARS, DayError, DaySession, MessageRefused
 from companion.store import Store
 from companion.transcript import Turn, count_tokens, encode_turns
-from model.tokenizer import Tokenizer
+from companion.model.tokenizer import Tokenizer
 
 BLOCK = 256  # tiny_home's block: a 192-token day
 

@@ -10,7 +10,7 @@ from companion.day.request import SampleRequest, sampling_from_settings
 from companion.engine import Engine
 from companion.store import Store
 from companion.transcript import Turn, encode_turns, reply_prompt
-from model.sampling import SamplingSettings, sample_candidates
+from companion.model.sampling import SamplingSettings, sample_candidates
 
 
 def _engine(home):

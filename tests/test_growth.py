@@ -19,7 +19,7 @@ from companion.night.pipeline import run_night
 from companion.history.restore import restore
 from companion.store import Store
 from companion.history.weights import Weights
-from model.checkpoint import load_tensors, read_meta
+from companion.model.checkpoint import load_tensors, read_meta
 from tests.test_night import night_settings, script_day
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -168,7 +168,7 @@ def test_a_stop_or_a_full_disk_during_growth_leaves_the_old_weights_current(tiny
         assert result.status == "stopped"
         assert current_state(tiny_home) == before
 
-        import model.checkpoint as checkpoint
+        import companion.model.checkpoint as checkpoint
 
         def full_disk(*args, **kwargs):
             raise OSError(28, "No space left on device")

@@ -9,11 +9,11 @@ import torch
 from companion.birth.corpus import starter_documents
 from companion.night.optimizer import make_optimizer, train_step
 from companion.transcript import encode_documents
-from model.checkpoint import load_checkpoint, save_checkpoint, CheckpointMeta
-from model.config import preset
-from model.growth import StretchError, WidenError, stretch, widen
-from model.growth.widen import widen_config
-from model.transformer import Transformer
+from companion.model.checkpoint import load_checkpoint, save_checkpoint, CheckpointMeta
+from companion.model.config import preset
+from companion.model.growth import StretchError, WidenError, stretch, widen
+from companion.model.growth.widen import widen_config
+from companion.model.transformer import Transformer
 from tests.conftest import GOODNIGHT, GREETING, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -131,7 +131,7 @@ def test_a_checkpoint_from_before_stretching_existed_loads_unchanged(tmp_path, t
     config = tiny_config(vocab_size=tokenizer.vocab_size)
     data = json.loads(config.to_json())
     del data["rope_scaling"], data["rope_original_block"]
-    from model.config import ModelConfig
+    from companion.model.config import ModelConfig
 
     assert ModelConfig.from_json(json.dumps(data)) == config
 
@@ -144,7 +144,7 @@ def test_presets_widen_by_adding_heads():
 
 def test_a_stretched_model_is_not_exported_as_if_it_were_not(trained):
     """The export writes plain rotary positions; a stretched model would compute otherwise there."""
-    from model.interop.llama import InteropError, to_llama
+    from companion.model.interop.llama import InteropError, to_llama
 
     with pytest.raises(InteropError, match="stretched context"):
         to_llama(stretch(trained, 256).state_dict(), stretch(trained, 256).config)

@@ -12,8 +12,8 @@ from textual.widgets import Input
 from companion.history.cli import cmd_days
 from companion.screens.days import DayScreen, DaysScreen, HitList
 from companion.store import Store
-from widgets.lists import DayList
-from widgets.transcript import TranscriptView
+from companion.widgets.lists import DayList
+from companion.widgets.transcript import TranscriptView
 
 GREETING = "Good morning, Scout. Trey is here."
 INDICATOR = "It is early morning; the day is young."

@@ -15,12 +15,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from companion.cli import main
 from companion.birth.corpus import starter_documents
 from companion.transcript import encode_turns
-from model.checkpoint import load_checkpoint
-from model.interop.gguf import export_gguf, gguf_tensors, read_gguf
-from model.interop.hf import export_hf, read_hf
-from model.interop.tokenizer import CONTROL, NORMAL
-from model.transformer import Transformer
-from tests.conftest import GOODNIGHT, GREETING, make_tiny_home, tiny_config
+from companion.model.checkpoint import load_checkpoint
+from companion.model.interop.gguf import export_gguf, gguf_tensors, read_gguf
+from companion.model.interop.hf import export_hf, read_hf
+from companion.model.interop.tokenizer import CONTROL, NORMAL
+from companion.model.transformer import Transformer
+from tests.conftest import GOODNIGHT, GREETING, tiny_config
 
 HARD_TEXTS = [
     "Hi 🙂🎉 — naïve café, 日本語 and Ελληνικά",
@@ -144,7 +144,7 @@ def test_a_gguf_export_reads_back_every_tensor_and_the_vocabulary_exactly(tmp_pa
     config, state, raw = read_gguf(path)
     assert config == gqa_model.config
     assert all(torch.equal(state[k], v) for k, v in gqa_model.state_dict().items())
-    from model.tokenizer import Tokenizer
+    from companion.model.tokenizer import Tokenizer
 
     assert all(Tokenizer(raw).encode(t) == tokenizer.encode(t) for t in HARD_TEXTS)
 
@@ -246,7 +246,7 @@ def test_a_disk_that_fills_during_export_leaves_nothing_under_the_name(tiny_home
 
         monkeypatch.setattr(gguf.GGUFWriter, "write_kv_data_to_file", kv_then_full)
     else:
-        monkeypatch.setattr("model.interop.hf.save_file", full)
+        monkeypatch.setattr("companion.model.interop.hf.save_file", full)
     out = tmp_path / "exports"
     out.mkdir()
     assert run("--home", str(tiny_home.path.parent), "export", "--format", fmt, str(out / "scout")) == 2
@@ -255,7 +255,7 @@ def test_a_disk_that_fills_during_export_leaves_nothing_under_the_name(tiny_home
 
 
 def test_grouped_query_attention_generates_the_same_with_the_kv_cache(tokenizer, gqa_model):
-    from model.sampling import SamplingSettings, sample_candidates
+    from companion.model.sampling import SamplingSettings, sample_candidates
 
     prompt = formatted_days(tokenizer, 40, 1)[0]
     greedy = SamplingSettings(temperature=1.0, top_k=1, top_p=1.0, repetition_penalty=1.0, max_new_tokens=20)
@@ -269,7 +269,7 @@ def test_grouped_query_attention_generates_the_same_with_the_kv_cache(tokenizer,
 
 def test_every_older_checkpoint_loads_unchanged():
     from companion.home import SEEDLING_DIR
-    from model.checkpoint import load_tensors
+    from companion.model.checkpoint import load_tensors
 
     model, meta = load_checkpoint(SEEDLING_DIR / "seedling.safetensors")  # checksum verified
     assert meta.config.n_kv_head == 0 and meta.config.kv_heads == meta.config.n_head

@@ -18,12 +18,10 @@ from companion.cli import main
 from companion.home import Home
 from companion.store import Store
 from companion.history.weights import Weights
-from model.interop.gguf import export_gguf
-from model.interop.tokenizer import tokenizer_from_gguf
-from model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from model.transformer import Transformer
-from model.vocab import VocabError, add_tokens
-from tests.conftest import GOODNIGHT, GREETING
+from companion.model.interop.gguf import export_gguf
+from companion.model.interop.tokenizer import tokenizer_from_gguf
+from companion.model.tokenizer import SPECIAL_TOKENS, Tokenizer
+from companion.model.vocab import VocabError, add_tokens
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,7 +105,7 @@ def test_a_transformers_llama_folder_is_born_into_a_companion_with_the_same_logi
 
 
 def test_a_gguf_base_with_a_smollm_tokenizer_is_born_the_same(tmp_path, base_folder, base_model, base_tokenizer):
-    from model.interop.hf import read_hf
+    from companion.model.interop.hf import read_hf
 
     config, state, raw = read_hf(base_folder)
     path = export_gguf(state, config, raw, tmp_path / "tiny.gguf", dtype="f32", eos_id=0, pad_id=0)
@@ -271,7 +269,7 @@ def test_a_file_that_is_neither_gguf_nor_a_folder_is_refused(tmp_path, capsys):
 
 
 def test_a_gguf_tokenizer_with_an_unknown_pre_tokenizer_is_refused():
-    from model.interop import InteropError
+    from companion.model.interop import InteropError
 
     with pytest.raises(InteropError, match="pre-tokenizer 'llama-bpe' cannot be reproduced"):
         tokenizer_from_gguf(["a"], [1], [], "gpt2", "llama-bpe", "x.gguf")

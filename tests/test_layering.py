@@ -19,7 +19,7 @@ def _modules(folder: str, package: str) -> list[str]:
 
 def test_every_screen_and_widget_imports_without_torch():
     screens = _modules("companion/screens", "companion.screens")
-    widgets = _modules("widgets", "widgets")
+    widgets = _modules("widgets", "companion.widgets")
     assert len(screens) >= 10 and "companion.screens.night" in screens and "companion.screens.grow" in screens
     names = ["companion.app", "companion.messages", "companion.night.report", "companion.night.pending",
              "companion.history.pointer", *screens, *widgets]

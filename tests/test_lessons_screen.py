@@ -9,7 +9,7 @@ from pathlib import Path
 from companion.screens.lessons import LessonsScreen
 from companion.store import Store
 from tests.test_app import SIZE, app_for, quick, ready, send, until
-from widgets.lessons import sparkline
+from companion.widgets.lessons import sparkline
 
 REPO = Path(__file__).resolve().parents[1]
 

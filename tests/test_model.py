@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import ConfigError, PRESETS, preset
-from model.sampling import SamplingSettings, apply_repetition_penalty, filter_logits, sample_candidates
-from model.transformer import KVCache, Transformer
+from companion.model.config import ConfigError, PRESETS, preset
+from companion.model.sampling import SamplingSettings, apply_repetition_penalty, filter_logits, sample_candidates
+from companion.model.transformer import KVCache, Transformer
 from tests.conftest import tiny_config
 
 

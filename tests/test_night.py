@@ -10,7 +10,7 @@ from companion.night.report import NightEvent, NightReport, report_lines
 from companion.store import Store
 from companion.transcript import Turn, count_tokens
 from companion.history.weights import Weights
-from model.checkpoint import load_tensors, tensors_checksum
+from companion.model.checkpoint import load_tensors, tensors_checksum
 
 PROBE = 8  # starter probe windows: enough to measure, quick to score
 

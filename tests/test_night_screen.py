@@ -14,9 +14,9 @@ from companion.screens.night import MorningReport, NightScreen
 from companion.store import Store
 from companion.night.thread import TrainerThread
 from tests.test_night import PROBE, night_settings, script_day
-from widgets.inner import AnnotationEditor
-from widgets.night import NightProgress
-from widgets.transcript import TranscriptView
+from companion.widgets.inner import AnnotationEditor
+from companion.widgets.night import NightProgress
+from companion.widgets.transcript import TranscriptView
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,10 +12,10 @@ from companion.history.restore import RestoreError, plan_restore, restore
 from companion.screens.checkpoints import CheckpointsScreen
 from companion.store import Store
 from companion.history.weights import Weights
-from model.atomic import file_sha256 as file_checksum
+from companion.model.atomic import file_sha256 as file_checksum
 from tests.test_history import live_day
-from widgets.lists import CheckpointList
-from widgets.text_prompt import ConfirmScreen
+from companion.widgets.lists import CheckpointList
+from companion.widgets.text_prompt import ConfirmScreen
 
 EXCHANGE = [{"say": "Hello there", "options": ["Hi!", "Hey."], "reply": ("pick", 0)}]
 

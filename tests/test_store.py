@@ -25,7 +25,7 @@ from companion.store import (
     fts_query,
     parse_time,
 )
-from model.sampling_settings import SamplingSettings
+from companion.model.sampling_settings import SamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.theme import BUILTIN_THEMES, Theme
 
-from themes import (
+from companion.themes import (
     DEFAULT_THEME,
     EXAMPLE_THEME_PATH,
     STYLESHEET_PATH,
@@ -20,7 +20,7 @@ from themes import (
     register_themes,
     watch_user_themes,
 )
-from widgets import (
+from companion.widgets import (
     CandidateDeck,
     CheckpointList,
     DayGauge,

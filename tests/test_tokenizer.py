@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
+from companion.model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
 
 UNICODE_SAMPLES = [
     "plain words",

@@ -15,8 +15,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Checkbox, Sparkline
 
-from themes import DEFAULT_THEME, STYLESHEET_PATH, register_themes
-from widgets import (
+from companion.themes import DEFAULT_THEME, STYLESHEET_PATH, register_themes
+from companion.widgets import (
     AnnotationEditor,
     CandidateDeck,
     CheckpointList,
@@ -34,8 +34,8 @@ from widgets import (
     parse_tags,
     stars_label,
 )
-from widgets.gauge import QUARTER_MARK
-from widgets.night import format_duration
+from companion.widgets.gauge import QUARTER_MARK
+from companion.widgets.night import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from widgets.safe_text import display_safe
+from companion.widgets.safe_text import display_safe
 
 __all__ = ["MAX_STARS", "CandidateCard", "CandidateDeck", "stars_label"]
 

@@ -19,7 +19,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
-from widgets.safe_text import display_safe, one_line
+from companion.widgets.safe_text import display_safe, one_line
 
 __all__ = ["PRESET_TAGS", "AnnotationEditor", "Annotation", "parse_tags", "normalize_tag"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from textual.content import Content
 
-from widgets.lists import _RowList
-from widgets.safe_text import one_line
+from companion.widgets.lists import _RowList
+from companion.widgets.safe_text import one_line
 
 __all__ = ["LessonList", "LessonRow", "sparkline", "STATUS_STYLES"]
 

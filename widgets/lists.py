@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from widgets.safe_text import one_line
+from companion.widgets.safe_text import one_line
 
 __all__ = [
     "CheckpointList",

@@ -17,7 +17,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from widgets.safe_text import one_line
+from companion.widgets.safe_text import one_line
 
 __all__ = ["NightProgress", "PHASE_LABELS", "format_duration"]
 

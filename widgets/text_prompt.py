@@ -15,8 +15,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
-from widgets.editor import EditorArea
-from widgets.safe_text import display_safe
+from companion.widgets.editor import EditorArea
+from companion.widgets.safe_text import display_safe
 
 __all__ = ["ConfirmScreen", "TextEditScreen"]
 

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from widgets.safe_text import display_safe, one_line
+from companion.widgets.safe_text import display_safe, one_line
 
 __all__ = [
     "ROLES",

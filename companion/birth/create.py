@@ -21,19 +21,19 @@ from pathlib import Path
 import torch
 
 from companion.birth.corpus import CorpusError, read_owner_texts, starter_documents
-from companion.home import SEEDLING_DIR, Home, HomeError, is_born, is_home, list_unborn, unborn_path, validate_name
+from companion.home import SEEDLING_DIR, Home, is_born, is_home, list_unborn, validate_name
 from companion.birth.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
 from companion.settings import Settings, render_template
 from companion.store import Store
 from companion.night.optimizer import best_device, load_optimizer_state, make_optimizer, save_optimizer_state
-from companion.transcript import Turn, encode_documents, encode_turns, parse_tokens, reply_prompt
+from companion.transcript import Turn, encode_documents, encode_turns, reply_prompt
 from companion.history.weights import Weights
-from model.atomic import fsync_dir
-from model.checkpoint import CheckpointError
-from model.config import PRESETS, ConfigError, preset
-from model.sampling import SamplingSettings, sample_candidates
-from model.tokenizer import DEFAULT_VOCAB, Tokenizer, train_tokenizer
-from model.transformer import Transformer
+from companion.model.atomic import fsync_dir
+from companion.model.checkpoint import CheckpointError
+from companion.model.config import PRESETS, ConfigError, preset
+from companion.model.sampling import SamplingSettings, sample_candidates
+from companion.model.tokenizer import DEFAULT_VOCAB, Tokenizer, train_tokenizer
+from companion.model.transformer import Transformer
 
 NURSERY_STATE = "nursery-optimizer.safetensors"
 OWNER_CORPUS_DIR = "corpus"  # the owner's birth texts, copied into the home so the nursery can resume
@@ -283,7 +283,7 @@ def adopt_seedling(home: Home, store: Store, seedling_dir: Path = SEEDLING_DIR) 
 
     The checkpoint's probe figure is measured here, on this companion's starter probe (a second or
     two), so that it reads the same as every later report of the same weights."""
-    from model.checkpoint import load_checkpoint
+    from companion.model.checkpoint import load_checkpoint
 
     tokenizer_src, weights_src = check_seedling(seedling_dir)
     tokenizer = Tokenizer.load(tokenizer_src)  # refuse a damaged tokenizer before copying it

@@ -17,7 +17,7 @@ import torch
 
 from companion.night.optimizer import lr_at, make_optimizer, mean_loss, train_step
 from companion.transcript import Encoded
-from model.transformer import Transformer
+from companion.model.transformer import Transformer
 
 
 @dataclass

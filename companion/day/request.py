@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from companion.settings import SamplingSection
-from model.sampling_settings import SamplingSettings
+from companion.model.sampling_settings import SamplingSettings
 
 if TYPE_CHECKING:
     from companion.day.session import DaySession

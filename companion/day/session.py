@@ -48,7 +48,7 @@ from companion.home import Home
 from companion.settings import Settings
 from companion.store import Annotation, Candidate, Day, Lesson, ReplyRecord, Store, TurnRecord
 from companion.transcript import Turn, encode_turn
-from model.sampling_settings import SamplingSettings
+from companion.model.sampling_settings import SamplingSettings
 
 __all__ = [
     "DaySession",

@@ -44,11 +44,11 @@ def cmd_grow(args) -> int:
         from companion.growth.grow import run_growth
         from companion.growth.measure import seconds_per_step
         from companion.history.weights import Weights
-        from model.growth import stretch, widen
+        from companion.model.growth import stretch, widen
 
         before = after = None
         if not args.no_measure:
-            from model.checkpoint import CheckpointError
+            from companion.model.checkpoint import CheckpointError
 
             try:
                 model = Weights(home, store).load(plan.current).model.float()

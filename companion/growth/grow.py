@@ -93,7 +93,7 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
     failed) come back as a "refused" result; a stop as "stopped"; nothing is kept in either case."""
     from companion.night.guards import Stopped
     from companion.history.weights import Weights
-    from model.checkpoint import CheckpointError
+    from companion.model.checkpoint import CheckpointError
 
     settings = settings or home.load_settings()
     emit = on_event or (lambda event: None)
@@ -134,8 +134,8 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
             extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
         else:
             from companion.growth.stretch_night import run_stretch_night
-            from model.growth import stretch
-            from model.tokenizer import Tokenizer
+            from companion.model.growth import stretch
+            from companion.model.tokenizer import Tokenizer
 
             phase("stretching", f"{plan.before.block_size} -> {plan.after.block_size} tokens")
             grown = stretch(model, plan.after.block_size)
@@ -172,8 +172,8 @@ def _widen_checked(model, plan: GrowthPlan, home: Home, store: Store, settings: 
                    result: GrowthResult):
     """The widened model, or None when it does not compute what `model` computed on held-out windows."""
     from companion.night.guards import build_probe
-    from model.growth import widen
-    from model.tokenizer import Tokenizer
+    from companion.model.growth import widen
+    from companion.model.tokenizer import Tokenizer
 
     phase("widening", f"{plan.before.n_embd} -> {plan.after.n_embd} dimensions")
     grown = widen(model, plan.after.n_embd, mlp_hidden=plan.after.mlp_hidden or None)

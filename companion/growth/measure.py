@@ -7,7 +7,7 @@ import time
 import torch
 
 from companion.night.optimizer import make_optimizer, train_step
-from model.transformer import Transformer
+from companion.model.transformer import Transformer
 
 
 def seconds_per_step(model: Transformer, batch_tokens: int, steps: int = 2, seed: int = 0) -> float:

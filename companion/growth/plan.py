@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from companion.history.cli import format_bytes
 from companion.home import Home
 from companion.store import Checkpoint, Store
-from model.config import PRESETS, ModelConfig
+from companion.model.config import PRESETS, ModelConfig
 
 FP32 = 4
 ADAMW_BYTES_PER_PARAM = 16  # weight, gradient and AdamW's two moments, fp32
@@ -98,8 +98,8 @@ def plan_growth(home: Home, store: Store, *, width: int | None = None, context: 
 
     `memory`: the bytes available (tests pass a number; -1 reads the machine's, None skips the check).
     """
-    from model.checkpoint import CheckpointError, read_meta
-    from model.growth import StretchError, WidenError, stretch_config, widen_config
+    from companion.model.checkpoint import CheckpointError, read_meta
+    from companion.model.growth import StretchError, WidenError, stretch_config, widen_config
     from companion.history.weights import Weights
 
     if (width is None) == (context is None):
@@ -147,7 +147,7 @@ def short_size(config: ModelConfig) -> str:
 def checkpoint_size(path) -> tuple[str, str]:
     """The short size of the checkpoint file at `path`, and for a growth its story ("grown from ... to
     ..."), read from its header only; ("", "") when it cannot be read."""
-    from model.checkpoint import CheckpointError, read_meta
+    from companion.model.checkpoint import CheckpointError, read_meta
 
     try:
         meta = read_meta(path)

@@ -28,8 +28,8 @@ from companion.settings import Settings
 from companion.store import Store
 from companion.night.optimizer import lr_at, make_optimizer, train_step
 from companion.transcript import Turn, encode_documents, encode_turns
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 
 @dataclass

@@ -37,7 +37,7 @@ from companion.safety.private import PRIVATE_FILE, private_mkdir
 from companion.safety.room import disk_full_sentence, is_disk_full
 from companion.settings import Settings
 from companion.store import Store, StoreError
-from model.atomic import atomic_write_bytes, file_sha256
+from companion.model.atomic import atomic_write_bytes, file_sha256
 
 __all__ = ["BackupError", "BackupInfo", "FORMAT", "MANIFEST", "make_backup", "verify_backup", "list_backups",
            "last_backup", "due", "folder_size", "backup_line"]

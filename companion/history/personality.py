@@ -39,7 +39,7 @@ from typing import Any
 from companion.store import ROLES
 from companion.store import LESSON_SOURCES, Annotation, Candidate, Lesson, Store, StoreError
 from companion.transcript import Turn, render_text
-from model.atomic import atomic_write_bytes
+from companion.model.atomic import atomic_write_bytes
 
 __all__ = ["BookError", "ExportResult", "sft_path", "export_book", "book_entries", "read_book", "book_documents",
            "book_lessons", "add_book_lessons"]

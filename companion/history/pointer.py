@@ -15,7 +15,7 @@ from pathlib import Path
 
 from companion.home import Home
 from companion.store import Checkpoint, Store, StoreError
-from model.atomic import atomic_write_bytes
+from companion.model.atomic import atomic_write_bytes
 
 CURRENT_FILE = "CURRENT"
 

@@ -155,7 +155,7 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
     plan = plan_restore(home, store, checkpoint_id)
     target = plan.target
     from companion.history.weights import Weights
-    from model.checkpoint import CheckpointError, load_checkpoint
+    from companion.model.checkpoint import CheckpointError, load_checkpoint
 
     weights = Weights(home, store)
     try:  # a damaged target is refused before the current weights are touched

@@ -17,8 +17,8 @@ import torch
 
 from companion.history.pointer import Pointer
 from companion.store import Checkpoint
-from model.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
-from model.transformer import Transformer
+from companion.model.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
+from companion.model.transformer import Transformer
 
 
 
@@ -76,7 +76,7 @@ class Weights(Pointer):
     def identical(self, model: Transformer) -> Checkpoint | None:
         """A live checkpoint whose file holds exactly these weights (same checksum as `save` would
         write), so a second copy need not be written; None if there is none."""
-        from model.checkpoint import tensors_checksum
+        from companion.model.checkpoint import tensors_checksum
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         checksum = tensors_checksum(tensors)

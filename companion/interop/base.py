@@ -51,8 +51,8 @@ def birth_from_base(root: Path, name: str, owner: str, source: str | Path, *, bl
     from companion.birth.create import BirthError, check_birth_input
     from companion.store import Store
     from companion.history.weights import Weights
-    from model.interop import InteropError
-    from model.interop.base import read_base
+    from companion.model.interop import InteropError
+    from companion.model.interop.base import read_base
 
     check_birth_input(root, name, owner, "seedling", [])
     log(f"reading the base {source}")

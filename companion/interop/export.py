@@ -70,10 +70,10 @@ def _checkpoint(store: Store, checkpoint_id: int | None, home: Home) -> Checkpoi
 def export_checkpoint(home: Home, store: Store, fmt: str, path: str | Path, *, dtype: str | None = None,
                       checkpoint_id: int | None = None, overwrite: bool = False) -> Exported:
     """Write checkpoint `checkpoint_id` (default: the current one) as `fmt` ("hf" or "gguf") at `path`."""
-    from model.checkpoint import CheckpointError, load_checkpoint
-    from model.interop import InteropError
-    from model.interop.output import check_target
-    from model.tokenizer import Tokenizer, TokenizerError
+    from companion.model.checkpoint import CheckpointError, load_checkpoint
+    from companion.model.interop import InteropError
+    from companion.model.interop.output import check_target
+    from companion.model.tokenizer import Tokenizer, TokenizerError
 
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
@@ -91,12 +91,12 @@ def export_checkpoint(home: Home, store: Store, fmt: str, path: str | Path, *, d
         card = model_card(settings.companion.name, settings.companion.born, days, checkpoint, fmt, dtype)
         state = model.state_dict()
         if fmt == "hf":
-            from model.interop.hf import export_hf
+            from companion.model.interop.hf import export_hf
 
             export_hf(state, model.config, tokenizer, path, dtype=dtype, card=card, overwrite=overwrite)
             size = sum(p.stat().st_size for p in path.iterdir())
         else:
-            from model.interop.gguf import export_gguf
+            from companion.model.interop.gguf import export_gguf
 
             export_gguf(state, model.config, tokenizer, path, dtype=dtype, name=settings.companion.name,
                         eos_id=tokenizer.end_id, pad_id=tokenizer.pad_id, overwrite=overwrite)

@@ -33,7 +33,7 @@ from companion.lessons.text import LessonText
 from companion.night.material import Example, transcript_examples
 from companion.settings import Settings
 from companion.transcript import Turn, count_tokens
-from model.tokenizer import Tokenizer
+from companion.model.tokenizer import Tokenizer
 
 __all__ = ["CardMix", "Exchange", "ordinary_exchanges", "step_cards", "answer_turns", "vary"]
 

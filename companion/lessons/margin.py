@@ -20,8 +20,8 @@ from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.settings import Settings
 from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 __all__ = ["margin_loss", "answer_logprobs"]
 

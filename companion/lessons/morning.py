@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from companion.day import quarters_begun
 from companion.settings import Settings
 from companion.transcript import Turn, count_tokens
-from model.tokenizer import Tokenizer
+from companion.model.tokenizer import Tokenizer
 
 __all__ = ["morning"]
 

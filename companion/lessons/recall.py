@@ -30,8 +30,8 @@ from companion.lessons.morning import morning
 from companion.lessons.text import LessonText, says
 from companion.settings import Settings
 from companion.transcript import encode_turns, reply_prompt
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 __all__ = ["LessonRecall", "Recall", "ask", "measure", "intrusion_lines", "REPLY_TOKENS"]
 

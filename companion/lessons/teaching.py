@@ -30,8 +30,8 @@ from companion.lessons.status import LEARNED_RECALL  # the one rule: store, scre
 from companion.lessons.text import LessonText
 from companion.night.material import step_loss
 from companion.settings import Settings
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 __all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings"]
 

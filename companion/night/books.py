@@ -108,7 +108,7 @@ def count_tokens(home: Home, book: Book) -> int | None:
             return _token_cache[book.sha256]
     if not home.tokenizer_path.is_file():
         return None
-    from model.tokenizer import Tokenizer, TokenizerError
+    from companion.model.tokenizer import Tokenizer, TokenizerError
 
     try:
         data = book_file(home, book).read_bytes()

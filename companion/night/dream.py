@@ -22,9 +22,9 @@ from companion.transcript import (
     parse_text,
     render_text,
 )
-from model.sampling import SamplingSettings, sample_candidates
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.sampling import SamplingSettings, sample_candidates
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 MIN_DREAM_TOKENS = 16  # a day that filled the whole block still dreams this much (its start is cut)
 MAX_LINE_TOKENS = 96  # one dream line at most; the budget is spent over several lines

@@ -33,8 +33,8 @@ from companion.birth.corpus import starter_documents
 from companion.birth.nursery import CorpusTokens
 from companion.store import Store
 from companion.transcript import Turn, encode_documents, encode_turns
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 PROBE_DAY_EVERY = 10
 PROBE_WINDOWS = 32  # starter windows of block_size + 1 tokens

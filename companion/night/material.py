@@ -42,8 +42,8 @@ from companion.night.preferences import Pair, Preferences, Unpaired, dpo_loss, k
 from companion.settings import Settings
 from companion.store import Book, Day, Store
 from companion.transcript import Turn, count_tokens, encode_turns, parse_text
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
 
 PASSES = {"day": 16, "preferences": 16, "dreams": 2, "books": 1, "replay": 1}
 MAX_AUTO_STEPS = 2000

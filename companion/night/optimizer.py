@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError, load_tensors, save_tensors
-from model.transformer import Transformer
+from companion.model.checkpoint import CheckpointError, load_tensors, save_tensors
+from companion.model.transformer import Transformer
 
 
 def best_device() -> torch.device:

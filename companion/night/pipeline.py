@@ -70,8 +70,8 @@ from companion.progress import plural
 from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
 from companion.transcript import Turn
-from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
-from model.tokenizer import Tokenizer
+from companion.model.checkpoint import CheckpointError, load_tensors, tensors_checksum
+from companion.model.tokenizer import Tokenizer
 
 
 def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:

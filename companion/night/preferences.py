@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from companion.night.guards import check_stop
 from companion.store import Store
 from companion.transcript import Turn, encode_turn, parse_text
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer, sequence_logprobs
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer, sequence_logprobs
 
 GOOD_TAGS = frozenset({"keep", "insightful"})
 BAD_TAGS = frozenset({"off"})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from companion.safety.private import make_private
-from model.atomic import fsync_dir
+from companion.model.atomic import fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from companion.history.backup import BackupInfo

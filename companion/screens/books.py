@@ -19,8 +19,8 @@ from textual.widgets.option_list import Option
 from companion.night.books import BooksFolder, book_file, count_tokens
 from companion.home import Home
 from companion.store import Book, Store
-from widgets.lists import format_bytes
-from widgets.safe_text import display_safe, one_line
+from companion.widgets.lists import format_bytes
+from companion.widgets.safe_text import display_safe, one_line
 
 __all__ = ["BooksScreen", "book_line"]
 

@@ -33,7 +33,7 @@ from textual.widgets import Footer, Static
 from companion.day import MAX_CANDIDATES, MAX_MESSAGE_CHARS, DayError, MessageRefused, Round
 from companion.store import StoreError
 from companion.messages import DayClosed, GenerationDone, GenerationFailed, GenerationStreamed
-from widgets import (
+from companion.widgets import (
     AnnotationEditor,
     CandidateCard,
     CandidateDeck,
@@ -44,7 +44,7 @@ from widgets import (
     TranscriptEntry,
     TranscriptView,
 )
-from widgets.safe_text import display_safe
+from companion.widgets.safe_text import display_safe
 
 MIN_WIDTH, MIN_HEIGHT = 50, 15
 """Below this the chat cannot show a transcript, cards and the message line: the screen says so."""

@@ -26,9 +26,9 @@ from companion.home import Home
 from companion.progress import plural
 from companion.history.restore import RestoreError, RestoreResult, describe_plan, plan_restore, restore
 from companion.store import Checkpoint, Store
-from widgets.lists import CheckpointList, CheckpointRow, format_bytes
-from widgets.safe_text import display_safe
-from widgets.text_prompt import ConfirmScreen
+from companion.widgets.lists import CheckpointList, CheckpointRow, format_bytes
+from companion.widgets.safe_text import display_safe
+from companion.widgets.text_prompt import ConfirmScreen
 
 __all__ = ["CheckpointsScreen"]
 

@@ -25,9 +25,9 @@ from companion.home import Home
 from companion.progress import plural
 from companion.store import DaySummary, Hit, Store, StoreError
 from companion.transcript import parse_text
-from widgets.lists import DayList, DaySummaryRow
-from widgets.safe_text import display_safe, one_line
-from widgets.transcript import TranscriptEntry, TranscriptView
+from companion.widgets.lists import DayList, DaySummaryRow
+from companion.widgets.safe_text import display_safe, one_line
+from companion.widgets.transcript import TranscriptEntry, TranscriptView
 
 __all__ = ["DaysScreen", "DayScreen", "HitList", "day_entries", "summary_row", "night_words"]
 

@@ -21,9 +21,9 @@ from textual.widgets import Footer, Input, Static
 from companion.growth.plan import GrowthError, GrowthPlan, parse_width, preview_lines
 from companion.home import Home
 from companion.store import Store
-from widgets.night import NightProgress
-from widgets.safe_text import display_safe
-from widgets.text_prompt import ConfirmScreen
+from companion.widgets.night import NightProgress
+from companion.widgets.safe_text import display_safe
+from companion.widgets.text_prompt import ConfirmScreen
 
 __all__ = ["GrowScreen", "parse_request"]
 
@@ -118,7 +118,7 @@ class GrowScreen(Screen):
         from companion.growth.measure import seconds_per_step
         from companion.growth.plan import plan_growth
         from companion.history.weights import Weights
-        from model.growth import stretch, widen
+        from companion.model.growth import stretch, widen
 
         settings = self.home.load_settings()
         try:

@@ -21,9 +21,9 @@ from textual.widgets import Footer, Static
 from companion.day import MAX_MESSAGE_CHARS
 from companion.home import Home
 from companion.store import Lesson, Store, StoreError
-from widgets.lessons import LessonList, LessonRow, sparkline
-from widgets.safe_text import display_safe
-from widgets.text_prompt import TextEditScreen
+from companion.widgets.lessons import LessonList, LessonRow, sparkline
+from companion.widgets.safe_text import display_safe
+from companion.widgets.text_prompt import TextEditScreen
 
 __all__ = ["LessonsScreen", "lesson_row", "describe_lesson"]
 

@@ -32,10 +32,10 @@ from textual.widgets import Footer, Static
 
 from companion.night.report import OUTCOMES as _OUTCOME
 from companion.night.report import report_lines
-from widgets.inner import AnnotationEditor
-from widgets.night import NightProgress
-from widgets.safe_text import display_safe, one_line
-from widgets.transcript import TranscriptEntry, TranscriptView
+from companion.widgets.inner import AnnotationEditor
+from companion.widgets.night import NightProgress
+from companion.widgets.safe_text import display_safe, one_line
+from companion.widgets.transcript import TranscriptEntry, TranscriptView
 
 __all__ = ["NightScreen", "MorningReport", "MorningReportScreen", "report_lines"]
 
@@ -220,7 +220,7 @@ class NightScreen(Screen):
 
     def action_stop_night(self) -> None:
         """Ask first; a stop keeps the weights as they were and the night resumes later."""
-        from widgets.text_prompt import ConfirmScreen
+        from companion.widgets.text_prompt import ConfirmScreen
 
         if self.finished:
             self.notify("The night is over.", severity="information")

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from widgets.safe_text import one_line
+from companion.widgets.safe_text import one_line
 
 NEW_COMPANION = "\x00new"
 UNBORN = "\x00unborn:"

@@ -28,7 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, Static
 
 from companion.messages import BirthDone, BirthFailed, BirthLog, BirthProgress
-from widgets.safe_text import one_line
+from companion.widgets.safe_text import one_line
 
 
 class WelcomeScreen(Screen):
@@ -380,7 +380,7 @@ class WelcomeScreen(Screen):
     def action_remove(self) -> None:
         if self.resume_home is None or self.busy:
             return
-        from widgets.text_prompt import ConfirmScreen
+        from companion.widgets.text_prompt import ConfirmScreen
 
         folder = self.resume_home.path
 

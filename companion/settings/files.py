@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import tomli_w
 
-from model.atomic import atomic_write_bytes
+from companion.model.atomic import atomic_write_bytes
 
 from companion.settings.specs import SettingsError
 from companion.settings.schema import Settings, _SECTION_ORDER, _build, _fields, _validate_tree

@@ -248,7 +248,7 @@ IMPORTED_PRESET = "base"
 
 
 def _preset_names() -> list[str]:
-    from model.config import PRESETS  # plain dataclasses: no torch on the UI's start-up path
+    from companion.model.config import PRESETS  # plain dataclasses: no torch on the UI's start-up path
 
     return list(PRESETS)
 

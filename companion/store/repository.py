@@ -45,8 +45,8 @@ from companion.lessons.status import lesson_status
 from companion.safety.private import create_private_file, make_private
 from companion.safety.room import disk_full_sentence, is_disk_full
 from companion.safety.text import surrogate_problem
-from model.atomic import fsync_dir
-from model.sampling_settings import SamplingSettings
+from companion.model.atomic import fsync_dir
+from companion.model.sampling_settings import SamplingSettings
 
 from companion.store import schema
 from companion.store.records import (

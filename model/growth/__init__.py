@@ -4,7 +4,7 @@ Adding tokens lives with the tokenizer's import side (one implementation, shared
 Nothing here knows of days or owners: each function takes a `Transformer` and returns a new one.
 """
 
-from model.growth.stretch import StretchError, stretch, stretch_config
-from model.growth.widen import WidenError, widen, widen_config
+from companion.model.growth.stretch import StretchError, stretch, stretch_config
+from companion.model.growth.widen import WidenError, widen, widen_config
 
 __all__ = ["StretchError", "WidenError", "stretch", "stretch_config", "widen", "widen_config"]

@@ -25,8 +25,8 @@ from dataclasses import asdict
 
 import torch
 
-from model.config import ConfigError, ModelConfig
-from model.transformer import Transformer
+from companion.model.config import ConfigError, ModelConfig
+from companion.model.transformer import Transformer
 
 
 class StretchError(ValueError):

@@ -6,6 +6,6 @@ and write the two formats, and `base` turns an open Llama-family model into a co
 weights. Nothing here knows of days or owners; a refusal is an `InteropError` naming the file.
 """
 
-from model.interop.errors import InteropError
+from companion.model.interop.errors import InteropError
 
 __all__ = ["InteropError"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.interop.errors import InteropError
-from model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
-from model.transformer import Transformer
-from model.vocab import add_tokens
+from companion.model.interop.errors import InteropError
+from companion.model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
+from companion.model.transformer import Transformer
+from companion.model.vocab import add_tokens
 
 
 @dataclass
@@ -50,11 +50,11 @@ def read_base(path: str | Path, block_size: int | None = None) -> Base:
     path = Path(path).expanduser()
     kind = base_kind(path)
     if kind == "hf":
-        from model.interop.hf import read_hf
+        from companion.model.interop.hf import read_hf
 
         config, state, raw = read_hf(path, block_size)
     else:
-        from model.interop.gguf import read_gguf
+        from companion.model.interop.gguf import read_gguf
 
         config, state, raw = read_gguf(path, block_size)
     model = Transformer(config)

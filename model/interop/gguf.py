@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from model.config import ModelConfig
-from model.interop.errors import InteropError
-from model.interop.llama import from_llama, config_from_llama, gguf_permute, gguf_unpermute, to_llama
-from model.interop.output import staged_file
-from model.interop.tokenizer import CHAT_TEMPLATE, gguf_vocabulary, tokenizer_from_gguf
+from companion.model.config import ModelConfig
+from companion.model.interop.errors import InteropError
+from companion.model.interop.llama import from_llama, config_from_llama, gguf_permute, gguf_unpermute, to_llama
+from companion.model.interop.output import staged_file
+from companion.model.interop.tokenizer import CHAT_TEMPLATE, gguf_vocabulary, tokenizer_from_gguf
 
 DTYPES = ("f32", "f16", "q8_0")
 

@@ -17,11 +17,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer as RawTokenizer
 
-from model.config import ModelConfig
-from model.interop.errors import InteropError
-from model.interop.llama import config_from_hf, from_llama, hf_config, to_llama
-from model.interop.output import staged_folder
-from model.interop.tokenizer import hf_tokenizer_files
+from companion.model.config import ModelConfig
+from companion.model.interop.errors import InteropError
+from companion.model.interop.llama import config_from_hf, from_llama, hf_config, to_llama
+from companion.model.interop.output import staged_folder
+from companion.model.interop.tokenizer import hf_tokenizer_files
 
 DTYPES = {"f32": (torch.float32, "float32"), "f16": (torch.float16, "float16"), "bf16": (torch.bfloat16, "bfloat16")}
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from model.config import ConfigError, ModelConfig
-from model.interop.errors import InteropError
+from companion.model.config import ConfigError, ModelConfig
+from companion.model.interop.errors import InteropError
 
 ARCHITECTURE = "LlamaForCausalLM"
 

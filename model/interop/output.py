@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.atomic import fsync_dir
-from model.interop.errors import InteropError
+from companion.model.atomic import fsync_dir
+from companion.model.interop.errors import InteropError
 
 
 def check_target(path: Path, overwrite: bool, folder: bool) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as RawTokenizer
 
-from model.interop.errors import InteropError
+from companion.model.interop.errors import InteropError
 
 # Our turn format for other tools: `<|role|>text<|end|>` per message, roles named as theirs are.
 CHAT_TEMPLATE = (

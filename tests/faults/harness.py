@@ -59,8 +59,8 @@ def make_template(folder: Path) -> Path:
     from companion.home import Home
     from companion.store import Store
     from companion.history.weights import Weights
-    from model.tokenizer import train_tokenizer
-    from model.transformer import Transformer
+    from companion.model.tokenizer import train_tokenizer
+    from companion.model.transformer import Transformer
     from tests.conftest import GOODNIGHT, GREETING, tiny_config
     from tests.test_night import script_day
 
@@ -93,11 +93,11 @@ def day_child(home_path: str, seed: int) -> None:
     from companion.day import DaySession, MessageRefused
     from companion.home import Home
     from companion.store import Store
-    from model.tokenizer import Tokenizer
+    from companion.model.tokenizer import Tokenizer
 
     rng = random.Random(seed)
     home = Home.open(home_path)
-    lock = home.lock()
+    _held = home.lock()  # held (by this process) until it is killed
     store = Store.open(home.store_path)
     tokenizer = Tokenizer.load(home.tokenizer_path)
     settings = home.load_settings()
@@ -306,7 +306,7 @@ def check_night(home_path: Path, pre_id: int, pre_checksum: str, day_turns: int)
     from companion.safety.start import tidy_at_start
     from companion.store import Store
     from companion.history.weights import Weights
-    from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
+    from companion.model.checkpoint import CheckpointError, load_tensors, tensors_checksum
 
     home = Home.open(home_path)
     trial = Trial("night", leftovers_before=len(find_leftovers(home)))
@@ -380,7 +380,7 @@ def save_child(home_path: str) -> None:
     from companion.home import Home
     from companion.store import Store
     from companion.history.weights import Weights
-    from model.transformer import Transformer
+    from companion.model.transformer import Transformer
     from tests.conftest import tiny_config
 
     home = Home.open(home_path)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 async def test_the_app_offers_the_newest_verified_backup_for_a_damaged_store(tiny_home, tokenizer):
-    from widgets.text_prompt import ConfirmScreen
+    from companion.widgets.text_prompt import ConfirmScreen
 
     fill_store(tiny_home, tokenizer)
     with Store.open(tiny_home.store_path) as store:
@@ -31,7 +31,7 @@ async def test_the_app_offers_the_newest_verified_backup_for_a_damaged_store(tin
 
 
 async def test_saying_no_to_the_recovery_changes_nothing(tiny_home, tokenizer):
-    from widgets.text_prompt import ConfirmScreen
+    from companion.widgets.text_prompt import ConfirmScreen
 
     fill_store(tiny_home, tokenizer)
     with Store.open(tiny_home.store_path) as store:
@@ -54,7 +54,7 @@ async def test_the_app_tells_the_owner_when_it_sets_current_back_from_an_unaccep
     app = app_for(tiny_home)
 
     def said(*words) -> bool:
-        return any(all(w in n.message for w in words) for n in app._notifications)
+        return any(all(w in n.message for w in words) for n in app.notices)
 
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: said("removed checkpoints/.", "interrupted save"))
@@ -73,5 +73,5 @@ async def test_a_message_with_a_lone_surrogate_is_refused_in_the_chat_with_a_mes
         chat.message_input.focus()
         chat.message_input.value = "bad \udc80 text"
         await pilot.press("enter")
-        await until(pilot, lambda: any("not valid Unicode" in n.message for n in app._notifications))
+        await until(pilot, lambda: any("not valid Unicode" in n.message for n in app.notices))
         assert len(stored_turns(tiny_home)) == before

@@ -19,7 +19,6 @@ from companion.safety.start import tidy_at_start
 from companion.store import Store, StoreDamaged, StoreError
 from companion.history.pointer import CURRENT_FILE
 from companion.history.weights import Weights
-from model.checkpoint import CheckpointMeta, save_checkpoint
 from tests.conftest import make_tiny_home, tiny_config
 from tests.test_night import night_settings, script_day
 
@@ -85,7 +84,7 @@ def crash_window_state(home, tokenizer):
     return store, day, pre, orphan
 
 
-from model.transformer import Transformer  # noqa: E402  (after the helper that names it, for reading order)
+from companion.model.transformer import Transformer  # noqa: E402  (after the helper that names it, for reading order)
 
 
 def test_an_unaccepted_checkpoint_under_current_is_set_back_and_the_owner_told(tiny_home, tokenizer, capsys):
@@ -365,7 +364,7 @@ def test_a_version_1_store_is_upgraded_with_room_to_mark_damaged_checkpoints(tmp
 
 
 def test_the_checkpoints_screen_row_marks_damaged_and_never_accepted_checkpoints():
-    from widgets.lists import CheckpointRow
+    from companion.widgets.lists import CheckpointRow
 
     plain = CheckpointRow(id=7, reason="night", damaged="checksum mismatch", unaccepted=True).prompt().plain
     assert "damaged" in plain and "never accepted" in plain
