@@ -302,9 +302,9 @@ def heldout_ppl(model, tokenizer, conversations: list[list[str]]) -> float:
     """Perplexity on the companion's lines (every second line) of the conversations, each formatted by
     the one transcript formatter."""
     import torch
-    import torch.nn.functional as F
 
     from companion.transcript import Turn, training_example
+    from model.loss import summed_nll
 
     total, count = 0.0, 0
     block = model.config.block_size
@@ -318,7 +318,7 @@ def heldout_ppl(model, tokenizer, conversations: list[list[str]]) -> float:
                 if (tgt != -100).sum() == 0:
                     continue
                 logits, _ = model(idx)
-                total += float(F.cross_entropy(logits[0].float(), tgt[0], ignore_index=-100, reduction="sum"))
+                total += float(summed_nll(logits, tgt))
                 count += int((tgt != -100).sum())
     return math.exp(total / count) if count else float("nan")
 
