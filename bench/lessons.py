@@ -109,50 +109,51 @@ def read_conversations(path: Path) -> list[list[str]]:
 
 
 def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[str, str]], rng) -> int:
-    """One day through the real DaySession: the facts to teach (corrections, then written replies),
-    then ordinary chat until the day is nearly full; the good-night line. Returns the day's id."""
-    from companion.day import DaySession, DayError, MessageRefused
+    """One day through the real DaySession (`companion.scripted_day`, the model's own candidates and
+    inner lines): the facts to teach (corrections, then written replies), then ordinary chat until the
+    day is nearly full; the good-night line. Returns the day's id."""
+    from companion.day import MessageRefused
     from companion.engine import sampling_from_settings
+    from companion.scripted_day import Exchange, ScriptedDay
 
-    day = DaySession(home, store, engine.tokenizer, settings, block_size=engine.block_size,
-                     checkpoint_id=engine.checkpoint_id)
+    k = settings.sampling.candidates
 
-    def exchange(line: str, answer: str | None, correct: bool) -> bool:
+    def sample(s):
+        gens = engine.generate(s.context_ids(), k, sampling_from_settings(settings.sampling, s.reply_tokens()),
+                               s.next_slots(k))
+        return [(g.text, g.finish) for g in gens]
+
+    def sample_inner(s):
+        if engine.next_speaker(s.context_ids()) != "inner" or s.inner_tokens() <= 2:
+            return None
+        [inner] = engine.generate(s.context_ids(), 1, sampling_from_settings(settings.sampling, s.inner_tokens()),
+                                  role="inner")
+        return inner.text, inner.finish
+
+    day = ScriptedDay(home, store, engine.tokenizer, settings, block_size=engine.block_size,
+                      checkpoint_id=engine.checkpoint_id, sample=sample, sample_inner=sample_inner)
+
+    def exchange(script: Exchange) -> bool:
         try:
-            day.send(line)
+            lived = day.ask(script)
         except MessageRefused:
             return False
-        k = settings.sampling.candidates
-        gens = engine.generate(day.context_ids(), k, sampling_from_settings(settings.sampling, day.reply_tokens()),
-                               day.next_slots(k))
-        cands = day.record_candidates([g.text for g in gens], [g.finish for g in gens], max_tokens=day.reply_tokens())
         try:
-            if answer is None:
-                day.pick(cands[0].id)
-            elif correct:
-                day.correct(cands[0].id, answer)
-            else:
-                day.write_reply(answer)
+            day.answer(lived, script)
         except MessageRefused:  # no room for the answer: write the shortest reply that fits
-            day.write_reply("Yes.")
-        if day.is_open and engine.next_speaker(day.context_ids()) == "inner" and day.inner_tokens() > 2:
-            [inner] = engine.generate(day.context_ids(), 1, sampling_from_settings(settings.sampling, day.inner_tokens()),
-                                      role="inner")
-            day.add_model_inner(inner.text, inner.finish)
+            day.answer(lived, Exchange(script.say, write="Yes."))
         return True
 
     for i, fact in enumerate(teach):
-        if not exchange(fact["question"], fact["answer"], correct=i < 3):
+        script = (Exchange(fact["question"], correct=(0, fact["answer"])) if i < 3
+                  else Exchange(fact["question"], write=fact["answer"]))
+        if not exchange(script):
             print(f"  the day is full: {fact['question']!r} was not asked", file=sys.stderr)
     for _ in range(6):
         line, _reply = rng.choice(chat)
-        if day.room < day.cost(line) + 40 or not exchange(line, None, False):
+        if day.session.room < day.session.cost(line) + 40 or not exchange(Exchange(line, pick=0)):
             break
-    try:
-        day.good_night()
-    except DayError:
-        pass
-    return day.day.id
+    return day.good_night().id
 
 
 def main(argv: list[str] | None = None) -> int:
