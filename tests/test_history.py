@@ -22,10 +22,11 @@ INDICATOR = "It is early morning; the day is young."
 
 
 def live_day(home, store: Store, exchanges: list[Exchange], *, dream: str | None = None, night: str | None = None,
-             checkpoint_id: int | None = None, close: bool = True):
-    """Live one day through the real DaySession (`companion.scripted_day`, a 192-token day), then
-    record its dream and night as a night would."""
-    day, _ = scripted_day.live_day(home, store, exchanges, block_size=256, checkpoint_id=checkpoint_id, close=close)
+             checkpoint_id: int | None = None, block_size: int = 256, close: bool = True):
+    """Live one day through the real DaySession (`companion.scripted_day`; block 256 makes a 192-token
+    day), then record its dream and night as a night would."""
+    day, _ = scripted_day.live_day(home, store, exchanges, block_size=block_size, checkpoint_id=checkpoint_id,
+                                   close=close)
     if close:
         if dream is not None:
             store.add_dream(day.id, dream)
