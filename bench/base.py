@@ -43,6 +43,7 @@ from companion.store import Store  # noqa: E402
 from companion.transcript import Turn, encode_turns, reply_prompt  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
 from companion.model.checkpoint import load_checkpoint  # noqa: E402
+from companion.model.loss import token_nll  # noqa: E402
 from companion.model.sampling import SamplingSettings, sample_candidates  # noqa: E402
 from companion.model.tokenizer import Tokenizer  # noqa: E402
 
@@ -62,7 +63,7 @@ def heldout(model, tokenizer: Tokenizer, docs, block: int) -> tuple[float, float
             continue
         x = torch.tensor([ids])
         logits, _ = model(x[:, :-1])
-        losses = torch.nn.functional.cross_entropy(logits[0].float(), x[0, 1:], reduction="none")
+        losses = token_nll(logits, x[:, 1:])[0]
         nll += float(losses.sum())
         text_nll += float(losses[~torch.isin(x[0, 1:], special)].sum())
         tokens += len(ids) - 1

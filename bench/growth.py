@@ -34,45 +34,21 @@ from companion.night.guards import starter_docs  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.night.pipeline import run_night  # noqa: E402
 from companion.birth.nursery import CorpusTokens  # noqa: E402
+from companion.day.scripted import fill_day  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.night.optimizer import mean_loss  # noqa: E402
-from companion.transcript import Turn, count_tokens, encode_documents  # noqa: E402
+from companion.transcript import encode_documents  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
 from companion.model.tokenizer import Tokenizer  # noqa: E402
 
-from bench.night import QUESTIONS, REPLIES  # noqa: E402  (the same scripted lines as the night bench)
+from bench.night import scripted_exchanges  # noqa: E402  (the same scripted lines as the night bench)
 
 
-def scripted_day(home: Home, store: Store, tokenizer: Tokenizer, number: int, budget: int) -> int:
-    """The same closed day for every companion: questions, three candidates, picks and corrections."""
-    settings = home.load_settings()
-    day = store.open_day(budget, checkpoint_id=Weights(home, store).current().id)
-    goodnight = Turn("inner", settings.goodnight_line())
-    used = 0
-
-    def add(role: str, text: str, source: str):
-        nonlocal used
-        tokens = count_tokens(tokenizer, Turn(role, text))
-        used += tokens
-        return store.add_turn(day.id, role, text, source, tokens=tokens)
-
-    add("inner", settings.greeting_line(), "greeting")
-    i = number  # each day starts at another question
-    while True:
-        q, a = QUESTIONS[i % 6], REPLIES[i % 6]
-        need = count_tokens(tokenizer, Turn("owner", q)) + count_tokens(tokenizer, Turn("companion", a))
-        if used + need + count_tokens(tokenizer, goodnight) > budget:
-            break
-        prompt = add("owner", q, "typed")
-        cands = store.add_candidates(day.id, prompt.id, [a, REPLIES[(i + 1) % 6], REPLIES[(i + 2) % 6]])
-        kind = "correction" if i % 2 else "pick"
-        reply = store.record_reply(day.id, prompt.id, kind, a if kind == "correction" else None,
-                                   candidate_id=cands[0].id, tokens=count_tokens(tokenizer, Turn("companion", a)))
-        used += reply.turn.tokens
-        store.rate(cands[1].id, 2)
-        i += 1
-    add("inner", goodnight.text, "goodnight")
-    store.close_day(day.id, "goodnight")
+def scripted_day(home: Home, store: Store, tokenizer: Tokenizer, number: int, block_size: int) -> int:
+    """The same closed day for every companion, lived through the real DaySession: the night bench's
+    exchanges from question `number` on, until the next would not fit a day of `block_size`'s share."""
+    day, _ = fill_day(home, store, scripted_exchanges(number), tokenizer, block_size=block_size,
+                      checkpoint_id=Weights(home, store).current().id)
     return day.id
 
 
@@ -97,7 +73,7 @@ class HeldOut:
 
 def night(home: Home, tokenizer: Tokenizer, number: int) -> dict:
     with Store.open(home.store_path) as store:
-        day_id = scripted_day(home, store, tokenizer, number, budget=384)
+        day_id = scripted_day(home, store, tokenizer, number, block_size=512)  # a 384-token day
         t0 = time.perf_counter()
         report = run_night(home, store, day_id, device="cpu")
     return {"status": report.status, "seconds": time.perf_counter() - t0, "steps": report.steps,

@@ -109,48 +109,37 @@ def read_conversations(path: Path) -> list[list[str]]:
 
 
 def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[str, str]], rng) -> int:
-    """One day through the real DaySession: the facts to teach (corrections, then written replies),
-    then ordinary chat until the day is nearly full; the good-night line. Returns the day's id."""
-    from companion.day import DaySession, DayError, MessageRefused, Round
+    """One day through the real DaySession (`companion.day.scripted`: the model's own candidates and
+    inner lines, each round sampled and recorded by a `Round` as the app does): the facts to teach
+    (corrections, then written replies), then ordinary chat until the day is nearly full; the good-night
+    line. Returns the day's id."""
+    from companion.day import MessageRefused
+    from companion.day.scripted import Exchange, ScriptedDay
 
-    day = DaySession(home, store, engine.tokenizer, settings, block_size=engine.block_size,
-                     checkpoint_id=engine.checkpoint_id)
+    day = ScriptedDay(home, store, engine.tokenizer, settings, block_size=engine.block_size,
+                      checkpoint_id=engine.checkpoint_id, engine=engine)
 
-    def exchange(line: str, answer: str | None, correct: bool) -> bool:
+    def exchange(script: Exchange) -> bool:
         try:
-            day.send(line)
+            lived = day.ask(script)
         except MessageRefused:
             return False
-        candidates = Round(day, day.request("reply"))  # sampled and recorded as the app does
-        candidates.finish(candidates.sample(engine))
-        cands = candidates.candidates
         try:
-            if answer is None:
-                day.pick(cands[0].id)
-            elif correct:
-                day.correct(cands[0].id, answer)
-            else:
-                day.write_reply(answer)
+            day.answer(lived, script)
         except MessageRefused:  # no room for the answer: write the shortest reply that fits
-            day.write_reply("Yes.")
-        inner = day.request("inner_after") if day.is_open else None
-        if inner is not None:  # the inner line the model may add after its reply, as in the app
-            after = Round(day, inner)
-            after.finish(after.sample(engine))
+            day.answer(lived, Exchange(script.say, write="Yes."))
         return True
 
     for i, fact in enumerate(teach):
-        if not exchange(fact["question"], fact["answer"], correct=i < 3):
+        script = (Exchange(fact["question"], correct=(0, fact["answer"])) if i < 3
+                  else Exchange(fact["question"], write=fact["answer"]))
+        if not exchange(script):
             print(f"  the day is full: {fact['question']!r} was not asked", file=sys.stderr)
     for _ in range(6):
         line, _reply = rng.choice(chat)
-        if day.room < day.cost(line) + 40 or not exchange(line, None, False):
+        if day.session.room < day.session.cost(line) + 40 or not exchange(Exchange(line, pick=0)):
             break
-    try:
-        day.good_night()
-    except DayError:
-        pass
-    return day.day.id
+    return day.good_night().id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,9 +290,9 @@ def heldout_ppl(model, tokenizer, conversations: list[list[str]]) -> float:
     """Perplexity on the companion's lines (every second line) of the conversations, each formatted by
     the one transcript formatter."""
     import torch
-    import torch.nn.functional as F
 
     from companion.transcript import Turn, training_example
+    from companion.model.loss import summed_nll
 
     total, count = 0.0, 0
     block = model.config.block_size
@@ -317,7 +306,7 @@ def heldout_ppl(model, tokenizer, conversations: list[list[str]]) -> float:
                 if (tgt != -100).sum() == 0:
                     continue
                 logits, _ = model(idx)
-                total += float(F.cross_entropy(logits[0].float(), tgt[0], ignore_index=-100, reduction="sum"))
+                total += float(summed_nll(logits, tgt))
                 count += int((tgt != -100).sum())
     return math.exp(total / count) if count else float("nan")
 

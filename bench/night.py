@@ -4,8 +4,9 @@
     python bench/night.py --presets seedling --device cpu --presses 100
 
 For each preset: a companion with random-initialised weights (timing does not depend on what the
-weights know), a full day (a transcript that fills the day's share of the block: questions, three
-candidates each, picks and corrections, ratings), then one night with the companion's default night
+weights know), a full day lived through the real DaySession (questions, three candidates each, picks
+and corrections, ratings, the indicators and the good-night line, until the next exchange would not fit
+the day's share of the block), then one night with the companion's default night
 settings, timed phase by phase. Then, while a seedling night trains in the trainer thread, a Textual
 app showing the NightScreen is driven with `run_test`: each key press is timed from being sent to the
 screen having handled it and refreshed (median and 95th percentile), with the same measure taken idle
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +32,9 @@ import torch  # noqa: E402
 
 from companion.home import Home  # noqa: E402
 from companion.night.pipeline import run_night  # noqa: E402
+from companion.day.scripted import Exchange, fill_day  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.night.optimizer import best_device  # noqa: E402
-from companion.transcript import Turn, count_tokens  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
 from companion.model.config import preset  # noqa: E402
 from companion.model.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
@@ -70,37 +73,22 @@ def make_home(root: Path, tokenizer: Tokenizer, preset_name: str, steps: int = 0
     return home
 
 
+def scripted_exchanges(start: int = 0) -> Iterator[Exchange]:
+    """Endless exchanges from the scripted lines: a question, three candidates (the line's reply first),
+    picked or corrected in turn, the second candidate rated two stars. `start` shifts the first question."""
+    for i in itertools.count(start):
+        a = REPLIES[i % len(REPLIES)]
+        options = (a, REPLIES[(i + 1) % len(REPLIES)], REPLIES[(i + 2) % len(REPLIES)])
+        if i % 2:
+            yield Exchange(QUESTIONS[i % len(QUESTIONS)], options, correct=(0, a), rate={1: 2})
+        else:
+            yield Exchange(QUESTIONS[i % len(QUESTIONS)], options, pick=0, rate={1: 2})
+
+
 def full_day(home: Home, store: Store, tokenizer: Tokenizer, block_size: int) -> int:
-    """A closed day whose transcript fills its share of the block; returns its id."""
-    settings = home.load_settings()
-    budget = int(block_size * settings.day.share)
-    day = store.open_day(budget, checkpoint_id=Weights(home, store).current().id)
-    goodnight = Turn("inner", settings.goodnight_line())
-    used = 0
-
-    def add(role: str, text: str, source: str):
-        nonlocal used
-        tokens = count_tokens(tokenizer, Turn(role, text))
-        used += tokens
-        return store.add_turn(day.id, role, text, source, tokens=tokens)
-
-    add("inner", settings.greeting_line(), "greeting")
-    i = 0
-    while True:
-        q, a = QUESTIONS[i % len(QUESTIONS)], REPLIES[i % len(REPLIES)]
-        need = sum(count_tokens(tokenizer, Turn(r, t)) for r, t in [("owner", q), ("companion", a)])
-        if used + need + count_tokens(tokenizer, goodnight) > budget:
-            break
-        prompt = add("owner", q, "typed")
-        cands = store.add_candidates(day.id, prompt.id, [a, REPLIES[(i + 1) % 6], REPLIES[(i + 2) % 6]])
-        kind = "correction" if i % 2 else "pick"
-        reply = store.record_reply(day.id, prompt.id, kind, a if kind == "correction" else None,
-                                   candidate_id=cands[0].id, tokens=count_tokens(tokenizer, Turn("companion", a)))
-        used += reply.turn.tokens
-        store.rate(cands[1].id, 2)
-        i += 1
-    add("inner", goodnight.text, "goodnight")
-    store.close_day(day.id, "goodnight")
+    """A closed day lived through the real DaySession until the next exchange would not fit; its id."""
+    day, _ = fill_day(home, store, scripted_exchanges(), tokenizer, block_size=block_size,
+                      checkpoint_id=Weights(home, store).current().id)
     return day.id
 
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from companion.day.round import Round
     from companion.engine import Engine
     from companion.growth.grow import GrowthEvent
-    from companion.night import NightEvent
-    from companion.nursery import NurseryProgress
+    from companion.night.report import NightEvent
+    from companion.birth.nursery import NurseryProgress
 
 
 class EngineReady(Message):

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from companion.model.config import ModelConfig
+from companion.model.loss import next_token_loss
 
 # scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
@@ -189,13 +190,12 @@ class Transformer(nn.Module):
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
-        weights: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position, and with targets the (weighted) mean cross-entropy.
+        """Logits for every position, and with targets their mean next-token loss (`model.loss`).
 
-        `targets` uses -100 for positions that teach nothing; `weights` (same shape) scales each
-        position's loss, so the owner's own words can count less than the companion's.
+        `targets` uses -100 for positions that teach nothing. Weighted losses are taken from the
+        logits with `model.loss.next_token_loss`, the one formula the night trains with.
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
@@ -210,27 +210,5 @@ class Transformer(nn.Module):
         logits = F.linear(self.norm(x), self.embed.weight)  # tied embeddings
         if targets is None:
             return logits, None
-        return logits, token_loss(logits, targets, weights)
+        return logits, next_token_loss(logits, targets)
 
-
-def token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the positions that teach (target != -100), weighted when asked."""
-    losses = F.cross_entropy(
-        logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-    )
-    mask = (targets.reshape(-1) != -100).float()
-    if weights is not None:
-        mask = mask * weights.reshape(-1).float()
-    return (losses * mask).sum() / mask.sum().clamp_min(1e-8)
-
-
-def sequence_logprobs(model: Transformer, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum of log-probabilities of the target tokens (-100 skipped), one number per row.
-
-    Used to measure what a night taught (a chosen reply's log-probability) and for preference training.
-    """
-    logits, _ = model(idx)
-    logp = F.log_softmax(logits.float(), dim=-1)
-    mask = targets != -100
-    picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1)

@@ -10,17 +10,18 @@ import pytest
 
 from companion.history.backup import BackupError, due, last_backup, list_backups, make_backup, verify_backup
 from companion.history.cli import cmd_backup
+from companion.day.scripted import Exchange
 from companion.store import Store
 from companion.history.weights import Weights
 from companion.model.checkpoint import load_checkpoint
 from tests.test_history import live_day
 
-EXCHANGE = [{"say": "Good evening", "options": ["Evening!", "Hi."], "reply": ("pick", 0)}]
+EXCHANGE = [Exchange("Good evening", ("Evening!", "Hi."), pick=0)]
 
 
 def test_a_backup_holds_everything_verified_and_loads(tiny_home):
     with Store.open(tiny_home.store_path) as store:
-        live_day(store, EXCHANGE)
+        live_day(tiny_home, store, EXCHANGE)
         info = make_backup(tiny_home, store)
         current = Weights(tiny_home, store).current()
     assert info.folder.parent == tiny_home.backups_dir and info.folder.name.startswith("Scout-")
@@ -30,7 +31,7 @@ def test_a_backup_holds_everything_verified_and_loads(tiny_home):
     model, meta = load_checkpoint(info.folder / current.path)
     assert meta.checksum == current.checksum
     with Store.open(info.folder / "companion.db") as copy:
-        assert copy.integrity_check() == ["ok"] and len(copy.turns(copy.days()[0].id)) == 4
+        assert copy.integrity_check() == ["ok"] and len(copy.turns(copy.days()[0].id)) == 5  # indicator, good night
     assert not [p for p in tiny_home.backups_dir.iterdir() if p.name.startswith(".")]  # no partial left
 
 

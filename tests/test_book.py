@@ -17,7 +17,7 @@ from tests.test_history import THREE_DAYS, live_three_days
 def test_export_then_parse_holds_every_turn_choice_and_correction(tiny_home, tmp_path):
     path = tmp_path / "scout.jsonl"
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         result = export_book(store, path)
         all_turns = [t for d in store.days() for t in store.turns(d.id)]
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -34,8 +34,8 @@ def test_export_then_parse_holds_every_turn_choice_and_correction(tiny_home, tmp
     assert fourth["selected"] == 1 and fourth["day"] == 3
     # every exchange scripted is in the book
     scripted = [ex for spec in THREE_DAYS for ex in spec["exchanges"]]
-    assert [e["prompt"] for e in lines] == [ex["say"] for ex in scripted]
-    assert [e["responses"] for e in lines] == [ex["options"] for ex in scripted]
+    assert [e["prompt"] for e in lines] == [ex.say for ex in scripted]
+    assert [e["responses"] for e in lines] == [list(ex.options) for ex in scripted]
     # the SFT file is the whole of every day in the one transcript format
     assert parse_text(sft_path(path).read_text(encoding="utf-8")) == [Turn(t.role, t.text) for t in all_turns]
 
@@ -43,7 +43,7 @@ def test_export_then_parse_holds_every_turn_choice_and_correction(tiny_home, tmp
 def test_a_book_teaches_exactly_its_chosen_and_typed_replies(tiny_home, tmp_path):
     path = tmp_path / "scout.jsonl"
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         export_book(store, path)
     documents = book_documents(path)
     assert documents == [
@@ -60,7 +60,7 @@ def test_an_existing_path_is_refused_unless_overwrite(tiny_home, tmp_path, capsy
     path = tmp_path / "book.jsonl"
     path.write_text("keep me")
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         with pytest.raises(BookError, match="already exists"):
             export_book(store, path)
         assert path.read_text() == "keep me" and not sft_path(path).exists()

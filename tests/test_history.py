@@ -1,6 +1,6 @@
 """Past days: the owner browses the days, opens one and sees all of it, searches and jumps to a hit.
 
-Days are scripted straight into a real store with ``live_day`` (also used by the book and restore
+Days are lived through the real DaySession with ``live_day`` (also used by the book and restore
 tests); the screen runs in a real Textual app.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 from textual.app import App
 from textual.widgets import Input
 
+from companion.day import scripted as scripted_day
 from companion.history.cli import cmd_days
 from companion.screens.days import DayScreen, DaysScreen, HitList
+from companion.day.scripted import Exchange, ScriptedDay
 from companion.store import Store
 from companion.widgets.lists import DayList
 from companion.widgets.transcript import TranscriptView
@@ -19,31 +21,13 @@ GREETING = "Good morning, Scout. Trey is here."
 INDICATOR = "It is early morning; the day is young."
 
 
-def live_day(store: Store, exchanges: list[dict], *, dream: str | None = None, night: str | None = None,
-             checkpoint_id: int | None = None, budget: int = 192, close: bool = True):
-    """Live one day through the store as the day app would. Each exchange is
-    ``{"say": owner text, "options": [candidates], "reply": ("pick", i) | ("correction", (i, text)) |
-    ("written", text), "rate": {i: stars}, "note": annotation on the reply}``."""
-    day = store.open_day(budget, checkpoint_id)
-    store.add_turn(day.id, "inner", GREETING, "greeting", tokens=12)
-    store.add_turn(day.id, "inner", INDICATOR, "indicator", tokens=10)
-    for ex in exchanges:
-        prompt = store.add_turn(day.id, "owner", ex["say"], "typed", tokens=6)
-        cands = store.add_candidates(day.id, prompt.id, ex["options"], checkpoint_id=checkpoint_id)
-        for i, stars in ex.get("rate", {}).items():
-            store.rate(cands[i].id, stars)
-        kind, arg = ex["reply"]
-        if kind == "pick":
-            reply = store.record_reply(day.id, prompt.id, "pick", candidate_id=cands[arg].id, tokens=6)
-        elif kind == "correction":
-            i, text = arg
-            reply = store.record_reply(day.id, prompt.id, "correction", text, candidate_id=cands[i].id, tokens=6)
-        else:
-            reply = store.record_reply(day.id, prompt.id, "written", arg, tokens=6)
-        if "note" in ex:
-            store.annotate(turn_id=reply.turn.id, tags=("keep",), note=ex["note"])
+def live_day(home, store: Store, exchanges: list[Exchange], *, dream: str | None = None, night: str | None = None,
+             checkpoint_id: int | None = None, block_size: int = 256, close: bool = True):
+    """Live one day through the real DaySession (`companion.day.scripted`; block 256 makes a 192-token
+    day), then record its dream and night as a night would."""
+    day, _ = scripted_day.live_day(home, store, exchanges, block_size=block_size, checkpoint_id=checkpoint_id,
+                                   close=close)
     if close:
-        store.close_day(day.id, "goodnight")
         if dream is not None:
             store.add_dream(day.id, dream)
         if night is not None:
@@ -54,22 +38,22 @@ def live_day(store: Store, exchanges: list[dict], *, dream: str | None = None, n
 
 THREE_DAYS = [
     dict(exchanges=[
-        {"say": "Do you like the sea?", "options": ["I love the sea.", "Not much."], "reply": ("pick", 0),
-         "rate": {0: 4, 1: 1}, "note": "lovely"},
-        {"say": "What colour is it?", "options": ["Green.", "Blue, mostly."],
-         "reply": ("correction", (0, "Grey-blue in winter."))},
+        Exchange("Do you like the sea?", ("I love the sea.", "Not much."), pick=0, rate={0: 4, 1: 1},
+                 tags=("keep",), note="lovely"),
+        Exchange("What colour is it?", ("Green.", "Blue, mostly."), correct=(0, "Grey-blue in winter.")),
     ], dream="I swam among lanterns.", night="accepted"),
     dict(exchanges=[
-        {"say": "Tell me about AND OR NOT \"quotes\"*", "options": ["Operators?"], "reply": ("written", "They are just words.")},
+        Exchange('Tell me about AND OR NOT "quotes"*', ("Operators?",), write="They are just words."),
     ], night="rolled_back"),
     dict(exchanges=[
-        {"say": "Where is the lighthouse?", "options": ["On the cliff.", "Far away."], "reply": ("pick", 1)},
+        Exchange("Where is the lighthouse?", ("On the cliff.", "Far away."), pick=1),
     ], close=False),
 ]
+DAY_ONE_TURNS = 9  # the greeting, two exchanges, the three indicators of the quarters begun, good night
 
 
-def live_three_days(store: Store) -> list:
-    return [live_day(store, **spec) for spec in THREE_DAYS]
+def live_three_days(home, store: Store) -> list:
+    return [live_day(home, store, **spec) for spec in THREE_DAYS]
 
 
 class Host(App):
@@ -89,14 +73,14 @@ async def _settle(pilot, times: int = 4) -> None:
 
 async def test_browse_days_preview_and_open_a_day(tiny_home):
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         app = Host(DaysScreen(tiny_home, store))
         async with app.run_test(size=(140, 40)) as pilot:
             await _settle(pilot)
             rows = app.screen.query_one(DayList).rows
             assert [r.number for r in rows] == [3, 2, 1]  # newest first
             assert rows[2].night == "accepted" and rows[1].night == "rolled back" and rows[0].night is None
-            assert (rows[2].ratings, rows[2].corrections, rows[2].turns) == (2, 1, 6)
+            assert (rows[2].ratings, rows[2].corrections, rows[2].turns) == (2, 1, DAY_ONE_TURNS)
             preview = str(app.screen.query_one("#days-preview").render())
             assert "Day 3" in preview and "Where is the lighthouse?" in preview
 
@@ -122,7 +106,7 @@ async def test_browse_days_preview_and_open_a_day(tiny_home):
 
 async def test_search_jumps_to_the_turn_and_treats_fts_syntax_as_plain_text(tiny_home):
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         app = Host(DaysScreen(tiny_home, store))
         async with app.run_test(size=(140, 40)) as pilot:
             await _settle(pilot)
@@ -152,7 +136,7 @@ async def test_search_jumps_to_the_turn_and_treats_fts_syntax_as_plain_text(tiny
 
 async def test_a_search_hit_in_a_passed_over_candidate_lands_on_its_line(tiny_home):
     with Store.open(tiny_home.store_path) as store:
-        live_three_days(store)
+        live_three_days(tiny_home, store)
         [hit] = store.search("Far away", kinds=("candidate",))
         app = Host(DayScreen(tiny_home, store, hit.day_id, focus=(hit.kind, hit.id)))
         async with app.run_test(size=(140, 40)) as pilot:
@@ -168,10 +152,10 @@ def test_days_command_lists_and_searches(tiny_home, capsys):
     with Store.open(tiny_home.store_path) as store:
         assert cmd_days(Args) == 0
         assert "has not lived a day yet" in capsys.readouterr().out
-        live_three_days(store)
+        live_three_days(tiny_home, store)
     assert cmd_days(Args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[:3] == ["1", out[1].split()[1], "6"] and out[1].rstrip().endswith("accepted")
+    assert out[1].split()[:3] == ["1", out[1].split()[1], str(DAY_ONE_TURNS)] and out[1].rstrip().endswith("accepted")
     assert out[2].rstrip().endswith("rolled back") and out[3].rstrip().endswith("open")
     Args.search = 'NOT "quotes"*'
     assert cmd_days(Args) == 0
@@ -183,13 +167,10 @@ def test_a_past_day_shows_each_turn_once_with_what_was_chosen_passed_over_and_am
     from companion.screens.days import day_entries
 
     with Store.open(tiny_home.store_path) as store:
-        day = live_day(store, [{"say": "Hi", "options": ["Hello.", "Hey."], "reply": ("pick", 0)}], close=False)
-        turns = store.turns(day.id)
-        [cand] = store.add_candidates(day.id, turns[-1].id, ["He seems glad."], role="inner")
-        store.add_turn(day.id, "inner", "He seems glad.", "model_inner", candidate_id=cand.id, tokens=6)
-        reply = [t for t in turns if t.role == "companion"][0]
-        options = store.candidates(prompt_turn_id=reply.id - 1) or store.candidates(day.id)
-        store.amend_reply(reply.id, "correction", "Hello, Trey.", candidate_id=options[0].id, tokens=6)
+        scripted = ScriptedDay(tiny_home, store, block_size=256)
+        lived = scripted.live(Exchange("Hi", ("Hello.", "Hey."), pick=0, inner="He seems glad."))
+        scripted.session.amend_correction(lived.candidates[0].id, "Hello, Trey.")
+        day = scripted.day
         texts = [e.text for e in day_entries(store, day.id).entries]
     assert sum("He seems glad." in t for t in texts) == 1  # said once, never also "passed over"
     assert "Hello, Trey." in texts and any(t.startswith("✎ amended 1×") and "Hello." in t for t in texts)

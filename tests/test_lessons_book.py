@@ -9,17 +9,18 @@ import pytest
 
 from companion.birth.create import BirthError, create_home
 from companion.history.personality import BookError, book_documents, export_book, read_book
+from companion.day.scripted import Exchange
 from companion.store import Store
 from tests.test_history import live_day
 
 
-def lived(store):
-    day = live_day(store, [
-        {"say": "What is my dog called?", "options": ["A cat."], "reply": ("correction", (0, "Your dog is called Biscuit."))},
-        {"say": "Where do I live?", "options": ["Here."], "reply": ("written", "You live in Lisbon.")},
-        {"say": "How are you?", "options": ["Fine, thanks."], "reply": ("pick", 0)},
-        {"say": "What is my job?", "options": ["You work as a nurse."], "reply": ("pick", 0)},
-    ])
+def lived(home, store):
+    day = live_day(home, store, [
+        Exchange("What is my dog called?", ("A cat.",), correct=(0, "Your dog is called Biscuit.")),
+        Exchange("Where do I live?", ("Here.",), write="You live in Lisbon."),
+        Exchange("How are you?", ("Fine, thanks.",), pick=0),
+        Exchange("What is my job?", ("You work as a nurse.",), pick=0),
+    ], block_size=512)  # a 384-token day: four exchanges and the lines the day reserves
     lessons = store.lessons()
     picked = [t for t in store.turns(day.id) if t.text == "You work as a nurse."][0]
     remembered = store.remember(picked.id)
@@ -31,7 +32,7 @@ def lived(store):
 def test_the_book_carries_lessons_and_a_companion_born_from_it_has_them_back(tiny_home, tmp_path):
     path = tmp_path / "scout.jsonl"
     with Store.open(tiny_home.store_path) as store:
-        lived(store)
+        lived(tiny_home, store)
         export_book(store, path)
     entries = read_book(path)
     assert [e.get("lesson") for e in entries] == [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from companion.history.restore import describe_plan, plan_restore, restore
+from companion.day.scripted import Exchange
 from companion.store import Store
 from companion.history.weights import Weights
 from tests.test_history import live_day
@@ -21,8 +22,7 @@ def teach_nights(home, store):
     for n, (question, answer) in enumerate([("What is my name?", "Your name is Trey."),
                                             ("What is my dog called?", "Your dog is called Biscuit.")]):
         loaded = weights.load_current()
-        day = live_day(store, [{"say": question, "options": ["Hm."], "reply": ("written", answer)}],
-                       checkpoint_id=checkpoints[-1].id)
+        day = live_day(home, store, [Exchange(question, ("Hm.",), write=answer)], checkpoint_id=checkpoints[-1].id)
         [lesson] = [x for x in store.lessons() if x.day_id == day.id]
         lessons.append(lesson)
         night = store.start_night(day.id, pre_checkpoint_id=checkpoints[-1].id)

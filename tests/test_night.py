@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from companion.night.pending import pending_night
 from companion.night.pipeline import run_night
 from companion.night.report import NightEvent, NightReport, report_lines
+from companion.day.scripted import Exchange, live_day
 from companion.store import Store
-from companion.transcript import Turn, count_tokens
 from companion.history.weights import Weights
 from companion.model.checkpoint import load_tensors, tensors_checksum
 
@@ -32,38 +34,21 @@ def night_settings(home, **values):
     return settings
 
 
-def add(store, tokenizer, day, role, text, source):
-    return store.add_turn(day.id, role, text, source, tokens=count_tokens(tokenizer, Turn(role, text)))
-
-
 def script_day(home, store, tokenizer, *, owner_turns=True, number_of_questions=2):
-    """A day lived through the store: greeting, questions, candidates, a correction, a pick, ratings,
-    an annotated inner line and the good-night line; closed. Returns (day, facts) where facts are the
+    """A day lived through the real DaySession (a 192-token day: block 256 at the default share):
+    greeting, questions, candidates, a correction, a pick, ratings, an annotated inner line of the
+    model, the indicators and the good-night line; closed. Returns (day, facts) where facts are the
     texts the owner taught."""
-    settings = home.load_settings()
-    current = Weights(home, store).current()
-    day = store.open_day(192, checkpoint_id=current.id)
-    add(store, tokenizer, day, "inner", settings.greeting_line(), "greeting")
-    taught = []
-    if owner_turns:
-        q1 = add(store, tokenizer, day, "owner", "What is my name?", "typed")
-        c1 = store.add_candidates(day.id, q1.id, ["I do not know.", "A cat.", "Blue sky."], checkpoint_id=current.id)
-        store.record_reply(day.id, q1.id, "correction", "Your name is Trey.", candidate_id=c1[0].id,
-                           tokens=count_tokens(tokenizer, Turn("companion", "Your name is Trey.")))
-        taught.append("Your name is Trey.")
-        store.rate(c1[1].id, 1)
-        if number_of_questions > 1:
-            q2 = add(store, tokenizer, day, "owner", "What do you love?", "typed")
-            c2 = store.add_candidates(day.id, q2.id, ["I love the sea.", "Nothing.", "Rocks and mud."])
-            store.record_reply(day.id, q2.id, "pick", candidate_id=c2[0].id,
-                               tokens=count_tokens(tokenizer, Turn("companion", c2[0].text)))
-            taught.append(c2[0].text)
-            store.rate(c2[0].id, 4)
-            store.rate(c2[2].id, 2)
-        inner = add(store, tokenizer, day, "inner", "He seems cheerful today.", "model_inner")
-        store.annotate(turn_id=inner.id, tags=["keep"])
-    add(store, tokenizer, day, "inner", settings.goodnight_line(), "goodnight")
-    return store.close_day(day.id, "goodnight"), taught
+    name = Exchange("What is my name?", ("I do not know.", "A cat.", "Blue sky."), correct=(0, "Your name is Trey."),
+                    rate={1: 1})
+    love = Exchange("What do you love?", ("I love the sea.", "Nothing.", "Rocks and mud."), pick=0,
+                    rate={0: 4, 2: 2})
+    script = [name, love][:number_of_questions] if owner_turns else []
+    if script:  # the model's inner line after the last reply, kept by the owner
+        script[-1] = replace(script[-1], inner="He seems cheerful today.", inner_tags=("keep",))
+    day, lived = live_day(home, store, script, tokenizer, block_size=256,
+                          checkpoint_id=Weights(home, store).current().id)
+    return day, [x.reply.turn.text for x in lived]
 
 
 def file_checksum(home, store, checkpoint):

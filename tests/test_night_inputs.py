@@ -36,7 +36,10 @@ def test_books_that_vanished_or_changed_are_skipped_and_named_and_the_good_one_i
         (books / "gone.txt").unlink()
         (books / "changed.txt").write_text("A different text now.", encoding="utf-8")
         day, _ = script_day(tiny_home, store, tokenizer)
-        report = run_night(tiny_home, store, day.id, night_settings(tiny_home), "cpu", probe_windows=PROBE)
+        # the day's correction makes it a lesson night, whose few steps take a shuffled share of the
+        # material: enough steps that the book's piece is among them wherever the shuffle puts it
+        settings = night_settings(tiny_home, **{"night.lessons.steps": 12})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE)
 
         assert report.status == "accepted", report.reason
         assert any("gone.txt" in n and "vanished" in n for n in report.notes)

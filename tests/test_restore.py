@@ -10,6 +10,7 @@ from textual.app import App
 from companion.history.cli import cmd_checkpoints, cmd_restore
 from companion.history.restore import RestoreError, plan_restore, restore
 from companion.screens.checkpoints import CheckpointsScreen
+from companion.day.scripted import Exchange
 from companion.store import Store
 from companion.history.weights import Weights
 from companion.model.atomic import file_sha256 as file_checksum
@@ -17,7 +18,7 @@ from tests.test_history import live_day
 from companion.widgets.lists import CheckpointList
 from companion.widgets.text_prompt import ConfirmScreen
 
-EXCHANGE = [{"say": "Hello there", "options": ["Hi!", "Hey."], "reply": ("pick", 0)}]
+EXCHANGE = [Exchange("Hello there", ("Hi!", "Hey."), pick=0)]
 
 
 def live_nights(home, store, nights: int = 2) -> list:
@@ -26,7 +27,7 @@ def live_nights(home, store, nights: int = 2) -> list:
     checkpoints = [weights.current()]
     for n in range(nights):
         loaded = weights.load_current()
-        day = live_day(store, EXCHANGE, checkpoint_id=checkpoints[-1].id)
+        day = live_day(home, store, EXCHANGE, checkpoint_id=checkpoints[-1].id)
         night = store.start_night(day.id, pre_checkpoint_id=checkpoints[-1].id)
         with torch.no_grad():
             for p in loaded.model.parameters():
@@ -57,7 +58,7 @@ def test_restore_then_undo_gives_back_exactly_the_weights(tiny_home):
         assert result.saved.id == night2.id and store.checkpoints(reason="pre-restore") == []
         assert result.days_marked == 1
         assert [d.in_weights for d in store.days()] == [True, False]  # day 2 stays, marked out
-        assert len(store.turns(store.days()[1].id)) == 4  # greeting, indicator, prompt, reply
+        assert len(store.turns(store.days()[1].id)) == 5  # greeting, prompt, indicator, reply, good night
         expected = weights.load(night1).model
         assert torch.equal(logits(weights.load_current().model), logits(expected))
 
@@ -75,7 +76,7 @@ def test_restore_then_undo_gives_back_exactly_the_weights(tiny_home):
 def test_restore_is_refused_while_a_night_runs_and_changes_nothing(tiny_home):
     with Store.open(tiny_home.store_path) as store:
         birth, night1 = live_nights(tiny_home, store, 1)
-        day = live_day(store, EXCHANGE)
+        day = live_day(tiny_home, store, EXCHANGE)
         store.start_night(day.id, pre_checkpoint_id=night1.id)
         before = (tiny_home.checkpoints_dir / "CURRENT").read_bytes(), len(store.checkpoints())
         with pytest.raises(RestoreError, match="a night is running"):
@@ -179,7 +180,7 @@ async def test_the_menu_says_missing_and_refuses_during_a_night(tiny_home):
 
             # a night starts (another day's): restore is refused until it ends, with a message
             pre_night = store.checkpoints()[-1]
-            day = live_day(store, EXCHANGE)
+            day = live_day(tiny_home, store, EXCHANGE)
             store.start_night(day.id, pre_checkpoint_id=pre_night.id)
             restore_target = len(rows) - 1
             screen.query_one(CheckpointList).highlighted = restore_target

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from companion.night.guards import LossWatch, build_probe, check_stop, is_probe_day, probe_score, probe_verdict, starter_docs
 from companion.settings import Settings
 from companion.store import Store
 from companion.night.optimizer import lr_at, make_optimizer, train_step
 from companion.transcript import Turn, encode_documents, encode_turns
+from companion.model.loss import token_nll
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -100,7 +100,7 @@ def split_losses(model: Transformer, sequences: Sequence[torch.Tensor], old_bloc
             if len(seq) < 2:
                 continue
             logits, _ = model(seq[None, :-1])
-            losses = F.cross_entropy(logits[0].float(), seq[1:], reduction="none")
+            losses = token_nll(logits, seq[None, 1:])[0]
             inside, beyond = losses[:old_block], losses[old_block:]
             sums[0] += float(inside.sum()); counts[0] += len(inside)
             sums[1] += float(beyond.sum()); counts[1] += len(beyond)

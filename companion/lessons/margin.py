@@ -20,6 +20,7 @@ from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.settings import Settings
 from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+from companion.model.loss import pad, sequence_logprobs, shifted
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -30,21 +31,10 @@ def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[
                     mean: bool = True) -> torch.Tensor:
     """Log-probability of each answer after its prompt (per token when `mean`, else summed), one
     value per row."""
-    device = next(model.parameters()).device
-    rows = [p + a for p, a in zip(prompts, answers)]
-    width = max(len(r) for r in rows) - 1
-    idx = torch.zeros(len(rows), width, dtype=torch.long)
-    tgt = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (p, a) in enumerate(zip(prompts, answers)):
-        seq = torch.tensor(p + a)
-        idx[i, : len(seq) - 1] = seq[:-1]
-        tgt[i, len(p) - 1 : len(seq) - 1] = seq[len(p):]
-    idx, tgt = idx.to(device), tgt.to(device)
-    logits, _ = model(idx)
-    logp = F.log_softmax(logits.float(), dim=-1)
-    mask = tgt != -100
-    picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * mask
-    return picked.sum(1) / mask.sum(1).clamp_min(1) if mean else picked.sum(1)
+    rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
+    batch = pad([x for x, _ in rows], [t for _, t in rows], device=next(model.parameters()).device)
+    logits, _ = model(batch.inputs)
+    return sequence_logprobs(logits, batch.targets, mean=mean)
 
 
 def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 from companion.birth.corpus import starter_documents
 from companion.birth.nursery import CorpusTokens
 from companion.store import Store
 from companion.transcript import Turn, encode_documents, encode_turns
+from companion.model.loss import pad, shifted, summed_nll
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -124,19 +124,11 @@ def _nll(model: Transformer, sequences: Sequence[torch.Tensor], batch_size: int 
     total, count = 0.0, 0
     for i in range(0, len(sequences), batch_size):
         check_stop(should_stop)
-        chunk = sequences[i : i + batch_size]
-        width = max(len(s) for s in chunk)
-        idx = torch.zeros(len(chunk), width, dtype=torch.long)
-        tgt = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for row, seq in enumerate(chunk):
-            idx[row, : len(seq)] = seq
-            tgt[row, : len(seq) - 1] = seq[1:]
-        idx, tgt = idx[:, :-1].to(device), tgt[:, :-1].to(device)
-        logits, _ = model(idx)
-        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1),
-                                 ignore_index=-100, reduction="sum")
-        total += float(losses)
-        count += int((tgt != -100).sum())
+        rows = [shifted(seq) for seq in sequences[i : i + batch_size]]
+        batch = pad([x for x, _ in rows], [t for _, t in rows], device=device)
+        logits, _ = model(batch.inputs)
+        total += float(summed_nll(logits, batch.targets))
+        count += batch.taught
     return total, count
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Union
 
 import torch
-import torch.nn.functional as F
 
 from companion.home import Home
 from companion.night.guards import is_probe_day, starter_docs
@@ -42,6 +41,7 @@ from companion.night.preferences import Pair, Preferences, Unpaired, dpo_loss, k
 from companion.settings import Settings
 from companion.store import Book, Day, Store
 from companion.transcript import Turn, count_tokens, encode_turns, parse_text
+from companion.model.loss import next_token_loss, pad
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -282,20 +282,10 @@ def step_loss(model: Transformer, batch: Sequence[Item], settings: Settings) -> 
     unpaired = [x for x in batch if isinstance(x, Unpaired)]
     loss = torch.zeros((), device=device)
     if examples:
-        width = max(len(x) for x in examples)
-        idx = torch.zeros(len(examples), width, dtype=torch.long)
-        tgt = torch.full((len(examples), width), -100, dtype=torch.long)
-        wts = torch.zeros(len(examples), width)
-        for row, x in enumerate(examples):
-            idx[row, : len(x)] = torch.tensor(x.inputs)
-            tgt[row, : len(x)] = torch.tensor(x.targets)
-            wts[row, : len(x)] = torch.tensor(x.weights)
-        idx, tgt, wts = idx.to(device), tgt.to(device), wts.to(device)
-        logits, _ = model(idx)
-        ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100,
-                             reduction="none")
-        taught = (tgt.reshape(-1) != -100).float()
-        loss = loss + (ce * wts.reshape(-1) * taught).sum() / taught.sum().clamp_min(1.0)
+        rows = pad([x.inputs for x in examples], [x.targets for x in examples], [x.weights for x in examples],
+                     device)
+        logits, _ = model(rows.inputs)
+        loss = loss + next_token_loss(logits, rows.targets, rows.weights)
     weight, beta = settings.night.preferences.weight, settings.night.dpo_beta
     if pairs:
         loss = loss + weight * dpo_loss(model, pairs, beta)

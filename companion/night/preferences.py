@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from companion.night.guards import check_stop
 from companion.store import Store
 from companion.transcript import Turn, encode_turn, parse_text
+from companion.model.loss import pad, sequence_logprobs
 from companion.model.tokenizer import Tokenizer
-from companion.model.transformer import Transformer, sequence_logprobs
+from companion.model.transformer import Transformer
 
 GOOD_TAGS = frozenset({"keep", "insightful"})
 BAD_TAGS = frozenset({"off"})
@@ -203,21 +204,11 @@ def dream_verdicts(store: Store, dream_ids: Sequence[int]) -> list[tuple[int, li
     return out
 
 
-def _pad(replies: Sequence[ScoredReply], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in replies)
-    idx = torch.zeros(len(replies), width, dtype=torch.long)
-    tgt = torch.full((len(replies), width), -100, dtype=torch.long)
-    for row, r in enumerate(replies):
-        idx[row, : len(r)] = torch.tensor(r.inputs)
-        tgt[row, : len(r)] = torch.tensor(r.targets)
-    return idx.to(device), tgt.to(device)
-
-
 def logprobs(model: Transformer, replies: Sequence[ScoredReply]) -> torch.Tensor:
     """Summed log-probability of each reply given its context (with gradients when enabled)."""
-    device = next(model.parameters()).device
-    idx, tgt = _pad(replies, device)
-    return sequence_logprobs(model, idx, tgt)
+    batch = pad([r.inputs for r in replies], [r.targets for r in replies], device=next(model.parameters()).device)
+    logits, _ = model(batch.inputs)
+    return sequence_logprobs(logits, batch.targets)
 
 
 @torch.no_grad()

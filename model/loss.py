@@ -1,0 +1,99 @@
+"""Padding and next-token losses: the one place that says how a batch of token rows is scored.
+
+Every caller that trains or measures the network (the night's step, the probe, the preferences, the
+nursery's held-out loss, the lesson margin, the stretch night, the benches) pads its rows here and takes
+its loss here, so that "the loss" means one thing everywhere: a change to how tokens are counted or
+weighted is made once and holds for training and for every measure of it.
+
+Conventions: a target of `IGNORE` (-100) teaches nothing (the owner's words, a context, padding);
+padding inputs are token 0, which the model reads but no target ever asks it to predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+Row = Sequence[int] | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Padded:
+    """Rows right-padded to one width: `inputs` 0 and `targets` IGNORE past each row's end, `weights`
+    (when given) 0 there."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    @property
+    def taught(self) -> int:
+        """How many targets teach (are not IGNORE): the count a summed loss is divided by."""
+        return int((self.targets != IGNORE).sum())
+
+
+def shifted(sequence: Row, context: int = 0) -> tuple[list[int], list[int]]:
+    """Inputs and targets of next-token prediction over `sequence`: each token predicts the next. The
+    first `context` tokens are given, not taught (their targets are IGNORE), so an answer can be
+    scored after its prompt."""
+    ids = sequence.tolist() if isinstance(sequence, torch.Tensor) else list(sequence)
+    given = max(context - 1, 0)
+    return ids[:-1], [IGNORE] * given + ids[1 + given :]
+
+
+def pad(inputs: Sequence[Row], targets: Sequence[Row], weights: Sequence[Sequence[float]] | None = None,
+        device: torch.device | str | None = None) -> Padded:
+    """Right-pad rows of unequal length into one batch (built on the CPU, then moved to `device`)."""
+    width = max(len(x) for x in inputs)
+    idx = torch.zeros(len(inputs), width, dtype=torch.long)
+    tgt = torch.full((len(inputs), width), IGNORE, dtype=torch.long)
+    wts = torch.zeros(len(inputs), width) if weights is not None else None
+    for row, (x, t) in enumerate(zip(inputs, targets)):
+        idx[row, : len(x)] = torch.as_tensor(x)
+        tgt[row, : len(t)] = torch.as_tensor(t)
+        if wts is not None:
+            wts[row, : len(weights[row])] = torch.tensor(weights[row])  # type: ignore[index]
+    if device is not None:
+        idx, tgt = idx.to(device), tgt.to(device)
+        wts = wts.to(device) if wts is not None else None
+    return Padded(idx, tgt, wts)
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each position's negative log-likelihood of its target (0 where IGNORE), shaped like `targets`;
+    computed in float32 whatever the model's dtype."""
+    losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                             ignore_index=IGNORE, reduction="none")
+    return losses.view(targets.shape)
+
+
+def summed_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The negative log-likelihood summed over the taught targets: a measure adds these up over
+    batches and divides by the tokens counted, so rows of any length weigh by their tokens."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss: each taught token's loss times its weight, summed, divided by the number of
+    taught tokens (not by the sum of weights). So a source taught at weight 0.5 pulls half as hard as
+    one at 1.0 instead of being scaled back up; with no weights it is the plain mean."""
+    losses = token_nll(logits, targets).reshape(-1)
+    taught = (targets.reshape(-1) != IGNORE).float()
+    if weights is not None:
+        losses = losses * weights.reshape(-1)
+    return (losses * taught).sum() / taught.sum().clamp_min(1.0)
+
+
+def sequence_logprobs(logits: torch.Tensor, targets: torch.Tensor, mean: bool = False) -> torch.Tensor:
+    """Each row's log-probability of its taught targets, summed (or per taught token when `mean`): how
+    likely the model finds a reply after its context, for preferences and for measuring a lesson."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    mask = targets != IGNORE
+    picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * mask
+    return picked.sum(-1) / mask.sum(-1).clamp_min(1) if mean else picked.sum(-1)

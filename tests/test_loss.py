@@ -1,0 +1,204 @@
+"""The one padding helper and the one next-token loss (`model/loss.py`): every caller's numbers are the
+numbers it computed with its own hand-written loop before, on a tiny real model.
+
+The `old_*` functions below are those loops, copied as they stood before the helper replaced them (the
+night's step loss, the probe's summed loss, the preferences' padding and log-probabilities, the lesson
+margin's log-probabilities, the forward pass's mean loss); each test compares a caller of today against
+one of them, bit for bit where the arithmetic is the same."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.night.guards import _nll
+from companion.lessons.margin import answer_logprobs
+from companion.night.material import Example, step_loss
+from companion.night.preferences import ScoredReply, logprobs
+from companion.night.optimizer import mean_loss
+from companion.model.loss import IGNORE, next_token_loss, pad, sequence_logprobs, shifted, summed_nll, token_nll
+from companion.model.transformer import Transformer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def old_step_loss(model, examples):
+    width = max(len(x) for x in examples)
+    idx = torch.zeros(len(examples), width, dtype=torch.long)
+    tgt = torch.full((len(examples), width), -100, dtype=torch.long)
+    wts = torch.zeros(len(examples), width)
+    for row, x in enumerate(examples):
+        idx[row, : len(x)] = torch.tensor(x.inputs)
+        tgt[row, : len(x)] = torch.tensor(x.targets)
+        wts[row, : len(x)] = torch.tensor(x.weights)
+    logits, _ = model(idx)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100,
+                         reduction="none")
+    taught = (tgt.reshape(-1) != -100).float()
+    return (ce * wts.reshape(-1) * taught).sum() / taught.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def old_probe_nll(model, sequences, batch_size=8):
+    total, count = 0.0, 0
+    for i in range(0, len(sequences), batch_size):
+        chunk = sequences[i : i + batch_size]
+        width = max(len(s) for s in chunk)
+        idx = torch.zeros(len(chunk), width, dtype=torch.long)
+        tgt = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            idx[row, : len(seq)] = seq
+            tgt[row, : len(seq) - 1] = seq[1:]
+        idx, tgt = idx[:, :-1], tgt[:, :-1]
+        logits, _ = model(idx)
+        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1),
+                                 ignore_index=-100, reduction="sum")
+        total += float(losses)
+        count += int((tgt != -100).sum())
+    return total, count
+
+
+def old_reply_logprobs(model, replies):
+    width = max(len(r) for r in replies)
+    idx = torch.zeros(len(replies), width, dtype=torch.long)
+    tgt = torch.full((len(replies), width), -100, dtype=torch.long)
+    for row, r in enumerate(replies):
+        idx[row, : len(r)] = torch.tensor(r.inputs)
+        tgt[row, : len(r)] = torch.tensor(r.targets)
+    logits, _ = model(idx)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    mask = tgt != -100
+    picked = logp.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def old_answer_logprobs(model, prompts, answers, mean=True):
+    rows = [p + a for p, a in zip(prompts, answers)]
+    width = max(len(r) for r in rows) - 1
+    idx = torch.zeros(len(rows), width, dtype=torch.long)
+    tgt = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        seq = torch.tensor(p + a)
+        idx[i, : len(seq) - 1] = seq[:-1]
+        tgt[i, len(p) - 1 : len(seq) - 1] = seq[len(p):]
+    logits, _ = model(idx)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    mask = tgt != -100
+    picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * mask
+    return picked.sum(1) / mask.sum(1).clamp_min(1) if mean else picked.sum(1)
+
+
+def old_mean_token_loss(logits, targets):
+    losses = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100,
+                             reduction="none")
+    mask = (targets.reshape(-1) != -100).float()
+    return (losses * mask).sum() / mask.sum().clamp_min(1e-8)
+
+
+def token_rows(tokenizer, texts):
+    return [tokenizer.encode(t) for t in texts]
+
+
+TEXTS = ["Hi Scout! How was your night?", "It was quiet. I dreamt of the sea and of a long walk on the shore.",
+         "What is my dog's name?", "Your dog is called Biscuit."]
+
+
+def night_examples(tokenizer):
+    """Rows of unequal length, owner tokens untaught (IGNORE), sources at weights 1.0, 0.5 and 0.25."""
+    out = []
+    for n, (ids, weight) in enumerate(zip(token_rows(tokenizer, TEXTS), [1.0, 0.5, 0.25, 1.0])):
+        inputs, targets = ids[:-1], ids[1:]
+        weights = [weight] * len(targets)
+        if n == 0:  # the owner's words teach nothing
+            targets = [IGNORE] * 3 + targets[3:]
+            weights = [0.0] * 3 + weights[3:]
+        out.append(Example(inputs, targets, weights, "day"))
+    return out
+
+
+def test_the_nights_step_loss_is_the_old_formula_bit_for_bit(tiny_model, tokenizer, tiny_home):
+    examples = night_examples(tokenizer)
+    with torch.no_grad():
+        new = step_loss(tiny_model, examples, tiny_home.load_settings())
+        old = old_step_loss(tiny_model, examples)
+    assert torch.equal(new, old)
+
+
+def test_a_sources_weight_scales_its_pull_instead_of_being_normalised_away(tiny_model, tokenizer):
+    ids = token_rows(tokenizer, TEXTS[1:2])[0]
+    inputs, targets = shifted(ids)
+    with torch.no_grad():
+        full = pad([inputs], [targets], [[1.0] * len(targets)])
+        half = pad([inputs], [targets], [[0.5] * len(targets)])
+        logits, _ = tiny_model(full.inputs)
+        assert torch.allclose(next_token_loss(logits, half.targets, half.weights),
+                              0.5 * next_token_loss(logits, full.targets, full.weights))
+        # ...and without weights it is the plain mean over the taught tokens
+        plain = next_token_loss(logits, full.targets)
+        assert torch.allclose(plain, token_nll(logits, full.targets).sum() / full.taught)
+
+
+def test_the_probe_sum_and_count_are_the_old_ones_bit_for_bit(tiny_model, tokenizer):
+    sequences = [torch.tensor(ids) for ids in token_rows(tokenizer, TEXTS * 3)]  # two batches of unequal rows
+    assert _nll(tiny_model, sequences) == old_probe_nll(tiny_model, sequences)
+
+
+def test_the_preferences_log_probabilities_are_the_old_ones_bit_for_bit(tiny_model, tokenizer):
+    rows = token_rows(tokenizer, TEXTS)
+    replies = [ScoredReply(ids[:-1], [IGNORE] * (n + 2) + ids[n + 3 :], "pick", "") for n, ids in enumerate(rows)]
+    with torch.no_grad():
+        assert torch.equal(logprobs(tiny_model, replies), old_reply_logprobs(tiny_model, replies))
+
+
+@pytest.mark.parametrize("mean", [True, False])
+def test_the_lesson_margins_answer_log_probabilities_are_the_old_ones_bit_for_bit(tiny_model, tokenizer, mean):
+    prompts = token_rows(tokenizer, TEXTS[:2])
+    answers = token_rows(tokenizer, TEXTS[2:])
+    with torch.no_grad():
+        new = answer_logprobs(tiny_model, prompts, answers, mean=mean)
+        assert torch.equal(new, old_answer_logprobs(tiny_model, prompts, answers, mean=mean))
+
+
+def test_the_forward_pass_and_the_held_out_loss_keep_their_mean(tiny_model, tokenizer):
+    ids = torch.tensor(token_rows(tokenizer, TEXTS[1:2])[0][:12])
+    windows = [ids, ids.flip(0)]
+    batch = torch.stack(windows)
+    with torch.no_grad():
+        logits, loss = tiny_model(batch[:, :-1], batch[:, 1:])
+        assert torch.equal(loss, old_mean_token_loss(logits, batch[:, 1:]))
+        assert mean_loss(tiny_model, windows) == pytest.approx(float(loss), rel=1e-6)
+
+
+def test_the_forward_pass_takes_no_weights_of_its_own():
+    """Its old `weights=` divided by the sum of weights, not by the taught tokens as the night does."""
+    assert "weights" not in inspect.signature(Transformer.forward).parameters
+
+
+def test_padding_leaves_every_rows_loss_as_it_is_alone(tiny_model, tokenizer):
+    rows = [shifted(ids) for ids in token_rows(tokenizer, TEXTS)]
+    with torch.no_grad():
+        together = pad([x for x, _ in rows], [t for _, t in rows])
+        logits, _ = tiny_model(together.inputs)
+        batched = sequence_logprobs(logits, together.targets)
+        for n, (x, t) in enumerate(rows):
+            alone = pad([x], [t])
+            assert alone.taught == len(t)
+            logits, _ = tiny_model(alone.inputs)
+            assert float(sequence_logprobs(logits, alone.targets)[0]) == pytest.approx(float(batched[n]), abs=1e-4)
+            assert float(summed_nll(logits, alone.targets)) == pytest.approx(-float(batched[n]), abs=1e-4)
+
+
+def test_pad_fills_with_token_zero_and_ignored_targets():
+    batch = pad([[5, 6, 7], [8]], [[6, 7, 9], [IGNORE]], [[1.0, 0.5, 0.5], [1.0]])
+    assert batch.inputs.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch.targets.tolist() == [[6, 7, 9], [IGNORE, IGNORE, IGNORE]]
+    assert batch.weights.tolist() == [[1.0, 0.5, 0.5], [1.0, 0.0, 0.0]]
+    assert batch.taught == 3
+
+
+def test_shifted_gives_the_prompt_and_teaches_only_the_answer():
+    assert shifted([1, 2, 3, 4, 5]) == ([1, 2, 3, 4], [2, 3, 4, 5])
+    assert shifted(torch.tensor([1, 2, 3, 4, 5]), context=3) == ([1, 2, 3, 4], [IGNORE, IGNORE, 4, 5])
