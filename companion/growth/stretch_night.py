@@ -102,8 +102,9 @@ def split_losses(model: Transformer, sequences: Sequence[torch.Tensor], old_bloc
             logits, _ = model(seq[None, :-1])
             losses = token_nll(logits, seq[None, 1:])[0]
             inside, beyond = losses[:old_block], losses[old_block:]
-            sums[0] += float(inside.sum()); counts[0] += len(inside)
-            sums[1] += float(beyond.sum()); counts[1] += len(beyond)
+            for part, piece in enumerate((inside, beyond)):
+                sums[part] += float(piece.sum())
+                counts[part] += len(piece)
     finally:
         model.train(was_training)
     return tuple(s / c if c else None for s, c in zip(sums, counts))  # type: ignore[return-value]
