@@ -571,6 +571,8 @@ class CompanionApp(App):
         self.settings = settings
         if self.session is not None:
             self.session.settings = settings
+        if self.engine is not None:
+            self.engine.threads = settings.engine.threads
         self.set_keymap(dict(settings.ui.bindings))
 
     def _apply_saved_theme(self) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from companion.compute.threads import generation_threads, use_threads
 from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
@@ -73,19 +74,30 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
 class Engine:
     """The tokenizer and the current weights, loaded on a device, behind one lock."""
 
-    def __init__(self, home: Home, store: Store, tokenizer: Tokenizer, loaded: Loaded, device: torch.device) -> None:
+    def __init__(self, home: Home, store: Store, tokenizer: Tokenizer, loaded: Loaded, device: torch.device,
+                 threads: int = 0) -> None:
         self.home, self.store = home, store
         self.tokenizer = tokenizer
         self.device = device
+        self.threads = threads  # `[engine] threads`: 0 = the measured default (companion.compute.threads)
         self.lock = threading.RLock()  # re-entrant: reload() may be called by a holder
         self._set_loaded(loaded)
 
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, home: Home, store: Store, device: str | torch.device | None = None) -> "Engine":
-        """Read the tokenizer and the current checkpoint (falling back to an older one, with notes)."""
+    def load(cls, home: Home, store: Store, device: str | torch.device | None = None,
+             threads: int | None = None) -> "Engine":
+        """Read the tokenizer and the current checkpoint (falling back to an older one, with notes).
+        `threads` defaults to the companion's `[engine] threads` setting."""
         dev = _pick_device(device)
+        if threads is None:
+            from companion.settings import SettingsError
+
+            try:
+                threads = home.load_settings().engine.threads
+            except (SettingsError, OSError):  # the app reports bad settings itself; run on the default
+                threads = 0
         tokenizer = Tokenizer.load(home.tokenizer_path)
         loaded = Weights(home, store).load_current(dev)
         if loaded.model.config.vocab_size < tokenizer.vocab_size:
@@ -93,7 +105,7 @@ class Engine:
                 f"the weights know {loaded.model.config.vocab_size} tokens but the tokenizer has "
                 f"{tokenizer.vocab_size}: they do not belong together"
             )
-        return cls(home, store, tokenizer, loaded, dev)
+        return cls(home, store, tokenizer, loaded, dev, threads)
 
     def reload(self) -> list[str]:
         """Re-read the current checkpoint (after a night or a restore) without restarting the app."""
@@ -122,6 +134,11 @@ class Engine:
     def stop_ids(self) -> set[int]:
         """Tokens that end a turn: the end mark, or any role token (a new turn beginning)."""
         return set(self.tokenizer.stop_ids)
+
+    def _use_threads(self) -> None:
+        """This OS thread's torch count for the next job: the setting, within what a night leaves."""
+        if self.device.type == "cpu":
+            use_threads(generation_threads(self.threads))
 
     # -- the day's cache --------------------------------------------------------------------------
 
@@ -189,6 +206,7 @@ class Engine:
             raise EngineError(f"{k} candidates but {len(slots)} slots")
         stop_ids = self.stop_ids()
         with self.lock:
+            self._use_threads()
             self.model.eval()
             base, last = self._read(prompt)
             rows: list[list[int]] = [[] for _ in range(k)]
@@ -214,6 +232,7 @@ class Engine:
         if not ids:
             return "owner"
         with self.lock:
+            self._use_threads()
             _, last = self._read(ids)
             roles = {r: self.tokenizer.role_ids[r] for r in ("owner", "companion", "inner")}
             scores = {r: float(last[0, i]) for r, i in roles.items()}
