@@ -170,7 +170,7 @@ class Engine:
         shared = min(shared, len(prompt) - 1)
         self._cache.length = shared  # positions past `shared` are stale and will be overwritten
         new = torch.tensor([prompt[shared:]], device=self.device)
-        logits, _ = self.model(new, cache=self._cache)
+        logits, _ = self.model(new, cache=self._cache, last_only=True)
         self._cached_ids = prompt
         self._last_logits = logits[:, -1, :]
         return self._cache, self._last_logits
