@@ -751,6 +751,9 @@ class EngineSettings:
         _Int(0, 256, "a whole number from 0 (auto) to 256"),
         "CPU threads for generation (0 = auto: 1 on up to 2 cores; fewer while a night trains)",
     )
+    int8: bool = _setting(
+        False, _Bool(), "generate with int8 weights on the CPU (faster; logits drift a little, see README)"
+    )
 
 
 @dataclass(frozen=True)
