@@ -67,7 +67,9 @@ def rss_mb() -> float:
 @contextmanager
 def neighbour(busy: bool):
     """A CPU-bound process beside the bench while the body runs (or nothing)."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    # spins until its parent is gone, so a bench killed by a timeout leaves no neighbour behind
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    proc = subprocess.Popen([sys.executable, "-c", spin]) if busy else None
     try:
         if proc is not None:
             time.sleep(0.5)
