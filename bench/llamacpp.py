@@ -47,16 +47,18 @@ def _quiet_sync() -> None:
 class CppModel:
     """A GGUF file in llama.cpp: `logits(ids)` for every position, `greedy(ids, n)`, `tokenize(text, special)`."""
 
-    def __init__(self, path: str | Path, n_ctx: int, threads: int, binding: str | None = None):
+    def __init__(self, path: str | Path, n_ctx: int, threads: int, binding: str | None = None, n_seq: int = 1):
         self.binding = binding or available()
         if self.binding is None:
             raise ImportError("neither llama_cpp_py_sync nor llama_cpp is installed")
+        self.n_seq = n_seq
         if self.binding == "llama_cpp_py_sync":
             from llama_cpp_py_sync import Llama
 
             _quiet_sync()
 
-            self.llm = Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, verbose=False)
+            self.llm = Llama(str(path), n_ctx=n_ctx * n_seq, n_batch=n_ctx, n_threads=threads, verbose=False,
+                             n_seq_max=n_seq)
             self.n_vocab = self.llm.n_vocab
         else:
             import llama_cpp
@@ -115,6 +117,46 @@ class CppModel:
             tok = int(np.asarray(self.llm.scores[self.llm.n_tokens - 1]).argmax())
             out.append(tok)
             self.llm.eval([tok])
+        return out
+
+    def greedy_rows(self, ids: list[int], n: int, rows: int, on_first=None) -> list[list[int]]:
+        """`n` argmax tokens for each of `rows` parallel sequences sharing one reading of `ids` (as our
+        K candidates do): the prompt is decoded once in sequence 0 and its cache copied to the others,
+        then every step decodes one token per row in one batch. Prebuilt wheel only; `rows` <= n_seq.
+        `on_first()` is called when the first new token is known (first-token latency)."""
+        if self.binding != "llama_cpp_py_sync":
+            raise NotImplementedError("parallel sequences are wired for the prebuilt wheel only")
+        if rows > self.n_seq:
+            raise ValueError(f"{rows} rows but the context was made for {self.n_seq} sequences")
+        lib, llm = self.llm._lib, self.llm
+        llm._clear_context_state()
+        self._decode(ids, 0, all_logits=False)
+        memory = lib.llama_get_memory(llm._ctx)
+        for r in range(1, rows):
+            lib.llama_memory_seq_cp(memory, 0, r, -1, -1)
+        first = int(self._row(-1).argmax())
+        if on_first is not None:
+            on_first()
+        out = [[first] for _ in range(rows)]
+        pos = len(ids)
+        batch = lib.llama_batch_init(rows, 0, 1)
+        try:
+            for _ in range(n - 1):
+                batch.n_tokens = rows
+                for r in range(rows):
+                    batch.token[r] = out[r][-1]
+                    batch.pos[r] = pos
+                    batch.n_seq_id[r] = 1
+                    batch.seq_id[r][0] = r
+                    batch.logits[r] = 1
+                rc = lib.llama_decode(llm._ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode failed with code {rc}")
+                for r in range(rows):
+                    out[r].append(int(self._row(r).argmax()))
+                pos += 1
+        finally:
+            lib.llama_batch_free(batch)
         return out
 
     def tokenize(self, text: str, special: bool) -> list[int]:

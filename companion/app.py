@@ -585,6 +585,9 @@ class CompanionApp(App):
         self.settings = settings
         if self.session is not None:
             self.session.settings = settings
+        if self.engine is not None:
+            self.engine.threads = settings.engine.threads
+            self.engine.use_int8(settings.engine.int8)
         self.set_keymap(dict(settings.ui.bindings))
 
     def _apply_saved_theme(self) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from companion.compute.threads import generation_threads, use_threads
 from companion.day.request import SampleRequest
 from companion.home import Home
 from companion.store import Store
@@ -62,19 +63,33 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
 class Engine:
     """The tokenizer and the current weights, loaded on a device, behind one lock."""
 
-    def __init__(self, home: Home, store: Store, tokenizer: Tokenizer, loaded: Loaded, device: torch.device) -> None:
+    def __init__(self, home: Home, store: Store, tokenizer: Tokenizer, loaded: Loaded, device: torch.device,
+                 threads: int = 0, int8: bool = False) -> None:
         self.home, self.store = home, store
         self.tokenizer = tokenizer
         self.device = device
+        self.threads = threads  # `[engine] threads`: 0 = the measured default (companion.compute.threads)
+        self.int8 = int8  # `[engine] int8`: generate with an int8 copy of the weights (model.quantize.int8)
         self.lock = threading.RLock()  # re-entrant: reload() may be called by a holder
         self._set_loaded(loaded)
 
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, home: Home, store: Store, device: str | torch.device | None = None) -> "Engine":
-        """Read the tokenizer and the current checkpoint (falling back to an older one, with notes)."""
+    def load(cls, home: Home, store: Store, device: str | torch.device | None = None,
+             threads: int | None = None, int8: bool | None = None) -> "Engine":
+        """Read the tokenizer and the current checkpoint (falling back to an older one, with notes).
+        `threads` and `int8` default to the companion's `[engine]` settings."""
         dev = _pick_device(device)
+        if threads is None or int8 is None:
+            from companion.settings import EngineSettings, SettingsError
+
+            try:
+                engine_settings = home.load_settings().engine
+            except (SettingsError, OSError):  # the app reports bad settings itself; run on the defaults
+                engine_settings = EngineSettings()
+            threads = engine_settings.threads if threads is None else threads
+            int8 = engine_settings.int8 if int8 is None else int8
         tokenizer = Tokenizer.load(home.tokenizer_path)
         loaded = Weights(home, store).load_current(dev)
         if loaded.model.config.vocab_size < tokenizer.vocab_size:
@@ -82,7 +97,7 @@ class Engine:
                 f"the weights know {loaded.model.config.vocab_size} tokens but the tokenizer has "
                 f"{tokenizer.vocab_size}: they do not belong together"
             )
-        return cls(home, store, tokenizer, loaded, dev)
+        return cls(home, store, tokenizer, loaded, dev, threads, int8)
 
     def reload(self) -> list[str]:
         """Re-read the current checkpoint (after a night or a restore) without restarting the app."""
@@ -98,7 +113,27 @@ class Engine:
         self.meta = loaded.meta
         self.checkpoint = loaded.checkpoint
         self.notes = list(loaded.notes)
+        self.decoder: Transformer = self._decoder()
+        self._decoder_int8 = self.int8
         self.forget_context()
+
+    def _decoder(self) -> Transformer:
+        """What generation runs: the weights themselves, or their int8 copy when `int8` is on and
+        possible here (else a note says why not, and fp32 it is)."""
+        if not self.int8:
+            return self.model
+        from companion.model.quantize.int8 import Int8Unavailable, int8_decoder
+
+        try:
+            return int8_decoder(self.model)
+        except Int8Unavailable as exc:
+            self.notes.append(f"int8 generation is off: {exc}")
+            return self.model
+
+    def use_int8(self, on: bool) -> None:
+        """Switch int8 generation on or off (the settings screen's save). Cheap and safe from the UI
+        thread: the copy is built (or dropped) by the next generation, under the lock."""
+        self.int8 = on
 
     @property
     def checkpoint_id(self) -> int:
@@ -111,6 +146,16 @@ class Engine:
     def stop_ids(self) -> set[int]:
         """Tokens that end a turn: the end mark, or any role token (a new turn beginning)."""
         return set(self.tokenizer.stop_ids)
+
+    def _prepare(self) -> None:
+        """Before each job, under the lock: this OS thread's torch count (the setting, within what a
+        night leaves), and the decoder the `int8` setting asks for (the day read afresh if it changed)."""
+        if self.device.type == "cpu":
+            use_threads(generation_threads(self.threads))
+        if self.int8 != self._decoder_int8:
+            self.decoder = self._decoder()
+            self._decoder_int8 = self.int8
+            self.forget_context()
 
     # -- the day's cache --------------------------------------------------------------------------
 
@@ -130,7 +175,7 @@ class Engine:
         prompt = list(prompt)
         if self._cache is None:
             p = next(self.model.parameters())
-            self._cache = KVCache.empty(self.model.config, 1, p.device, p.dtype)
+            self._cache = KVCache.empty(self.model.config, 1, p.device, p.dtype)  # the decoder's too
             self._cached_ids = []
         shared = 0
         for a, b in zip(self._cached_ids, prompt):
@@ -142,7 +187,7 @@ class Engine:
         shared = min(shared, len(prompt) - 1)
         self._cache.length = shared  # positions past `shared` are stale and will be overwritten
         new = torch.tensor([prompt[shared:]], device=self.device)
-        logits, _ = self.model(new, cache=self._cache)
+        logits, _ = self.decoder(new, cache=self._cache, last_only=True)
         self._cached_ids = prompt
         self._last_logits = logits[:, -1, :]
         return self._cache, self._last_logits
@@ -159,7 +204,9 @@ class Engine:
         """Run `request` on the day's weights, reading only what the day added since the last call
         (see `sample` for what streams and how stopping works)."""
         with self.lock:
-            return sample(self.model, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
+            self._prepare()  # the thread count, and the int8 copy when it is asked for
+            self.model.eval()
+            return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
                           read=self._read)
 
     @torch.no_grad()
@@ -174,6 +221,7 @@ class Engine:
         if not ids:
             return "owner"
         with self.lock:
+            self._prepare()
             _, last = self._read(ids)
             roles = {r: self.tokenizer.role_ids[r] for r in ("owner", "companion", "inner")}
             scores = {r: float(last[0, i]) for r, i in roles.items()}

@@ -19,6 +19,7 @@ from companion.model.loss import next_token_loss
 
 # scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
+_FUSED_RMS_NORM = hasattr(F, "rms_norm")  # torch 2.4 and later
 
 
 class RMSNorm(nn.Module):
@@ -28,6 +29,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and _FUSED_RMS_NORM:  # one kernel instead of five (decode is op-bound)
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         norm = x.float().pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()
         return (x.float() * norm).type_as(x) * self.weight
 
@@ -91,15 +94,39 @@ class KVCache:
     def batch(self) -> int:
         return self.keys[0].shape[0]
 
-    def expand(self, batch: int) -> "KVCache":
-        """The same context repeated for `batch` rows: K candidates share one reading of the prompt."""
+    @property
+    def capacity(self) -> int:
+        """Positions the cache has room for (the block, or what `expand` gave it)."""
+        return self.keys[0].shape[2]
+
+    def expand(self, batch: int, room: int | None = None) -> "KVCache":
+        """The same context for `batch` rows with `room` more positions each: K candidates share one
+        reading of the prompt.
+
+        Memory is proportional to what is read, not to the block: the rows get `length + room`
+        positions (the whole capacity when `room` is None). One row shares this cache's storage
+        instead of copying it: it writes only past `length`, which this cache treats as free (its own
+        `length` does not move), so the prompt it holds stays as read.
+        """
         if self.batch != 1:
             raise ValueError("only a single-row cache can be expanded")
-        return KVCache(
-            [k.expand(batch, -1, -1, -1).clone() for k in self.keys],
-            [v.expand(batch, -1, -1, -1).clone() for v in self.values],
-            self.length,
-        )
+        room = self.capacity - self.length if room is None else room
+        if room < 0 or self.length + room > self.capacity:
+            raise ValueError(f"{self.length} positions read and {room} more exceed the cache's {self.capacity}")
+        if batch == 1:
+            return KVCache(self.keys, self.values, self.length)
+        end = self.length + room
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            out = t.new_empty((batch, t.shape[1], end, t.shape[3]))
+            out[:, :, : self.length] = t[:, :, : self.length]
+            return out
+
+        return KVCache([rows(k) for k in self.keys], [rows(v) for v in self.values], self.length)
+
+    def nbytes(self) -> int:
+        """Bytes the cache's tensors take."""
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 class Attention(nn.Module):
@@ -128,8 +155,8 @@ class Attention(nn.Module):
                 gqa = {"enable_gqa": True}
             else:
                 k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
+        if cache is None or start == 0:  # a fresh reading: plain causal, no mask to build
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, **gqa)
         elif T == 1:
             y = F.scaled_dot_product_attention(q, k, v, **gqa)
         else:  # a chunk appended to a context already read: causal within the chunk, all before it
@@ -169,6 +196,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        # the output projection: None is the tied embedding (always, in training and on disk); a
+        # decode-only copy may put a quantised linear here (model.quantize.int8)
+        self.lm_head: nn.Module | None = None
         cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta,
                                  scaling=config.rope_scaling, original_block=config.rope_original_block)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -191,23 +221,33 @@ class Transformer(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for every position, and with targets their mean next-token loss (`model.loss`).
 
         `targets` uses -100 for positions that teach nothing. Weighted losses are taken from the
         logits with `model.loss.next_token_loss`, the one formula the night trains with.
+        `last_only` gives the last position's logits only, (B, 1, vocab): reading a prompt needs
+        no more, and the vocabulary projection of every other position is most of a prefill's work.
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} positions exceed the block size {self.config.block_size}")
+        if cache is not None and start + T > cache.capacity:
+            raise ValueError(f"{start + T} positions exceed the cache's room for {cache.capacity}")
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.embed(idx)
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, layer)
         if cache is not None:
             cache.length += T
-        logits = F.linear(self.norm(x), self.embed.weight)  # tied embeddings
+        if last_only:
+            if targets is not None:
+                raise ValueError("last_only gives no loss: it reads one position's logits")
+            x = x[:, -1:]
+        x = self.norm(x)
+        logits = F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)  # tied embeddings
         if targets is None:
             return logits, None
         return logits, next_token_loss(logits, targets)

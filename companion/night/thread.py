@@ -74,21 +74,34 @@ class TrainerThread(threading.Thread):
         except Exception:  # a closed app must not kill the night: it still ends cleanly
             pass
 
+    def _night_threads(self) -> int:
+        """`[night] threads` (0 = auto); settings that cannot be read leave the default (the night
+        itself reports them)."""
+        if self._settings is not None:
+            return self._settings.night.threads
+        from companion.settings import SettingsError
+
+        try:
+            return self.home.load_settings().night.threads
+        except (SettingsError, OSError):
+            return 0
+
     def run(self) -> None:
+        from companion.compute.threads import training_claim, training_threads
         from companion.night.pipeline import run_night  # torch is imported here, off the UI thread
-        from companion.night.report import NightEvent
+        from companion.night.report import NightEvent  # torch is imported here, off the UI thread
 
-        if self._threads:
-            import torch
-
-            torch.set_num_threads(self._threads)  # process-wide: e.g. cores - 1 on a CPU, to leave the UI a core
         store = self._store or Store.open(self.home.store_path)
         try:
-            if self._job is not None:
-                self.report = self._job(store, self._emit, self._stop_event.is_set)
-            else:
-                self.report = run_night(self.home, store, self.day_id, self._settings, self._device,
-                                        on_event=self._emit, should_stop=self._stop_event.is_set, **self._options)
+            # this thread's torch count (`[night] threads`, or the cores generation leaves); while it
+            # trains, the engine's generations take only the rest (companion.compute.threads)
+            with training_claim(self._threads or training_threads(self._night_threads())):
+                if self._job is not None:
+                    self.report = self._job(store, self._emit, self._stop_event.is_set)
+                else:
+                    self.report = run_night(self.home, store, self.day_id, self._settings, self._device,
+                                            on_event=self._emit, should_stop=self._stop_event.is_set,
+                                            **self._options)
         except BaseException as exc:  # reported, never raised into the void of a thread
             self.error = exc
             text = f"{type(exc).__name__}: {exc}"

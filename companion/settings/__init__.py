@@ -9,13 +9,13 @@ from companion.settings.files import (describe_settings, iter_settings, load_set
                                       settings_from_toml, settings_to_toml, update_settings_file, SettingInfo)
 from companion.settings.schema import (DEFAULT_GOODNIGHT, DEFAULT_GREETING, DEFAULT_INDICATORS, DEFAULT_PRESET,
                                        DEFAULT_THEME, BackupSettings, BooksSettings,
-                                       CompanionSettings, DaySettings, LessonSettings, NightSettings,
+                                       CompanionSettings, DaySettings, EngineSettings, LessonSettings, NightSettings,
                                        SamplingSection, Settings, SourceBudget, TeacherSettings, UISettings,
                                        render_template)
 from companion.settings.specs import IMPORTED_PRESET, TEMPLATE_FIELDS, SettingsError
 
 __all__ = [
-    "SettingsError", "Settings", "CompanionSettings", "SamplingSection", "DaySettings", "SourceBudget",
+    "SettingsError", "Settings", "CompanionSettings", "SamplingSection", "DaySettings", "EngineSettings", "SourceBudget",
     "LessonSettings", "NightSettings", "TeacherSettings", "BackupSettings", "BooksSettings", "UISettings",
     "SettingInfo", "DEFAULT_INDICATORS", "DEFAULT_GREETING", "DEFAULT_GOODNIGHT", "DEFAULT_PRESET",
     "DEFAULT_THEME", "IMPORTED_PRESET", "TEMPLATE_FIELDS", "load_settings", "save_settings",

@@ -188,6 +188,11 @@ class NightSettings:
     """``[night]``: how the companion learns at night."""
 
     learning_rate: float = _setting(3e-5, _Float(1e-7, 1e-2), "peak learning rate")
+    threads: int = _setting(
+        0,
+        _Int(0, 256, "a whole number from 0 (auto) to 256"),
+        "CPU threads the night trains on (0 = auto: the cores generation does not take)",
+    )
     steps: int = _setting(
         0,
         _Int(0, 100_000, "a whole number from 0 (auto) to 100,000"),
@@ -301,6 +306,20 @@ class BooksSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """``[engine]``: how the day's model runs (see companion.compute)."""
+
+    threads: int = _setting(
+        0,
+        _Int(0, 256, "a whole number from 0 (auto) to 256"),
+        "CPU threads for generation (0 = auto: 1 on up to 2 cores; fewer while a night trains)",
+    )
+    int8: bool = _setting(
+        False, _Bool(), "generate with int8 weights on the CPU (faster; logits drift a little, see README)"
+    )
+
+
+@dataclass(frozen=True)
 class UISettings:
     """``[ui]``: the look and the keys."""
 
@@ -314,7 +333,7 @@ class UISettings:
     )
 
 
-_SECTION_ORDER = ("companion", "sampling", "day", "night", "teacher", "backup", "books", "ui")
+_SECTION_ORDER = ("companion", "sampling", "day", "night", "engine", "teacher", "backup", "books", "ui")
 
 
 @dataclass(frozen=True)
@@ -325,6 +344,7 @@ class Settings:
     sampling: SamplingSection = _section(SamplingSection)
     day: DaySettings = _section(DaySettings)
     night: NightSettings = _section(NightSettings)
+    engine: EngineSettings = _section(EngineSettings)
     teacher: TeacherSettings = _section(TeacherSettings)
     backup: BackupSettings = _section(BackupSettings)
     books: BooksSettings = _section(BooksSettings)

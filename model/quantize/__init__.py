@@ -1,0 +1,1 @@
+"""Smaller weights for reading and generating (never for training or saving): see `int8`."""
