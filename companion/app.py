@@ -557,6 +557,8 @@ class CompanionApp(App):
             self.notify(note, title="Weights", severity="warning")
         if self.session is not None:
             self.session.checkpoint_id = message.checkpoint_id
+            if self.engine is not None and self.session.tokenizer.source != self.engine.tokenizer.source:
+                self.begin_day()  # the weights read with another tokenizer (tokens added, or restored across)
         if self._morning_pending:
             self._morning_pending = False
             self.begin_next_day()

@@ -86,8 +86,8 @@ class Engine:
     def load(cls, home: Home, store: Store, device: str | torch.device | None = None) -> "Engine":
         """Read the tokenizer and the current checkpoint (falling back to an older one, with notes)."""
         dev = _pick_device(device)
-        tokenizer = Tokenizer.load(home.tokenizer_path)
         loaded = Weights(home, store).load_current(dev)
+        tokenizer = loaded.tokenizer()  # the one these weights were saved with (a growth may add tokens)
         if loaded.model.config.vocab_size < tokenizer.vocab_size:
             raise EngineError(
                 f"the weights know {loaded.model.config.vocab_size} tokens but the tokenizer has "
@@ -98,8 +98,8 @@ class Engine:
     def reload(self) -> list[str]:
         """Re-read the current checkpoint (after a night or a restore) without restarting the app."""
         with self.lock:
-            tokenizer = Tokenizer.load(self.home.tokenizer_path)
             loaded = Weights(self.home, self.store).load_current(self.device)
+            tokenizer = loaded.tokenizer()
             self.tokenizer = tokenizer
             self._set_loaded(loaded)
             return list(loaded.notes)

@@ -49,7 +49,6 @@ from companion.training import best_device, lr_at, make_optimizer, train_step
 from companion.transcript import Turn
 from companion.weights import Weights
 from model.checkpoint import CheckpointError, load_tensors, tensors_checksum
-from model.tokenizer import Tokenizer
 
 PHASES = ("dreaming", "probing", "recalling", "preparing", "training", "checking", "saving")
 LR_FLOOR = 0.1  # the cosine decays to this fraction of the peak
@@ -423,8 +422,8 @@ def run_night(
         room = _room_problem(home, weights, pre)  # before the night's hours, not found out at their end
         if room is not None:
             return end("interrupted", room)
-        tokenizer = Tokenizer.load(home.tokenizer_path)
-        model = weights.load(pre, device).model
+        loaded_pre = weights.load(pre, device)
+        tokenizer, model = loaded_pre.tokenizer(), loaded_pre.model
         if _model_checksum(model) != pre.checksum:
             raise CheckpointError(f"{pre.path}: the loaded weights do not match the recorded checksum")
         seed = day.number if seed is None else seed
