@@ -643,7 +643,7 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
-            yield SystemCommand("Grow", "Wider, or a longer day: a preview, then a growth checkpoint", self.action_grow)
+            yield SystemCommand("Grow", "Wider, or a longer day, or new words: a preview, then a growth checkpoint", self.action_grow)
             yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire (F6)",
                                 self.action_open_lessons)
             yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",
