@@ -247,3 +247,27 @@ def test_a_kill_during_the_growth_leaves_the_old_weights_and_tokenizer_current(t
         assert engine.checkpoint_id == before[0] and not engine.notes
         assert engine.tokenizer.vocab_size == engine.model.config.vocab_size == 512
         assert engine.tokenizer.encode(" Pemberton") != [512]
+
+
+def test_a_companion_with_added_tokens_exports_with_its_own_tokenizer(tiny_home, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from companion.cli import main
+    from model.interop.gguf import read_gguf
+    from model.tokenizer import Tokenizer
+
+    with Store.open(tiny_home.store_path) as store:
+        small = Weights(tiny_home, store).current()
+        grow_tokens(tiny_home, store, WORDS)
+    root = str(tiny_home.path.parent)
+    assert main(["--home", root, "export", "--format", "hf", str(tmp_path / "hf")]) == 0
+    assert main(["--home", root, "export", "--format", "gguf", str(tmp_path / "m.gguf")]) == 0
+    assert main(["--home", root, "export", "--format", "hf", "--checkpoint", str(small.id), str(tmp_path / "old")]) == 0
+    capsys.readouterr()
+    text = "Trey saw an okapi near Pemberton, and <|owner|> typed."
+    theirs = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert 512 in theirs(text)["input_ids"] and theirs.decode(theirs(text)["input_ids"]) == text
+    config, state, raw = read_gguf(tmp_path / "m.gguf")
+    assert config.vocab_size == 518 and state["embed.weight"].shape[0] == 518
+    assert Tokenizer(raw).encode(text) == theirs(text)["input_ids"]
+    assert AutoTokenizer.from_pretrained(tmp_path / "old").vocab_size == 512  # an older checkpoint: its own
