@@ -103,7 +103,8 @@ def test_an_add_tokens_growth_is_a_checkpoint_with_its_own_tokenizer(tiny_home):
         path = tiny_home.checkpoints_dir / name
         assert weights.tokenizer_path(grown) == path and weights.tokenizer_path(small) == tiny_home.tokenizer_path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert checkpoint_size(weights.path_of(grown))[1] == "added 6 tokens: vocabulary 512 -> 518"
+        assert checkpoint_size(weights.path_of(grown)) == ("w64 ctx256 v518", "added 6 tokens: vocabulary 512 -> 518")
+        assert checkpoint_size(weights.path_of(small)) == ("w64 ctx256", "")
         loaded = weights.load_current()
         assert loaded.model.config.vocab_size == 518 and loaded.tokenizer().vocab_size == 518
     assert tiny_home.tokenizer_path.read_bytes() == legacy  # the older checkpoints keep theirs

@@ -179,8 +179,9 @@ def short_size(config: ModelConfig) -> str:
 
 
 def checkpoint_size(path) -> tuple[str, str]:
-    """The short size of the checkpoint file at `path`, and for a growth its story ("grown from ... to
-    ..."), read from its header only; ("", "") when it cannot be read."""
+    """The short size of the checkpoint file at `path` (with its vocabulary, `v8196`, once tokens were
+    added), and for a growth its story ("grown from ... to ..."), read from its header only; ("", "")
+    when it cannot be read."""
     from model.checkpoint import CheckpointError, read_meta
 
     try:
@@ -201,7 +202,8 @@ def checkpoint_size(path) -> tuple[str, str]:
             story = f"grown from {describe_size(before)} to {describe_size(after)}"
         except (ValueError, TypeError):
             story = "grown (its story in the header is unreadable)"
-    return short_size(meta.config), story
+    vocab = f" v{meta.config.vocab_size}" if meta.extra.get("tokenizer") else ""  # tokens were added
+    return short_size(meta.config) + vocab, story
 
 
 def preview_lines(plan: GrowthPlan, seconds_before: float | None = None,
