@@ -247,6 +247,7 @@ def _add_tokens_checked(model, tokenizer, plan: GrowthPlan, store: Store, settin
         return f"adding tokens changed an old token's logit by {worst:.2e}, more than {TOKENS_TOLERANCE:g}"
     texts = [tokenizer.decode(seq.tolist()) for seq in probe.starter + probe.days]
     texts += [settings.greeting_line(), settings.goodnight_line(), *settings.indicator_lines()]
+    texts += [turn.text for day in store.days()[-30:] for turn in store.turns(day.id)]  # the owner's own words
     for text in texts:
         if any(token in text for token in plan.tokens):
             continue
