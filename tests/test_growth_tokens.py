@@ -272,3 +272,14 @@ def test_a_companion_with_added_tokens_exports_with_its_own_tokenizer(tiny_home,
     assert config.vocab_size == 518 and state["embed.weight"].shape[0] == 518
     assert Tokenizer(raw).encode(text) == theirs(text)["input_ids"]
     assert AutoTokenizer.from_pretrained(tmp_path / "old").vocab_size == 512  # an older checkpoint: its own
+
+
+def test_a_backup_holds_the_tokenizer_the_current_weights_read_with(tiny_home):
+    from companion.backup import make_backup, verify_backup
+
+    with Store.open(tiny_home.store_path) as store:
+        grow_tokens(tiny_home, store, WORDS)
+        name = Weights(tiny_home, store).tokenizer_path(Weights(tiny_home, store).current()).name
+        info = make_backup(tiny_home, store)
+    assert f"checkpoints/{name}" in info.files and "tokenizer.json" in info.files
+    verify_backup(info.folder)
