@@ -3,6 +3,13 @@ unwidened seedling.
 
     python bench/growth.py                                # 3 nights, a 30-step stretch night, 1 thread
     python bench/growth.py --stretch-steps 12 --windows 12 --nights 3     # reduced (a busy machine)
+    python bench/growth.py --no-stretch --nursery-steps 60 --nights 2     # a growth nursery, both given it
+
+With `--nursery-steps N` both companions are then given the same N nursery steps on the starter corpus
+(`companion nursery --steps N`: a fresh optimizer, warmup and cosine decay at `--nursery-lr`), right
+after the growth and before the nights: does the widened model put its new capacity to use when it is
+given the same extra training as the control? `--no-stretch` widens only (the stretch is a separate
+question and costs a long stretch night).
 
 Two companions adopt the bundled seedling: *grown* is widened to 384 (`run_growth`, the same pipeline as
 `companion grow --width 384`) and stretched to 1024 (`companion grow --context 1024`, with its stretch
@@ -71,6 +78,17 @@ class HeldOut:
         return out
 
 
+def nursery(home: Home, steps: int, lr: float, windows: int) -> dict:
+    """The same growth nursery for either companion: `steps` nursery steps at peak `lr`, fresh optimizer."""
+    from companion.birth.create import NurseryPlan, run_birth_nursery
+
+    with Store.open(home.store_path) as store:
+        t0 = time.perf_counter()
+        outcome = run_birth_nursery(home, store, NurseryPlan(steps=steps, peak_lr=lr, heldout_windows=windows,
+                                                             eval_every_s=1e9), log=lambda line: None)
+    return {"seconds": time.perf_counter() - t0, "steps": outcome.result.steps, "probe": outcome.probe_ppl}
+
+
 def night(home: Home, tokenizer: Tokenizer, number: int) -> dict:
     with Store.open(home.store_path) as store:
         day_id = scripted_day(home, store, tokenizer, number, block_size=512)  # a 384-token day
@@ -87,6 +105,9 @@ def main() -> int:
     parser.add_argument("--stretch-lr", type=float, default=1e-4)
     parser.add_argument("--windows", type=int, default=24, help="held-out windows of 513 tokens (half as many of 1025)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-stretch", action="store_true", help="widen only")
+    parser.add_argument("--nursery-steps", type=int, default=0, help="a growth nursery of N steps for both")
+    parser.add_argument("--nursery-lr", type=float, default=3e-4, help="the growth nursery's peak learning rate")
     parser.add_argument("--root", help="folder for the two companions (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,7 +130,8 @@ def main() -> int:
     record("seedling", "Grown")
     grown = homes["Grown"]
     growth_times = {}
-    for kind, value in (("width", 384), ("context", 1024)):
+    kinds = (("width", 384),) if args.no_stretch else (("width", 384), ("context", 1024))
+    for kind, value in kinds:
         with Store.open(grown.store_path) as store:
             plan = plan_growth(grown, store, width=value if kind == "width" else None,
                                context=value if kind == "context" else None)
@@ -123,6 +145,12 @@ def main() -> int:
             return 1
         record(f"after {kind} growth", "Grown")
     record("seedling", "Control")
+    nurseries = {}
+    if args.nursery_steps:
+        for name in ("Control", "Grown"):
+            nurseries[name] = nursery(homes[name], args.nursery_steps, args.nursery_lr, args.windows)
+            print(f"nursery {name}: {nurseries[name]}", file=sys.stderr, flush=True)
+            record(f"after a {args.nursery_steps}-step nursery", name)
     nights: dict[str, list[dict]] = {"Grown": [], "Control": []}
     for n in range(1, args.nights + 1):
         for name in ("Control", "Grown"):
@@ -136,8 +164,13 @@ def main() -> int:
 
     print(f"\nthreads {args.threads}; stretch night {args.stretch_steps} steps at lr {args.stretch_lr:g}; "
           f"{len(held.short)} held-out windows of 513 tokens, {len(held.long)} of 1025")
-    print(f"growth took {growth_times['width']:.0f} s (width) and {growth_times['context']:.0f} s (context, "
-          "with its stretch night)\n")
+    print(f"growth took {growth_times['width']:.0f} s (width)"
+          + (f" and {growth_times['context']:.0f} s (context, with its stretch night)" if "context" in growth_times
+             else ""))
+    for name, r in nurseries.items():
+        print(f"nursery ({args.nursery_steps} steps at peak lr {args.nursery_lr:g}), {name.lower()}: "
+              f"{r['seconds']:.0f} s, starter probe ppl {f(r['probe'])}")
+    print()
     print("| stage | companion | size | held-out loss (513-token windows) | inside 512 (1025-token windows) | beyond 512 |")
     print("|---|---|---|---:|---:|---:|")
     for stage, name, m in rows:

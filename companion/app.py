@@ -571,6 +571,8 @@ class CompanionApp(App):
             self.notify(note, title="Weights", severity="warning")
         if self.session is not None:
             self.session.checkpoint_id = message.checkpoint_id
+            if self.engine is not None and self.session.tokenizer.source != self.engine.tokenizer.source:
+                self.begin_day()  # the weights read with another tokenizer (tokens added, or restored across)
         if self._morning_pending:
             self._morning_pending = False
             self.begin_next_day()
@@ -665,7 +667,7 @@ class CompanionApp(App):
             yield SystemCommand("Past days", "Browse the days lived so far", self.action_open_days)
             yield SystemCommand("Checkpoints", "Saved weights and their story; restore one", self.action_open_checkpoints)
             yield SystemCommand("Books", "Texts queued for the night", self.action_open_books)
-            yield SystemCommand("Grow", "Wider, or a longer day: a preview, then a growth checkpoint", self.action_grow)
+            yield SystemCommand("Grow", "Wider, or a longer day, or new words: a preview, then a growth checkpoint", self.action_grow)
             yield SystemCommand("Lessons", "What you taught, whether it is said back; add phrasings, retire (F6)",
                                 self.action_open_lessons)
             yield SystemCommand("The night", "The night as it happens, or its morning report (F5)",

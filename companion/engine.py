@@ -90,8 +90,8 @@ class Engine:
                 engine_settings = EngineSettings()
             threads = engine_settings.threads if threads is None else threads
             int8 = engine_settings.int8 if int8 is None else int8
-        tokenizer = Tokenizer.load(home.tokenizer_path)
         loaded = Weights(home, store).load_current(dev)
+        tokenizer = loaded.tokenizer()  # the one these weights were saved with (a growth may add tokens)
         if loaded.model.config.vocab_size < tokenizer.vocab_size:
             raise EngineError(
                 f"the weights know {loaded.model.config.vocab_size} tokens but the tokenizer has "
@@ -102,8 +102,8 @@ class Engine:
     def reload(self) -> list[str]:
         """Re-read the current checkpoint (after a night or a restore) without restarting the app."""
         with self.lock:
-            tokenizer = Tokenizer.load(self.home.tokenizer_path)
             loaded = Weights(self.home, self.store).load_current(self.device)
+            tokenizer = loaded.tokenizer()
             self.tokenizer = tokenizer
             self._set_loaded(loaded)
             return list(loaded.notes)

@@ -95,3 +95,33 @@ def test_requests_are_read_as_the_owner_writes_them():
     for bad in ("", "context lots", "taller 3"):
         with pytest.raises(GrowthError):
             parse_request(bad)
+
+
+async def test_adding_tokens_from_the_palette_gives_the_open_day_the_new_tokenizer(home):
+    app = app_for(home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        chat = await ready(pilot)
+        grow = await open_grow(pilot)
+        await ask(pilot, grow, "tokens Pemberton <|owner|>")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=60)
+        await until(pilot, lambda: "Add 2 tokens" in screen_text(app))
+        text = screen_text(app)
+        assert '+ " Pemberton"  id 512' in text and 'skipped "<|owner|>": a role token' in text
+        await pilot.press("y")
+        await until(pilot, lambda: grow.outcome != "", timeout=120)
+        assert grow.outcome == "grown", screen_text(app)
+        await until(pilot, lambda: app.engine.tokenizer.vocab_size == 514, timeout=30)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is chat and chat.session.tokenizer.vocab_size == 514, timeout=30)
+        assert chat.session.tokenizer.encode("Hi Pemberton") == chat.session.tokenizer.encode("Hi") + [512]
+    with Store.open(home.store_path) as store:
+        assert [c.reason for c in store.checkpoints()] == ["birth", "growth"]
+
+
+def test_token_requests_are_read_as_the_owner_writes_them():
+    from companion.screens.grow import parse_tokens_request
+
+    assert parse_tokens_request("tokens Pemberton okapi") == ["Pemberton", "okapi"]
+    assert parse_tokens_request("width 384") is None
+    with pytest.raises(GrowthError, match="which words"):
+        parse_tokens_request("tokens")

@@ -194,7 +194,7 @@ def test_the_cli_refuses_bad_input_in_one_line_without_a_traceback(tiny_home, ca
     before = current_state(tiny_home)
     for args, words in [(["--width", "60"], "not larger"), (["--width", "huge"], "neither a number"),
                         (["--width", "72"], "multiple of the head size"), (["--context", "64"], "not larger"),
-                        (["--add-tokens", "hello"], "not available yet"),
+                        (["--add-tokens", "./nope.txt"], "no such file"),
                         (["--context", "512", "--steps", "0"], "at least 1"),
                         (["--context", "512", "--lr", "0"], "--lr 0.0 must be above 0"),
                         (["--width", "96", "--no-measure"], "not confirmed")]:

@@ -218,7 +218,7 @@ def run_birth_nursery(
         tokenizer = train_tokenizer((t.text for doc in train_docs for t in doc), vocab_size=plan.vocab_size)
         tokenizer.save(home.tokenizer_path)
         log(f"tokenizer trained in {time.monotonic() - started:.0f} s")
-    tokenizer = Tokenizer.load(home.tokenizer_path)
+    tokenizer = Tokenizer.load(home.tokenizer_path)  # a continued nursery reads with its weights' own, below
 
     current = weights.current()
     state_path = home.checkpoints_dir / NURSERY_STATE
@@ -235,6 +235,7 @@ def run_birth_nursery(
         loaded = weights.load_current(device)
         notes += loaded.notes
         model, reason, parent_id, step0 = loaded.model, "nursery", loaded.checkpoint.id, loaded.meta.step
+        tokenizer = loaded.tokenizer()  # a growth may have added tokens since birth
         if state_path.exists():
             optimizer = make_optimizer(model, plan.peak_lr)
             try:

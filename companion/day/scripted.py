@@ -75,10 +75,10 @@ class ScriptedDay:
     def __init__(self, home: Home, store: Store, tokenizer: Tokenizer | None = None,
                  settings: Settings | None = None, *, block_size: int, checkpoint_id: int | None = None,
                  engine: Sampler | None = None) -> None:
-        if tokenizer is None:
-            from companion.model.tokenizer import Tokenizer
+        if tokenizer is None:  # the current checkpoint's own (a growth may have added tokens)
+            from companion.history.weights import Weights
 
-            tokenizer = Tokenizer.load(home.tokenizer_path)
+            tokenizer = Weights(home, store).tokenizer()
         self.session = DaySession(home, store, tokenizer, settings, block_size=block_size,
                                   checkpoint_id=checkpoint_id)
         self.engine = engine

@@ -1,4 +1,5 @@
-"""`companion grow --width D | --context N`: the preview, a question, then the growth with a progress bar.
+"""`companion grow --width D | --context N | --add-tokens FILE|WORD...`: the preview, a question, then the
+growth with a progress bar.
 
 Exit status: 0 grown, 1 refused by a check after it began (nothing kept), 2 bad input (nothing
 changed), 130 stopped (Ctrl-C: nothing kept; a second Ctrl-C stops at once, also safe).
@@ -23,13 +24,14 @@ def cmd_grow(args) -> int:
     from companion.settings import SettingsError
     from companion.store import Store
 
-    if getattr(args, "add_tokens", None):
-        return _fail("--add-tokens is not available yet (it arrives with the base-model import)")
+    from companion.growth.tokens import TokenInputError, read_entries
+
     home = Home.open(resolve_root(args.home), args.name)
     try:
         settings = home.load_settings()
         width = parse_width(args.width) if args.width is not None else None
-    except (SettingsError, GrowthError) as exc:
+        tokens = read_entries(args.add_tokens) if args.add_tokens is not None else None
+    except (SettingsError, GrowthError, TokenInputError) as exc:
         return _fail(exc)
     if args.steps is not None and args.steps < 1:
         return _fail(f"--steps {args.steps} must be at least 1")
@@ -37,7 +39,7 @@ def cmd_grow(args) -> int:
         return _fail(f"--lr {args.lr} must be above 0 and at most 0.01")
     with home.lock(), Store.open(home.store_path) as store:
         try:
-            plan = plan_growth(home, store, width=width, context=args.context,
+            plan = plan_growth(home, store, width=width, context=args.context, tokens=tokens,
                                batch_tokens=settings.night.batch_tokens)
         except GrowthError as exc:
             return _fail(exc)
@@ -47,7 +49,7 @@ def cmd_grow(args) -> int:
         from companion.model.growth import stretch, widen
 
         before = after = None
-        if not args.no_measure:
+        if not args.no_measure and plan.kind != "tokens":  # a few more rows: no step worth timing
             from companion.model.checkpoint import CheckpointError
 
             try:
@@ -105,11 +107,12 @@ def cmd_grow(args) -> int:
 def add_parser(sub, parents=()) -> None:
     """`companion grow` on the CLI's subcommand parser (`parents`: the shared --home/--name options)."""
     grow = sub.add_parser("grow", parents=list(parents),
-                          help="grow the companion: wider (--width) or a longer day (--context)")
+                          help="grow the companion: wider (--width), a longer day (--context), more words (--add-tokens)")
     what = grow.add_mutually_exclusive_group(required=True)
     what.add_argument("--width", metavar="D", help="new width in dimensions (a multiple of the head size), or v1..v4")
     what.add_argument("--context", type=int, metavar="N", help="new context (block) in tokens, larger than now")
-    what.add_argument("--add-tokens", nargs="+", metavar="FILE|WORD", help="(not yet available)")
+    what.add_argument("--add-tokens", nargs="+", metavar="FILE|WORD",
+                      help="add tokens: words, or files with one a line (each word also with a leading space)")
     grow.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     grow.add_argument("--steps", type=int, help="steps of the stretch night after --context (default 30)")
     grow.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of the stretch night (default 1e-4)")

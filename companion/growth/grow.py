@@ -9,6 +9,10 @@ story (the file header) holds the config before and after. Its promises:
 * Widening is checked to compute what it computed (max logit change on held-out windows below
   `WIDEN_TOLERANCE` in fp32), or nothing is kept.
 * Stretching is followed by the stretch night (`stretch_night`); when its guard refuses, nothing is kept.
+* Adding tokens (`model.vocab.add_tokens`, the one implementation) is checked to leave every old token's
+  logit as it was on held-out windows and old text encoded as before; its new tokenizer is written
+  beside the weights (named by its content) before the checkpoint that names it, which is written
+  before it becomes current (see `companion.history.weights`): the tokenizer always follows the weights.
 
 Progress is reported as `GrowthEvent`s; `should_stop` ends the growth at the next step, keeping nothing.
 """
@@ -28,6 +32,7 @@ from companion.settings import Settings
 from companion.store import Checkpoint, Store
 
 WIDEN_TOLERANCE = 1e-3  # fp32; measured 2.5e-6 (384 -> 512) and 3e-7 on the tiny test models
+TOKENS_TOLERANCE = 1e-5  # fp32: no old weight changes; only a larger output matrix's summation order may
 REASON = "growth"
 
 
@@ -57,13 +62,21 @@ class GrowthResult:
     checkpoint: Checkpoint | None = None
     max_logit_change: float | None = None
     stretch: dict | None = None
+    texts_checked: int = 0  # old texts re-encoded by the new tokenizer, for an add-tokens growth
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """What the owner is told afterwards."""
         b, a = self.plan.before, self.plan.after
-        if self.status == "grown":
+        if self.status == "grown" and self.plan.kind == "tokens":
+            out = [f"Grown: {len(self.plan.tokens)} tokens added, vocabulary {b.vocab_size:,} -> {a.vocab_size:,}; "
+                   f"checkpoint {self.checkpoint.id} is current (restore {self.plan.current.id} to undo)."]
+            if self.plan.skipped:
+                from companion.growth.tokens import describe_token
+
+                out.append("  skipped (already known): " + ", ".join(describe_token(t) for t, _ in self.plan.skipped))
+        elif self.status == "grown":
             out = [f"Grown: {describe_size(b)} -> {describe_size(a)}; checkpoint {self.checkpoint.id} is current "
                    f"(restore {self.plan.current.id} to undo)."]
         elif self.status == "stopped":
@@ -71,7 +84,10 @@ class GrowthResult:
         else:
             out = [f"Growth refused: {self.reason}. The weights are as they were."]
         if self.max_logit_change is not None:
-            out.append(f"  largest logit change from widening: {self.max_logit_change:.2e}")
+            what = "of an old token from adding tokens" if self.plan.kind == "tokens" else "from widening"
+            out.append(f"  largest logit change {what}: {self.max_logit_change:.2e}")
+        if self.texts_checked:
+            out.append(f"  {self.texts_checked} old texts encode as before")
         s = self.stretch or {}
         if s.get("inside_before") is not None:
             def fmt(x):
@@ -94,6 +110,7 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
     from companion.night.guards import Stopped
     from companion.history.weights import Weights
     from companion.model.checkpoint import CheckpointError
+    from companion.model.tokenizer import TokenizerError
 
     settings = settings or home.load_settings()
     emit = on_event or (lambda event: None)
@@ -126,8 +143,20 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
         model = loaded.model.float()
         extra = {"growth": plan.kind, "before": plan.before.to_json(), "after": plan.after.to_json()}
         step, probe_ppl = loaded.meta.step, current.probe_ppl
-        if plan.kind == "width":
-            grown = _widen_checked(model, plan, home, store, settings, phase, result)
+        tokenizer_name = None
+        if plan.kind == "tokens":
+            added = _add_tokens_checked(model, loaded.tokenizer(), plan, store, settings, phase, result)
+            if isinstance(added, str):
+                return finish("refused", added)
+            grown, new_tokenizer = added
+            extra["tokens"] = json.dumps(list(plan.tokens), ensure_ascii=False)
+            extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
+            phase("saving", "the new tokenizer, then the weights that read with it")
+            if store.running_night() is not None:
+                return finish("refused", "a night began while growing")
+            tokenizer_name = weights.keep_tokenizer(new_tokenizer)  # before the checkpoint that names it
+        elif plan.kind == "width":
+            grown = _widen_checked(model, plan, loaded.tokenizer(), store, settings, phase, result)
             if grown is None:
                 return finish("refused", f"widening changed the logits by {result.max_logit_change:.2e}, "
                                          f"more than {WIDEN_TOLERANCE:g}")
@@ -135,7 +164,6 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
         else:
             from companion.growth.stretch_night import run_stretch_night
             from companion.model.growth import stretch
-            from companion.model.tokenizer import Tokenizer
 
             phase("stretching", f"{plan.before.block_size} -> {plan.after.block_size} tokens")
             grown = stretch(model, plan.after.block_size)
@@ -145,7 +173,7 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
                 emit(GrowthEvent("step", phase="stretch night", step=i, total=total, loss=loss, lr=lr,
                                  tokens=tokens, eta_s=eta))
 
-            report = run_stretch_night(grown, model, Tokenizer.load(home.tokenizer_path), store, settings,
+            report = run_stretch_night(grown, model, loaded.tokenizer(), store, settings,
                                        steps=steps, learning_rate=learning_rate, probe_windows=probe_windows,
                                        seed=seed, on_step=on_step, should_stop=stop)
             result.stretch = report.to_dict()
@@ -154,31 +182,33 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
             extra["stretch"] = json.dumps(result.stretch)
             step += report.steps
             probe_ppl = (report.probe_after or {}).get("ppl", probe_ppl)
-        phase("saving")
-        if store.running_night() is not None:
-            return finish("refused", "a night began while growing")
+        if plan.kind != "tokens":
+            phase("saving")
+            if store.running_night() is not None:
+                return finish("refused", "a night began while growing")
         result.checkpoint = weights.save(grown, REASON, step=step, day_id=current.day_id,
                                          day_number=loaded.meta.day, parent_id=current.id, probe_ppl=probe_ppl,
-                                         make_current=True, extra=extra)
+                                         make_current=True, extra=extra, tokenizer=tokenizer_name)
         return finish("grown")
     except Stopped:
         return finish("stopped", "stopped before the growth was done")
     except GrowthError as exc:
         return finish("refused", str(exc))
+    except TokenizerError as exc:
+        return finish("refused", f"the tokenizer cannot be read: {exc}")
 
 
 @torch.no_grad()
-def _widen_checked(model, plan: GrowthPlan, home: Home, store: Store, settings: Settings, phase,
+def _widen_checked(model, plan: GrowthPlan, tokenizer, store: Store, settings: Settings, phase,
                    result: GrowthResult):
     """The widened model, or None when it does not compute what `model` computed on held-out windows."""
     from companion.night.guards import build_probe
     from companion.model.growth import widen
-    from companion.model.tokenizer import Tokenizer
 
     phase("widening", f"{plan.before.n_embd} -> {plan.after.n_embd} dimensions")
     grown = widen(model, plan.after.n_embd, mlp_hidden=plan.after.mlp_hidden or None)
     phase("checking", "the widened model against the old one on held-out windows")
-    probe = build_probe(Tokenizer.load(home.tokenizer_path), store, settings.day.greeting,
+    probe = build_probe(tokenizer, store, settings.day.greeting,
                         settings.day.goodnight, plan.before.block_size, windows=4)
     worst = 0.0
     for seq in (probe.starter + probe.days)[:6]:
@@ -186,3 +216,42 @@ def _widen_checked(model, plan: GrowthPlan, home: Home, store: Store, settings: 
         worst = max(worst, float((model(idx)[0] - grown(idx)[0]).abs().max()))
     result.max_logit_change = worst
     return grown if worst <= WIDEN_TOLERANCE else None
+
+
+@torch.no_grad()
+def _add_tokens_checked(model, tokenizer, plan: GrowthPlan, store: Store, settings: Settings, phase,
+                        result: GrowthResult):
+    """(the model with the tokens added, its new tokenizer), or why not (a string): every old token's
+    logit must stay within `TOKENS_TOLERANCE` on held-out windows, and old text must encode as before."""
+    from companion.night.guards import build_probe
+    from companion.model.tokenizer import Tokenizer
+    from companion.model.vocab import VocabError, add_tokens
+
+    phase("adding tokens", f"{len(plan.tokens)} new, after id {plan.before.vocab_size - 1}")
+    probe = build_probe(tokenizer, store, settings.day.greeting, settings.day.goodnight,
+                        plan.before.block_size, windows=4)
+    windows = [seq[None, :-1].long().to(next(model.parameters()).device) for seq in (probe.starter + probe.days)[:6]]
+    old_logits = [model(idx)[0] for idx in windows]
+    try:
+        added = add_tokens(model, tokenizer, list(plan.tokens), special=False)  # grows `model` in place
+    except VocabError as exc:
+        return str(exc)
+    new_tokenizer = Tokenizer(added.tokenizer, "<new>")
+    phase("checking", "old tokens' logits and old text against the old tokenizer")
+    old = plan.before.vocab_size
+    worst = 0.0
+    for idx, before in zip(windows, old_logits):
+        worst = max(worst, float((added.model(idx)[0][..., :old] - before).abs().max()))
+    result.max_logit_change = worst
+    if worst > TOKENS_TOLERANCE:
+        return f"adding tokens changed an old token's logit by {worst:.2e}, more than {TOKENS_TOLERANCE:g}"
+    texts = [tokenizer.decode(seq.tolist()) for seq in probe.starter + probe.days]
+    texts += [settings.greeting_line(), settings.goodnight_line(), *settings.indicator_lines()]
+    texts += [turn.text for day in store.days()[-30:] for turn in store.turns(day.id)]  # the owner's own words
+    for text in texts:
+        if any(token in text for token in plan.tokens):
+            continue
+        if new_tokenizer.encode(text) != tokenizer.encode(text):
+            return f"the new tokenizer reads old text differently: {text[:60]!r}"
+        result.texts_checked += 1
+    return added.model, new_tokenizer

@@ -9,6 +9,7 @@ A backup is a dated folder under the owner's chosen backup folder::
         companion.toml          the settings
         tokenizer.json
         checkpoints/<file>      the weights the companion lives on
+        checkpoints/tokenizer-<sha256>.json   their tokenizer, when a growth added tokens
         checkpoints/CURRENT     which checkpoint that is
 
 It is assembled in a hidden ``.partial`` folder, every copied file is re-read and its checksum compared
@@ -124,6 +125,15 @@ def make_backup(home: Home, store: Store, *, settings: Settings | None = None,
         if not weights_file.is_file():
             raise BackupError(f"the current weights file {weights_file} is missing; restore a checkpoint first")
         sources.append((Path(current.path).as_posix(), weights_file))
+        from companion.history.weights import Weights  # torch: a checkpoint's header names its tokenizer
+        from companion.model.checkpoint import CheckpointError
+
+        try:
+            tokenizer_file = Weights(home, store).tokenizer_path(current)
+        except CheckpointError as exc:
+            raise BackupError(f"{exc}; no backup was made") from None
+        if tokenizer_file != home.tokenizer_path:  # a growth added tokens: its own tokenizer
+            sources.append((f"{home.checkpoints_dir.name}/{tokenizer_file.name}", tokenizer_file))
     name = f"{_companion_prefix(home)}{now.strftime(_STAMP)}"
     final = root / name
     partial = root / f".{name}.partial"

@@ -155,11 +155,11 @@ def restore(home: Home, store: Store, checkpoint_id: int) -> RestoreResult:
     plan = plan_restore(home, store, checkpoint_id)
     target = plan.target
     from companion.history.weights import Weights
-    from companion.model.checkpoint import CheckpointError, load_checkpoint
+    from companion.model.checkpoint import CheckpointError
 
     weights = Weights(home, store)
-    try:  # a damaged target is refused before the current weights are touched
-        load_checkpoint(weights.path_of(target))
+    try:  # a damaged target (or its tokenizer) is refused before the current weights are touched
+        weights.load(target)
     except CheckpointError as exc:
         raise RestoreError(f"checkpoint {target.id} cannot be restored: {exc}") from exc
     notes: list[str] = []

@@ -70,10 +70,10 @@ def _checkpoint(store: Store, checkpoint_id: int | None, home: Home) -> Checkpoi
 def export_checkpoint(home: Home, store: Store, fmt: str, path: str | Path, *, dtype: str | None = None,
                       checkpoint_id: int | None = None, overwrite: bool = False) -> Exported:
     """Write checkpoint `checkpoint_id` (default: the current one) as `fmt` ("hf" or "gguf") at `path`."""
-    from companion.model.checkpoint import CheckpointError, load_checkpoint
+    from companion.model.checkpoint import CheckpointError
     from companion.model.interop import InteropError
     from companion.model.interop.output import check_target
-    from companion.model.tokenizer import Tokenizer, TokenizerError
+    from companion.model.tokenizer import TokenizerError
 
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
@@ -84,8 +84,10 @@ def export_checkpoint(home: Home, store: Store, fmt: str, path: str | Path, *, d
     checkpoint = _checkpoint(store, checkpoint_id, home)
     try:
         check_target(path, overwrite, folder=fmt == "hf")  # said before the weights are read
-        tokenizer = Tokenizer.load(home.tokenizer_path)
-        model, _ = load_checkpoint(home.path / checkpoint.path)
+        from companion.history.weights import Weights
+
+        loaded = Weights(home, store).load(checkpoint)  # with the tokenizer these weights read with
+        tokenizer, model = loaded.tokenizer(), loaded.model
         settings = home.load_settings()
         days = sum(1 for d in store.days() if d.closed_at is not None)
         card = model_card(settings.companion.name, settings.companion.born, days, checkpoint, fmt, dtype)

@@ -71,7 +71,6 @@ from companion.settings import Settings
 from companion.store import Checkpoint, Day, Store, StoreError
 from companion.transcript import Turn
 from companion.model.checkpoint import CheckpointError, load_tensors, tensors_checksum
-from companion.model.tokenizer import Tokenizer
 
 
 def _pre_night(weights: Weights, store: Store, day: Day) -> Checkpoint:
@@ -292,8 +291,8 @@ class NightRun:
         room = _room_problem(self.home, self.weights, self.pre)  # before the night's hours, not at their end
         if room is not None:
             return self.end("interrupted", room)
-        self.tokenizer = Tokenizer.load(self.home.tokenizer_path)
-        self.model = self.weights.load(self.pre, self.device).model
+        loaded_pre = self.weights.load(self.pre, self.device)
+        self.tokenizer, self.model = loaded_pre.tokenizer(), loaded_pre.model
         if _model_checksum(self.model) != self.pre.checksum:
             raise CheckpointError(f"{self.pre.path}: the loaded weights do not match the recorded checksum")
         self.seed = day.number if self.options.seed is None else self.options.seed

@@ -25,7 +25,7 @@ from companion.widgets.night import NightProgress
 from companion.widgets.safe_text import display_safe
 from companion.widgets.text_prompt import ConfirmScreen
 
-__all__ = ["GrowScreen", "parse_request"]
+__all__ = ["GrowScreen", "parse_request", "parse_tokens_request"]
 
 PREVIEW_ROWS = 1  # the preview times a step of one block (a night's step is several: see the CLI)
 
@@ -45,6 +45,22 @@ def parse_request(text: str) -> tuple[int | None, int | None]:
     if len(words) == 1:
         return parse_width(words[0]), None
     raise GrowthError(f"{text.strip()!r}: say `width D` (or a preset v1..v4) or `context N`")
+
+
+def parse_tokens_request(text: str) -> list[str] | None:
+    """`tokens Pemberton okapi` (or `add ...`) -> the words to add; None when the request is not one.
+    Each word is also added with a leading space (see `companion.growth.tokens`)."""
+    words = text.split()
+    if not words or words[0].lower() not in ("tokens", "token", "add"):
+        return None
+    if len(words) == 1:
+        raise GrowthError("say which words: `tokens Pemberton okapi`")
+    from companion.growth.tokens import TokenInputError, _checked
+
+    try:
+        return [_checked(word, repr(word)) for word in words[1:]]
+    except TokenInputError as exc:
+        raise GrowthError(str(exc)) from None
 
 
 class GrowScreen(Screen):
@@ -81,8 +97,9 @@ class GrowScreen(Screen):
         with Vertical():
             yield Static(Content(f"Grow {display_safe(self.home.name)}"), id="grow-title")
             yield Static(Content("Type `width D` (a multiple of the head size, or a preset v1..v4) to widen, "
-                                 "or `context N` for a longer day; enter shows the preview."), id="grow-help")
-            yield Input(placeholder="width 384 · context 1024 · v2", id="grow-input")
+                                 "`context N` for a longer day, or `tokens WORD...` to give words their own "
+                                 "tokens; enter shows the preview."), id="grow-help")
+            yield Input(placeholder="width 384 · context 1024 · v2 · tokens Pemberton", id="grow-input")
             yield Static(id="grow-preview")
             yield NightProgress(id="grow-progress")
             yield Static(id="grow-result")
@@ -103,7 +120,8 @@ class GrowScreen(Screen):
         if self.running:
             return
         try:
-            width, context = parse_request(event.value)
+            tokens = parse_tokens_request(event.value)
+            width, context = parse_request(event.value) if tokens is None else (None, None)
         except GrowthError as exc:
             self._say_preview(f"Growth refused: {exc}")
             return
@@ -111,10 +129,10 @@ class GrowScreen(Screen):
             self._say_preview("Growth refused: a night is running; grow when it has ended.")
             return
         self._say_preview("Measuring the preview...")
-        self._plan(width, context)
+        self._plan(width, context, tokens)
 
     @work(thread=True, exclusive=True, group="grow-plan")
-    def _plan(self, width: int | None, context: int | None) -> None:
+    def _plan(self, width: int | None, context: int | None, tokens: list[str] | None = None) -> None:
         from companion.growth.measure import seconds_per_step
         from companion.growth.plan import plan_growth
         from companion.history.weights import Weights
@@ -122,8 +140,11 @@ class GrowScreen(Screen):
 
         settings = self.home.load_settings()
         try:
-            plan = plan_growth(self.home, self.store, width=width, context=context,
+            plan = plan_growth(self.home, self.store, width=width, context=context, tokens=tokens,
                                batch_tokens=settings.night.batch_tokens)
+            if plan.kind == "tokens":  # a few more rows: no step worth timing
+                self.post_message(self.Planned(plan, preview_lines(plan)))
+                return
             model = Weights(self.home, self.store).load(plan.current).model.float()
             grown = widen(model, plan.after.n_embd) if plan.kind == "width" else stretch(model, plan.after.block_size)
             before = seconds_per_step(model, plan.before.block_size * PREVIEW_ROWS, steps=1)
