@@ -16,7 +16,8 @@ plus two more:
   this is the guard against intrusion (taught answers said to unrelated lines).
 
 Each card asks with one of the lesson's phrasings, drawn at random (the question itself, the owner's
-"also asked as" lines). Everything here is built from the one formatter (`companion.transcript`)
+"also asked as" lines), in a varied frame (`vary`) or, for questions of the shape "What is my X?",
+as one of the generated phrasings about X (`companion.lessons.asking`). Everything here is built from the one formatter (`companion.transcript`)
 through `companion.night_material.transcript_examples`.
 """
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from companion.guards import starter_docs
+from companion.lessons.asking import askings
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.night_material import Example, transcript_examples
@@ -49,7 +51,8 @@ class CardMix:
     mini_day: int = 1
     own_day: int = 1
     ordinary: int = 3
-    varied: float = 0.5  # share of lesson cards asked with a varied phrasing (`vary`)
+    varied: float = 0.25  # share of lesson cards asked with a varied frame (`vary`)
+    generated: float = 0.35  # share asked with a phrasing made from the question's subject (`askings`)
 
 
 PREFIXES = ("Hey, ", "So, ", "Remind me: ", "Quick question. ", "Tell me something. ", "Hmm, ", "Okay. ")
@@ -125,7 +128,11 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
 
     def ask(lesson: LessonText) -> str:
         question = rng.choice(lesson.asked_as)
-        return vary(question, rng) if rng.random() < mix.varied else question
+        draw = rng.random()
+        made = askings(question)
+        if made and draw < mix.generated:
+            return rng.choice(made)
+        return vary(question, rng) if draw < mix.generated + mix.varied else question
 
     if lessons:
         order, resting = list(lessons), [x for x in among if x not in lessons]

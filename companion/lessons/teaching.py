@@ -16,6 +16,7 @@ companion says back.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from companion.lessons.asking import askings
 from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
 from companion.lessons.margin import margin_loss
 from companion.lessons.recall import Recall, intrusion_lines, measure
@@ -33,7 +35,9 @@ from companion.settings import Settings
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
-__all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings"]
+__all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings", "MARGIN_REST"]
+
+MARGIN_REST = 2
 
 
 
@@ -64,9 +68,37 @@ class Teaching:
         self.rng = random.Random(self.seed)
         self.exchanges = ordinary_exchanges(self.settings) if self.settings.night.lessons.ordinary_weight > 0 else ()
         self.ordinary_lines = intrusion_lines(self.settings, self.settings.night.lessons.intrusion_lines)
+        self.margin_rest = 0  # steps left before the margin is computed again (see `loss`)
+
+    def steps(self, before: Recall | None) -> int:
+        """How many steps tonight: all of `[night.lessons] steps` while any lesson taught tonight was
+        not said back before the night; `consolidation_steps` of them when every one already was
+        (a night that only consolidates needs less: fewer steps on easy lessons)."""
+        cfg = self.settings.night.lessons
+        if before is None or not self.taught:
+            return cfg.steps
+        rows = [before.of(x) for x in self.taught]
+        if all(row is not None and row.asked and row.rate >= LEARNED_RECALL for row in rows):
+            return max(1, round(cfg.steps * cfg.consolidation_steps))
+        return cfg.steps
+
+    def _rivals(self) -> list[LessonText]:
+        """The checked lessons for this step's margin, each also asked as one generated phrasing
+        (`companion.lessons.asking`), so that the answers are kept apart by the question's subject in
+        other frames too, not only in the owner's wording."""
+        out = []
+        for lesson in self.checked:
+            made = askings(lesson.question)
+            out.append(dataclasses.replace(lesson, phrasings=(*lesson.phrasings, self.rng.choice(made)))
+                       if made else lesson)
+        return out
 
     def loss(self, model: Transformer) -> torch.Tensor:
-        """This step's lesson loss (see the module docstring); a fresh draw of cards every step."""
+        """This step's lesson loss (see the module docstring); a fresh draw of cards every step.
+
+        The margin is skipped for `MARGIN_REST` steps after a step where it was zero (every answer
+        already apart): it is the step's costliest part (five answers forward and back per lesson)
+        and, once met, it mostly stays met; it is checked again after the rest."""
         cfg = self.settings.night.lessons
         lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
                                        self.block_size, self.rng, self.mix, among=self.checked)
@@ -76,10 +108,15 @@ class Teaching:
             total = total + step_loss(model, lessons, self.settings)
         if ordinary and cfg.ordinary_weight > 0:
             total = total + cfg.ordinary_weight * step_loss(model, ordinary, self.settings)
-        margin = margin_loss(model, self.checked, self.settings, self.tokenizer, self.block_size, self.rng,
+        if self.margin_rest > 0:
+            self.margin_rest -= 1
+            return total
+        margin = margin_loss(model, self._rivals(), self.settings, self.tokenizer, self.block_size, self.rng,
                              margin=cfg.margin)
         if margin is not None:
             total = total + margin
+            if float(margin.detach()) == 0.0:
+                self.margin_rest = MARGIN_REST
         return total
 
     def recall(self, model: Transformer, should_stop: Callable[[], bool] | None = None) -> Recall:
