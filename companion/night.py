@@ -494,6 +494,7 @@ def run_night(
             note(text)
         if lesson_night:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
             count = teaching.steps(recall_before)
+            teaching.focus(recall_before)
             steps = (plan_steps(material, _lesson_plan(settings, count), seed) if cfg.material_tokens > 0
                      else [[] for _ in range(count)])
         else:

@@ -119,11 +119,14 @@ def answer_turns(settings: Settings, tokenizer: Tokenizer, block_size: int, ques
 
 def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], settings: Settings,
                tokenizer: Tokenizer, block_size: int, rng: random.Random, mix: CardMix = CardMix(),
-               among: Sequence[LessonText] = (),
+               among: Sequence[LessonText] = (), weak: Sequence[LessonText] = (),
                ) -> tuple[list[Example], list[Example]]:
     """One training step's cards: (lesson cards, ordinary cards). `among` are the learned lessons
     resting: they fill the morning cards the due lessons leave free and join the mini-days, so that
-    they keep their place beside the new ones."""
+    they keep their place beside the new ones. `weak` are due lessons the companion said back least
+    before the night (weakest first): they take the morning cards still free after that, a second
+    one each, and twice the share of the after-chat cards, so that the slowest fact catches up
+    instead of lagging a night behind the others."""
     cards: list[Example] = []
 
     def ask(lesson: LessonText) -> str:
@@ -138,11 +141,11 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
         order, resting = list(lessons), [x for x in among if x not in lessons]
         rng.shuffle(order)
         rng.shuffle(resting)
-        for lesson in (order + resting)[: mix.morning]:  # resting lessons fill the slots the due ones leave
+        for lesson in (order + resting + list(weak))[: mix.morning]:  # resting, then weak ones fill free slots
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.after_chat if exchanges else 0):
-            lesson = rng.choice(lessons)
+            lesson = rng.choice([*lessons, *weak])
             before = [rng.choice(exchanges) for _ in range(rng.randint(1, 2))]
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer, before)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))

@@ -28,6 +28,7 @@ from companion.lessons.asking import askings
 from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
 from companion.lessons.margin import margin_loss
 from companion.lessons.recall import Recall, intrusion_lines, measure
+from companion.lessons.schedule import REST_RECALL
 from companion.lessons.status import LEARNED_RECALL  # the one rule: store, screen and night
 from companion.lessons.text import LessonText
 from companion.night_material import step_loss
@@ -69,6 +70,22 @@ class Teaching:
         self.exchanges = ordinary_exchanges(self.settings) if self.settings.night.lessons.ordinary_weight > 0 else ()
         self.ordinary_lines = intrusion_lines(self.settings, self.settings.night.lessons.intrusion_lines)
         self.margin_rest = 0  # steps left before the margin is computed again (see `loss`)
+        self.weak: list[tuple[float, LessonText]] = []  # `focus`
+
+    def focus(self, before: Recall | None) -> None:
+        """Note the due lessons not said back in every draw before the night, with their recall then:
+        each step they get extra cards, weakest first (ties in a fresh random order each step;
+        `step_cards`' `weak`). Measured, one fact lagged: after two nights four facts were said back
+        19-20 times of 20 and the favourite colour 14."""
+        if before is None:
+            return
+        rows = [(before.of(x), x) for x in self.taught]
+        rated = [(row.rate if row is not None and row.asked else 0.0, x) for row, x in rows]
+        self.weak = [(rate, x) for rate, x in rated if rate < REST_RECALL]
+
+    def _weakest(self) -> list[LessonText]:
+        order = [(rate, self.rng.random(), x) for rate, x in self.weak]
+        return [x for _, _, x in sorted(order, key=lambda t: t[:2])]
 
     def steps(self, before: Recall | None) -> int:
         """How many steps tonight: all of `[night.lessons] steps` while any lesson taught tonight was
@@ -101,7 +118,7 @@ class Teaching:
         and, once met, it mostly stays met; it is checked again after the rest."""
         cfg = self.settings.night.lessons
         lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
-                                       self.block_size, self.rng, self.mix, among=self.checked)
+                                       self.block_size, self.rng, self.mix, among=self.checked, weak=self._weakest())
         device = next(model.parameters()).device
         total = torch.zeros((), device=device)
         if lessons:
