@@ -86,3 +86,18 @@ def test_a_lesson_said_back_in_most_but_not_every_draw_stays_due_instead_of_rest
         night(10)
         night(10)
         assert store.get_lesson(dog.id).schedule.interval_nights == 2  # every draw, twice: it rests
+
+
+def test_the_lesson_said_back_least_before_the_night_gets_more_cards_than_the_others(tokenizer, tiny_home):
+    settings = tiny_home.load_settings()
+    exchanges = ordinary_exchanges(settings, most=50)
+    rng = random.Random(1)
+    counts = {DOG.answer: 0, SISTER.answer: 0}
+    for _ in range(10):
+        cards, _ = step_cards([DOG, SISTER], exchanges, settings, tokenizer, 256, rng,
+                              CardMix(morning=3, mini_day=0, own_day=0, ordinary=0), weak=[SISTER])
+        for card in cards:
+            taught = tokenizer.decode([t for t in card.targets if t != -100])
+            for answer in counts:
+                counts[answer] += answer in taught
+    assert counts[SISTER.answer] >= 10 * 2 and counts[SISTER.answer] > counts[DOG.answer] + 10
