@@ -101,3 +101,17 @@ def test_the_lesson_said_back_least_before_the_night_gets_more_cards_than_the_ot
             for answer in counts:
                 counts[answer] += answer in taught
     assert counts[SISTER.answer] >= 10 * 2 and counts[SISTER.answer] > counts[DOG.answer] + 10
+
+
+def test_only_a_lesson_that_lags_behind_tonights_others_is_focused_on():
+    from companion.lessons.recall import LessonRecall, Recall
+    from companion.lessons.teaching import Teaching
+
+    teaching = Teaching.__new__(Teaching)  # the focus rule alone: no model, no cards
+    teaching.taught, teaching.weak = [DOG, SISTER], []
+    teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 0}, samples=10),
+                           LessonRecall(SISTER, {SISTER.question: 0}, samples=10)]))
+    assert teaching.weak == []  # a first night: all alike, no extra cards
+    teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 10}, samples=10),
+                           LessonRecall(SISTER, {SISTER.question: 6}, samples=10)]))
+    assert teaching.weak == [(0.6, SISTER)]

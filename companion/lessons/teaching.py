@@ -73,15 +73,18 @@ class Teaching:
         self.weak: list[tuple[float, LessonText]] = []  # `focus`
 
     def focus(self, before: Recall | None) -> None:
-        """Note the due lessons not said back in every draw before the night, with their recall then:
-        each step they get extra cards, weakest first (ties in a fresh random order each step;
-        `step_cards`' `weak`). Measured, one fact lagged: after two nights four facts were said back
-        19-20 times of 20 and the favourite colour 14."""
+        """Note the due lessons that lag: not said back in every draw before the night, and less than
+        the best of tonight's lessons. Each step they get extra cards, weakest first (ties in a fresh
+        random order each step; `step_cards`' `weak`). Measured, one fact lagged: after two nights four
+        facts were said back 19-20 times of 20 and the favourite colour 14. Lessons all alike (a first
+        night: none said yet) get none: measured, extra cards for all of them on a first night raised
+        intrusion past its bound (3 of 50; the night was rolled back)."""
         if before is None:
             return
         rows = [(before.of(x), x) for x in self.taught]
         rated = [(row.rate if row is not None and row.asked else 0.0, x) for row, x in rows]
-        self.weak = [(rate, x) for rate, x in rated if rate < REST_RECALL]
+        best = max((rate for rate, _ in rated), default=0.0)
+        self.weak = [(rate, x) for rate, x in rated if rate < REST_RECALL and rate < best]
 
     def _weakest(self) -> list[LessonText]:
         order = [(rate, self.rng.random(), x) for rate, x in self.weak]
