@@ -7,6 +7,6 @@ that are not storage: how a lesson's status follows from its recall over the nig
 
 The night's side: `text` (what the night needs of a lesson, and the rule that decides whether a reply
 says it), `morning` (a fresh day as the day builds it), `cards` (the contexts a lesson is trained in),
-`margin` (its answer against the others'), `recall` (asking afresh and counting), `schedule` (spaced
+`asking` (other ways to ask, made from the question's subject), `margin` (its answer against the others'), `recall` (asking afresh and counting), `schedule` (spaced
 repetition), `teaching` (a night's lessons and its verdict) and `report` (the morning's lines).
-`text`, `morning`, `schedule`, `status` and `report` are torch-free; the others are the night's."""
+`text`, `asking`, `morning`, `schedule`, `status` and `report` are torch-free; the others are the night's."""

@@ -16,7 +16,8 @@ plus two more:
   this is the guard against intrusion (taught answers said to unrelated lines).
 
 Each card asks with one of the lesson's phrasings, drawn at random (the question itself, the owner's
-"also asked as" lines). Everything here is built from the one formatter (`companion.transcript`)
+"also asked as" lines), in a varied frame (`vary`) or, for questions of the shape "What is my X?",
+as one of the generated phrasings about X (`companion.lessons.asking`). Everything here is built from the one formatter (`companion.transcript`)
 through `companion.night.material.transcript_examples`.
 """
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from companion.night.guards import starter_docs
+from companion.lessons.asking import askings
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.night.material import Example, transcript_examples
@@ -49,7 +51,8 @@ class CardMix:
     mini_day: int = 1
     own_day: int = 1
     ordinary: int = 3
-    varied: float = 0.5  # share of lesson cards asked with a varied phrasing (`vary`)
+    varied: float = 0.25  # share of lesson cards asked with a varied frame (`vary`)
+    generated: float = 0.35  # share asked with a phrasing made from the question's subject (`askings`)
 
 
 PREFIXES = ("Hey, ", "So, ", "Remind me: ", "Quick question. ", "Tell me something. ", "Hmm, ", "Okay. ")
@@ -116,26 +119,33 @@ def answer_turns(settings: Settings, tokenizer: Tokenizer, block_size: int, ques
 
 def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], settings: Settings,
                tokenizer: Tokenizer, block_size: int, rng: random.Random, mix: CardMix = CardMix(),
-               among: Sequence[LessonText] = (),
+               among: Sequence[LessonText] = (), weak: Sequence[LessonText] = (),
                ) -> tuple[list[Example], list[Example]]:
     """One training step's cards: (lesson cards, ordinary cards). `among` are the learned lessons
     resting: they fill the morning cards the due lessons leave free and join the mini-days, so that
-    they keep their place beside the new ones."""
+    they keep their place beside the new ones. `weak` are due lessons the companion said back least
+    before the night (weakest first): they take the morning cards still free after that, a second
+    one each, and twice the share of the after-chat cards, so that the slowest fact catches up
+    instead of lagging a night behind the others."""
     cards: list[Example] = []
 
     def ask(lesson: LessonText) -> str:
         question = rng.choice(lesson.asked_as)
-        return vary(question, rng) if rng.random() < mix.varied else question
+        draw = rng.random()
+        made = askings(question)
+        if made and draw < mix.generated:
+            return rng.choice(made)
+        return vary(question, rng) if draw < mix.generated + mix.varied else question
 
     if lessons:
         order, resting = list(lessons), [x for x in among if x not in lessons]
         rng.shuffle(order)
         rng.shuffle(resting)
-        for lesson in (order + resting)[: mix.morning]:  # resting lessons fill the slots the due ones leave
+        for lesson in (order + resting + list(weak))[: mix.morning]:  # resting, then weak ones fill free slots
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.after_chat if exchanges else 0):
-            lesson = rng.choice(lessons)
+            lesson = rng.choice([*lessons, *weak])
             before = [rng.choice(exchanges) for _ in range(rng.randint(1, 2))]
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer, before)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))

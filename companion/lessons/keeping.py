@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from companion.lessons.schedule import next_schedule
+from companion.lessons.schedule import REST_RECALL, next_schedule
 from companion.lessons.status import LEARNED_RECALL
 from companion.lessons.text import LessonText
 from companion.store import Lesson, Store
@@ -60,11 +60,11 @@ def write_lessons(store: Store, night_id: int, day_number: int, taught: Sequence
             said = row.rate >= LEARNED_RECALL
             streak = 0
             for past in reversed([n for n in lesson.history if n.accepted and n.samples]):
-                if past.rate < LEARNED_RECALL:
+                if past.rate < REST_RECALL:
                     break
                 streak += 1
             plan = next_schedule(lesson.schedule.interval_nights if lesson.schedule else None, said, day_number,
-                                 taught=lesson.id in taught_ids, streak=streak + 1 if said else 0)
+                                 taught=lesson.id in taught_ids, streak=streak + 1 if row.rate >= REST_RECALL else 0)
             if plan is not None:
                 plans[lesson.id] = plan
     if rows:

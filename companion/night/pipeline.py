@@ -384,8 +384,10 @@ class NightRun:
             self.note(text)
         cfg = settings.night.lessons
         if tonight.taught:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
-            steps = (plan_steps(material, _lesson_plan(settings), self.seed) if cfg.material_tokens > 0
-                     else [[] for _ in range(cfg.steps)])
+            count = tonight.teaching.steps(tonight.recall_before)  # fewer on a night that consolidates
+            tonight.teaching.focus(tonight.recall_before)  # extra cards for the lessons that lag
+            steps = (plan_steps(material, _lesson_plan(settings, count), self.seed) if cfg.material_tokens > 0
+                     else [[] for _ in range(count)])
         else:
             steps = plan_steps(material, settings, self.seed)
         self.report.material = drawn_tokens(steps)
@@ -511,10 +513,10 @@ def _disk_full_reason(exc: BaseException, home: Home) -> str:
     return disk_full_sentence(getattr(exc, "filename", None) or home.checkpoints_dir)
 
 
-def _lesson_plan(settings: Settings) -> Settings:
-    """The night's settings with the lessons' steps, and their share of other material per step."""
+def _lesson_plan(settings: Settings, steps: int) -> Settings:
+    """The night's settings with the lessons' `steps`, and their share of other material per step."""
     cfg = settings.night.lessons
-    night = dataclasses.replace(settings.night, steps=cfg.steps, batch_tokens=max(64, cfg.material_tokens))
+    night = dataclasses.replace(settings.night, steps=steps, batch_tokens=max(64, cfg.material_tokens))
     return dataclasses.replace(settings, night=night)
 
 

@@ -155,6 +155,10 @@ class LessonSettings:
 
     learning_rate: float = _setting(1e-4, _Float(1e-7, 1e-2), "peak learning rate of a night with lessons")
     steps: int = _setting(70, _Int(1, 10_000), "optimizer steps of a night with lessons")
+    consolidation_steps: float = _setting(
+        0.5, _Float(0.05, 1.0, allowed="a number from 0.05 to 1.0"),
+        "share of the steps on a night whose lessons were all said back before it",
+    )
     material_tokens: int = _setting(
         1024, _Int(0, 1_048_576), "tokens of the night's other material (day, dreams, replay...) per step"
     )

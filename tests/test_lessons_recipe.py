@@ -1,0 +1,117 @@
+"""The lessons' recipe: other ways to ask made from the question's own subject, trained in the cards;
+a night that only consolidates takes fewer steps; a lesson rests only once said back in every draw.
+Tiny real models and real stores; nothing mocked."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from companion.lessons.asking import askings, subject
+from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
+from companion.lessons.text import LessonText
+from companion.night.pipeline import run_night
+from companion.store import Store
+from tests.test_lessons_night import DOG, SISTER, lesson_settings, teach_directly
+from tests.test_night import PROBE, script_day
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_a_what_is_my_question_is_also_asked_about_its_subject_in_other_frames():
+    assert subject("What is my favourite colour?") == ("my", "favourite colour", ("colour",))
+    made = askings("What is my favourite colour?")
+    assert {"What's my favourite colour?", "Tell me my favourite colour.", "Do you remember my favourite colour?",
+            "Favourite colour?", "What about my colour?"} <= set(made)
+    assert "What is my favourite colour?" not in made and len(made) == len(set(made))
+    assert "What about my dog?" in askings("What is my dog's name?")  # the head, without "name"
+    assert "Do you know your name?" not in askings("What is your name?")  # no content word: nothing made
+    assert "Tell me your job." in askings("What is your job?")  # the question's own possessive is kept
+
+
+@pytest.mark.parametrize("question", ["Where does my sister live?", "How old am I?", "Hi", "What is my?", ""])
+def test_a_question_of_another_shape_gets_no_made_phrasings_so_its_meaning_is_never_changed(question):
+    assert askings(question) == ()
+
+
+def test_the_cards_ask_with_the_owners_wording_and_with_the_made_phrasings(tokenizer, tiny_home):
+    settings = tiny_home.load_settings()
+    exchanges = ordinary_exchanges(settings, most=50)
+    rng = random.Random(0)
+    asked: list[str] = []
+    for _ in range(8):
+        cards, _ = step_cards([DOG, SISTER], exchanges, settings, tokenizer, 256, rng,
+                              CardMix(after_chat=0, mini_day=0, own_day=0, ordinary=0))
+        asked += [tokenizer.decode(card.inputs) for card in cards]
+    made = set(askings(DOG.question)) | set(askings(SISTER.question))
+    assert any(DOG.question in text or SISTER.question in text for text in asked)
+    assert any(any(m in text for m in made) for text in asked)
+
+
+def test_a_night_whose_lessons_were_all_said_back_before_it_takes_fewer_steps(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        teach_directly(tiny_home, store, tokenizer, [DOG])
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
+                                                 "night.lessons.consolidation_steps": 0.5})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+        assert report.status == "accepted", report.reason
+        assert report.lessons["lessons"][0]["before"] == 4 and report.steps == 2  # said back: consolidating
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG, SISTER])
+        assert report.steps == 4  # the sister is not said back yet: the whole night
+
+
+def test_a_lesson_said_back_in_most_but_not_every_draw_stays_due_instead_of_resting(tiny_home, tokenizer):
+    """Two accepted nights that said it back in 9 of 10 draws (learned) keep it due every night; two
+    that said it back in every draw let it rest: only those count toward the resting streak."""
+    from companion.lessons.keeping import write_lessons
+    from companion.lessons.recall import LessonRecall, Recall
+
+    with Store.open(tiny_home.store_path) as store:
+        day, _ = script_day(tiny_home, store, tokenizer)
+        dog = store.add_lesson(DOG.question, DOG.answer)
+        text = LessonText(DOG.question, DOG.answer, id=dog.id)
+
+        def night(hits: int, samples: int = 10) -> None:
+            night_id = store.start_night(day.id).id
+            write_lessons(store, night_id, day.number, [text],
+                          Recall([LessonRecall(text, {DOG.question: hits}, samples=samples)]), accepted=True)
+            store.finish_night(night_id, "accepted")
+
+        night(9)  # said back (9 of 10 is learned) but not in every draw
+        night(9)
+        assert store.get_lesson(dog.id).status == "learned"
+        assert store.get_lesson(dog.id).schedule.interval_nights == 1  # still taught every night
+        night(10)
+        night(10)
+        assert store.get_lesson(dog.id).schedule.interval_nights == 2  # every draw, twice: it rests
+
+
+def test_the_lesson_said_back_least_before_the_night_gets_more_cards_than_the_others(tokenizer, tiny_home):
+    settings = tiny_home.load_settings()
+    exchanges = ordinary_exchanges(settings, most=50)
+    rng = random.Random(1)
+    counts = {DOG.answer: 0, SISTER.answer: 0}
+    for _ in range(10):
+        cards, _ = step_cards([DOG, SISTER], exchanges, settings, tokenizer, 256, rng,
+                              CardMix(morning=3, mini_day=0, own_day=0, ordinary=0), weak=[SISTER])
+        for card in cards:
+            taught = tokenizer.decode([t for t in card.targets if t != -100])
+            for answer in counts:
+                counts[answer] += answer in taught
+    assert counts[SISTER.answer] >= 10 * 2 and counts[SISTER.answer] > counts[DOG.answer] + 10
+
+
+def test_only_a_lesson_that_lags_behind_tonights_others_is_focused_on():
+    from companion.lessons.recall import LessonRecall, Recall
+    from companion.lessons.teaching import Teaching
+
+    teaching = Teaching.__new__(Teaching)  # the focus rule alone: no model, no cards
+    teaching.taught, teaching.weak = [DOG, SISTER], []
+    teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 0}, samples=10),
+                           LessonRecall(SISTER, {SISTER.question: 0}, samples=10)]))
+    assert teaching.weak == []  # a first night: all alike, no extra cards
+    teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 10}, samples=10),
+                           LessonRecall(SISTER, {SISTER.question: 6}, samples=10)]))
+    assert teaching.weak == [(0.6, SISTER)]
