@@ -19,6 +19,33 @@ def _fail(message: object) -> int:
     return 2
 
 
+def _step_times(home: Home, store, plan, settings) -> tuple[float, float]:
+    """Seconds per night step before and after the growth, measured on the real weights (the preview)."""
+    from companion.growth.measure import seconds_per_step
+    from companion.history.weights import Weights
+    from companion.model.growth import stretch, widen
+
+    model = Weights(home, store).load(plan.current).model.float()
+    grown = widen(model, plan.after.n_embd) if plan.kind == "width" else stretch(model, plan.after.block_size)
+    return seconds_per_step(model, settings.night.batch_tokens), seconds_per_step(grown, settings.night.batch_tokens)
+
+
+def _unconfirmed(args) -> int | None:
+    """None when the owner said yes (or gave --yes); else the exit code, having said why."""
+    if args.yes:
+        return None
+    if not sys.stdin.isatty():
+        return _fail("not confirmed; run it in a terminal, or add --yes")
+    try:
+        answer = input("Grow? [y/N] ").strip().lower()
+    except EOFError:
+        answer = ""
+    if answer not in ("y", "yes"):
+        print("nothing changed")
+        return 1
+    return None
+
+
 def cmd_grow(args) -> int:
     from companion.growth.plan import GrowthError, parse_width, plan_growth, preview_lines
     from companion.settings import SettingsError
@@ -44,34 +71,19 @@ def cmd_grow(args) -> int:
         except GrowthError as exc:
             return _fail(exc)
         from companion.growth.grow import run_growth
-        from companion.growth.measure import seconds_per_step
-        from companion.history.weights import Weights
-        from companion.model.growth import stretch, widen
 
         before = after = None
         if not args.no_measure and plan.kind != "tokens":  # a few more rows: no step worth timing
             from companion.model.checkpoint import CheckpointError
 
             try:
-                model = Weights(home, store).load(plan.current).model.float()
+                before, after = _step_times(home, store, plan, settings)
             except CheckpointError as exc:
                 return _fail(f"the current weights cannot be read: {exc}")
-            grown = (widen(model, plan.after.n_embd) if plan.kind == "width"
-                     else stretch(model, plan.after.block_size))
-            before = seconds_per_step(model, settings.night.batch_tokens)
-            after = seconds_per_step(grown, settings.night.batch_tokens)
-            del model, grown
         print("\n".join(preview_lines(plan, before, after, settings.day.share)))
-        if not args.yes:
-            if not sys.stdin.isatty():
-                return _fail("not confirmed; run it in a terminal, or add --yes")
-            try:
-                answer = input("Grow? [y/N] ").strip().lower()
-            except EOFError:
-                answer = ""
-            if answer not in ("y", "yes"):
-                print("nothing changed")
-                return 1
+        refused = _unconfirmed(args)
+        if refused is not None:
+            return refused
         from companion.progress import CtrlC, ProgressBar
 
         bar = ProgressBar()

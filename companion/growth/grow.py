@@ -145,16 +145,10 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
         step, probe_ppl = loaded.meta.step, current.probe_ppl
         tokenizer_name = None
         if plan.kind == "tokens":
-            added = _add_tokens_checked(model, loaded.tokenizer(), plan, store, settings, phase, result)
+            added = _tokens_kept(model, loaded.tokenizer(), plan, store, settings, phase, result, weights, extra)
             if isinstance(added, str):
                 return finish("refused", added)
-            grown, new_tokenizer = added
-            extra["tokens"] = json.dumps(list(plan.tokens), ensure_ascii=False)
-            extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
-            phase("saving", "the new tokenizer, then the weights that read with it")
-            if store.running_night() is not None:
-                return finish("refused", "a night began while growing")
-            tokenizer_name = weights.keep_tokenizer(new_tokenizer)  # before the checkpoint that names it
+            grown, tokenizer_name = added
         elif plan.kind == "width":
             grown = _widen_checked(model, plan, loaded.tokenizer(), store, settings, phase, result)
             if grown is None:
@@ -162,20 +156,9 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
                                          f"more than {WIDEN_TOLERANCE:g}")
             extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
         else:
-            from companion.growth.stretch_night import run_stretch_night
-            from companion.model.growth import stretch
-
-            phase("stretching", f"{plan.before.block_size} -> {plan.after.block_size} tokens")
-            grown = stretch(model, plan.after.block_size)
-            phase("stretch night", f"{steps} steps on windows of {plan.after.block_size} tokens")
-
-            def on_step(i: int, total: int, loss: float, lr: float, tokens: int, eta: float) -> None:
-                emit(GrowthEvent("step", phase="stretch night", step=i, total=total, loss=loss, lr=lr,
-                                 tokens=tokens, eta_s=eta))
-
-            report = run_stretch_night(grown, model, loaded.tokenizer(), store, settings,
-                                       steps=steps, learning_rate=learning_rate, probe_windows=probe_windows,
-                                       seed=seed, on_step=on_step, should_stop=stop)
+            grown, report = _stretch_with_night(model, loaded.tokenizer(), plan, store, settings, phase, emit, stop,
+                                                dict(steps=steps, learning_rate=learning_rate,
+                                                     probe_windows=probe_windows, seed=seed))
             result.stretch = report.to_dict()
             if report.verdict is not None:
                 return finish("refused", report.verdict)
@@ -196,6 +179,42 @@ def run_growth(home: Home, store: Store, plan: GrowthPlan, settings: Settings | 
         return finish("refused", str(exc))
     except TokenizerError as exc:
         return finish("refused", f"the tokenizer cannot be read: {exc}")
+
+
+def _tokens_kept(model, tokenizer, plan: GrowthPlan, store: Store, settings: Settings, phase,
+                 result: GrowthResult, weights, extra: dict):
+    """The model with the new tokens and the name of their tokenizer, written beside the weights before
+    the checkpoint that names it; or why not (a check failed, a night began)."""
+    added = _add_tokens_checked(model, tokenizer, plan, store, settings, phase, result)
+    if isinstance(added, str):
+        return added
+    grown, new_tokenizer = added
+    extra["tokens"] = json.dumps(list(plan.tokens), ensure_ascii=False)
+    extra["max_logit_change"] = f"{result.max_logit_change:.3e}"
+    phase("saving", "the new tokenizer, then the weights that read with it")
+    if store.running_night() is not None:
+        return "a night began while growing"
+    return grown, weights.keep_tokenizer(new_tokenizer)  # before the checkpoint that names it
+
+
+def _stretch_with_night(model, tokenizer, plan: GrowthPlan, store: Store, settings: Settings, phase, emit,
+                        stop, options: dict):
+    """The stretched model and its stretch night's report (the night trains the stretched copy on long
+    windows under the probe guard; `options` are its steps, learning rate, probe windows and seed)."""
+    from companion.growth.stretch_night import run_stretch_night
+    from companion.model.growth import stretch
+
+    phase("stretching", f"{plan.before.block_size} -> {plan.after.block_size} tokens")
+    grown = stretch(model, plan.after.block_size)
+    phase("stretch night", f"{options['steps']} steps on windows of {plan.after.block_size} tokens")
+
+    def on_step(i: int, total: int, loss: float, lr: float, tokens: int, eta: float) -> None:
+        emit(GrowthEvent("step", phase="stretch night", step=i, total=total, loss=loss, lr=lr,
+                         tokens=tokens, eta_s=eta))
+
+    report = run_stretch_night(grown, model, tokenizer, store, settings, on_step=on_step, should_stop=stop,
+                               **options)
+    return grown, report
 
 
 @torch.no_grad()
