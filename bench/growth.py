@@ -98,6 +98,33 @@ def night(home: Home, tokenizer: Tokenizer, number: int) -> dict:
             "probe": (report.probe_before or {}).get("ppl"), "probe_after": (report.probe_after or {}).get("ppl")}
 
 
+def print_tables(args, held, growth_times: dict, nurseries: dict, rows: list, nights: dict) -> None:
+    """The README's tables: held-out loss at each stage for both companions, then each night."""
+    def f(x):
+        return "—" if x is None else f"{x:.3f}"
+
+    print(f"\nthreads {args.threads}; stretch night {args.stretch_steps} steps at lr {args.stretch_lr:g}; "
+          f"{len(held.short)} held-out windows of 513 tokens, {len(held.long)} of 1025")
+    print(f"growth took {growth_times['width']:.0f} s (width)"
+          + (f" and {growth_times['context']:.0f} s (context, with its stretch night)" if "context" in growth_times
+             else ""))
+    for name, r in nurseries.items():
+        print(f"nursery ({args.nursery_steps} steps at peak lr {args.nursery_lr:g}), {name.lower()}: "
+              f"{r['seconds']:.0f} s, starter probe ppl {f(r['probe'])}")
+    print()
+    print("| stage | companion | size | held-out loss (513-token windows) | inside 512 (1025-token windows) | beyond 512 |")
+    print("|---|---|---|---:|---:|---:|")
+    for stage, name, m in rows:
+        print(f"| {stage} | {name.lower()} | {m['size']} | {f(m['loss'])} | {f(m['inside'])} | {f(m['beyond'])} |")
+    print("\n| night | companion | status | steps | time | probe ppl before -> after |")
+    print("|---:|---|---|---:|---:|---|")
+    for n in range(args.nights):
+        for name in ("Control", "Grown"):
+            r = nights[name][n]
+            print(f"| {n + 1} | {name.lower()} | {r['status']} | {r['steps']} | {r['seconds']:.0f} s | "
+                  f"{f(r['probe'])} -> {f(r['probe_after'])} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nights", type=int, default=3)
@@ -159,29 +186,7 @@ def main() -> int:
             if n in (1, args.nights):
                 record(f"after night {n}", name)
 
-    def f(x):
-        return "—" if x is None else f"{x:.3f}"
-
-    print(f"\nthreads {args.threads}; stretch night {args.stretch_steps} steps at lr {args.stretch_lr:g}; "
-          f"{len(held.short)} held-out windows of 513 tokens, {len(held.long)} of 1025")
-    print(f"growth took {growth_times['width']:.0f} s (width)"
-          + (f" and {growth_times['context']:.0f} s (context, with its stretch night)" if "context" in growth_times
-             else ""))
-    for name, r in nurseries.items():
-        print(f"nursery ({args.nursery_steps} steps at peak lr {args.nursery_lr:g}), {name.lower()}: "
-              f"{r['seconds']:.0f} s, starter probe ppl {f(r['probe'])}")
-    print()
-    print("| stage | companion | size | held-out loss (513-token windows) | inside 512 (1025-token windows) | beyond 512 |")
-    print("|---|---|---|---:|---:|---:|")
-    for stage, name, m in rows:
-        print(f"| {stage} | {name.lower()} | {m['size']} | {f(m['loss'])} | {f(m['inside'])} | {f(m['beyond'])} |")
-    print("\n| night | companion | status | steps | time | probe ppl before -> after |")
-    print("|---:|---|---|---:|---:|---|")
-    for n in range(args.nights):
-        for name in ("Control", "Grown"):
-            r = nights[name][n]
-            print(f"| {n + 1} | {name.lower()} | {r['status']} | {r['steps']} | {r['seconds']:.0f} s | "
-                  f"{f(r['probe'])} -> {f(r['probe_after'])} |")
+    print_tables(args, held, growth_times, nurseries, rows, nights)
     return 0
 
 

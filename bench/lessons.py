@@ -34,6 +34,7 @@ companion's sampling settings, fixed seeds; replies capped at 32 tokens).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import math
 import shutil
@@ -142,7 +143,8 @@ def live_day(home, store, engine, settings, teach: list[dict], chat: list[tuple[
     return day.good_night().id
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The bench's command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--home", required=True, help="folder of companions (or one companion's home)")
@@ -155,6 +157,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--in-place", action="store_true", help="teach the companion itself, not a copy")
+    return parser
+
+
+@dataclass
+class Measurer:
+    """What the companion says now, measured the same way before the first night and after each."""
+
+    engine: object
+    settings: object
+    facts: list
+    taught: list
+    paraphrased: list
+    lines: list
+    probe: object
+    anchor_ppl: float | None
+    conversations: list | None
+    samples: int
+
+    def row(self, night: int, seconds: float | None, status: str) -> dict:
+        """One night's row: recall, paraphrases, cross-talk, intrusion, log-probs, probe, drift, held-out."""
+        from companion.lessons.recall import measure
+        from companion.night.guards import probe_score
+
+        engine, settings, facts, taught, paraphrased = self.engine, self.settings, self.facts, self.taught, self.paraphrased
+        lines, probe, anchor_ppl, conversations = self.lines, self.probe, self.anchor_ppl, self.conversations
+        samples, tok = self.samples, engine.tokenizer
+        model = engine.model
+        rec = measure(model, tok, settings, taught, samples, ordinary=lines)
+        par = measure(model, tok, settings, paraphrased, samples)
+        score = probe_score(model, probe)
+        logp = [answer_logprob(model, tok, settings, f["question"], f["answer"]) for f in facts]
+        row = {
+            "night": night, "status": status,
+            "recall": {f["key"]: r.total for f, r in zip(facts, rec.lessons)},
+            "paraphrase_recall": {f["key"]: 0 for f in facts},
+            "crosstalk": rec.crosstalk, "intrusion": rec.intrusion, "intrusion_samples": rec.intrusion_samples,
+            "answer_logprob": sum(logp) / len(logp),
+            "probe_ppl": score.ppl,
+            "drift": (score.starter_ppl / anchor_ppl - 1) if anchor_ppl and score.starter_ppl else None,
+            "heldout_ppl": heldout_ppl(model, tok, conversations) if conversations else None,
+            "seconds": seconds,
+            "examples": {f["key"]: r.examples[:2] for f, r in zip(facts, rec.lessons)},
+            "intrusion_examples": rec.intrusion_examples[:3],
+        }
+        for p, r in zip(paraphrased, par.lessons):
+            row["paraphrase_recall"][p.key] += r.total
+        return row
+
+
+def _working_home(args):
+    """The companion the bench teaches: a copy of it in a temporary folder (returned too, to remove
+    afterwards), or the companion itself with --in-place."""
+    from companion.home import Home, resolve_root
+
+    original = Home.open(resolve_root(args.home), args.name)
+    if args.in_place:
+        return original, None
+    tmp = tempfile.mkdtemp(prefix="lessons-")
+    shutil.copytree(original.path, Path(tmp) / original.name, ignore=shutil.ignore_patterns("lock", "backups"))
+    return Home.open(Path(tmp) / original.name), tmp
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.nights < 0 or args.samples < 1:
         parser.error("--nights must be at least 0 and --samples at least 1")
@@ -170,29 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from companion.engine import Engine
-    from companion.night.guards import ProbeSet, build_probe, find_anchor, probe_score
-    from companion.home import Home, HomeError, resolve_root
+    from companion.history.weights import Weights
+    from companion.home import HomeError
     from companion.lessons.cards import ordinary_exchanges
-    from companion.lessons.recall import intrusion_lines, measure
+    from companion.lessons.recall import intrusion_lines
     from companion.lessons.text import LessonText
+    from companion.night.guards import ProbeSet, build_probe, find_anchor, probe_score
     from companion.night.pipeline import run_night
     from companion.night.report import report_lines
     from companion.store import Store
-    from companion.history.weights import Weights
 
     torch.set_num_threads(args.threads)
     try:
-        original = Home.open(resolve_root(args.home), args.name)
+        home, tmp = _working_home(args)
     except (HomeError, OSError) as exc:
         print(f"bench/lessons.py: {exc}", file=sys.stderr)
         return 2
-    tmp = None
-    if args.in_place:
-        home = original
-    else:
-        tmp = tempfile.mkdtemp(prefix="lessons-")
-        shutil.copytree(original.path, Path(tmp) / original.name, ignore=shutil.ignore_patterns("lock", "backups"))
-        home = Home.open(Path(tmp) / original.name)
     rows = []
     try:
         settings = home.load_settings()
@@ -215,28 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 anchor_ppl = probe_score(Weights(home, store).load(anchor, args.device).model,
                                          ProbeSet(starter=probe.starter)).starter_ppl
 
-            def measure_now(night: int, seconds: float | None, status: str) -> dict:
-                model = engine.model
-                rec = measure(model, tok, settings, taught, args.samples, ordinary=lines)
-                par = measure(model, tok, settings, paraphrased, args.samples)
-                score = probe_score(model, probe)
-                logp = [answer_logprob(model, tok, settings, f["question"], f["answer"]) for f in facts]
-                row = {
-                    "night": night, "status": status,
-                    "recall": {f["key"]: r.total for f, r in zip(facts, rec.lessons)},
-                    "paraphrase_recall": {f["key"]: 0 for f in facts},
-                    "crosstalk": rec.crosstalk, "intrusion": rec.intrusion, "intrusion_samples": rec.intrusion_samples,
-                    "answer_logprob": sum(logp) / len(logp),
-                    "probe_ppl": score.ppl,
-                    "drift": (score.starter_ppl / anchor_ppl - 1) if anchor_ppl and score.starter_ppl else None,
-                    "heldout_ppl": heldout_ppl(model, tok, conversations) if conversations else None,
-                    "seconds": seconds,
-                    "examples": {f["key"]: r.examples[:2] for f, r in zip(facts, rec.lessons)},
-                    "intrusion_examples": rec.intrusion_examples[:3],
-                }
-                for p, r in zip(paraphrased, par.lessons):
-                    row["paraphrase_recall"][p.key] += r.total
-                return row
+            measurer = Measurer(engine, settings, facts, taught, paraphrased, lines, probe, anchor_ppl,
+                                conversations, args.samples)
+            measure_now = measurer.row
 
             rows.append(measure_now(0, None, "before"))
             print_row(rows[-1], facts, args.samples, header=True)
@@ -257,9 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        out = {"samples": args.samples, "facts": facts, "nights": rows}
-        args.json.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_json(args.json, args.samples, facts, rows)
     return 0
+
+
+def _write_json(path: Path, samples: int, facts: list[dict], rows: list[dict]) -> None:
+    out = {"samples": samples, "facts": facts, "nights": rows}
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def progress(event) -> None:
