@@ -77,3 +77,21 @@ class CtrlC:
 
     def __exit__(self, *exc: object) -> None:
         signal.signal(signal.SIGINT, self._previous)
+
+
+NOT_CONFIRMED = "not confirmed; run it in a terminal, or add --yes"
+
+
+def ask_yes(question: str, assume_yes: bool = False) -> bool | None:
+    """The owner's answer to a "[y/N]" question at the terminal: True for yes, False for anything else
+    (end of input included). None when there is no terminal to ask: a command that changes things then
+    refuses with `NOT_CONFIRMED`. `assume_yes` (the commands' --yes) answers for the owner."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        return None
+    try:
+        answer = input(f"{question} [y/N] ").strip().lower()
+    except EOFError:
+        answer = ""
+    return answer in ("y", "yes")

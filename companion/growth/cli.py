@@ -32,15 +32,12 @@ def _step_times(home: Home, store, plan, settings) -> tuple[float, float]:
 
 def _unconfirmed(args) -> int | None:
     """None when the owner said yes (or gave --yes); else the exit code, having said why."""
-    if args.yes:
-        return None
-    if not sys.stdin.isatty():
-        return _fail("not confirmed; run it in a terminal, or add --yes")
-    try:
-        answer = input("Grow? [y/N] ").strip().lower()
-    except EOFError:
-        answer = ""
-    if answer not in ("y", "yes"):
+    from companion.progress import NOT_CONFIRMED, ask_yes
+
+    answer = ask_yes("Grow?", args.yes)
+    if answer is None:
+        return _fail(NOT_CONFIRMED)
+    if not answer:
         print("nothing changed")
         return 1
     return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from companion.home import Home, resolve_root
-from companion.progress import plural
+from companion.progress import NOT_CONFIRMED, ask_yes, plural
 
 __all__ = ["cmd_days", "cmd_checkpoints", "cmd_restore", "cmd_backup", "cmd_book_export", "cmd_recover_store"]
 
@@ -128,16 +128,12 @@ def cmd_restore(args) -> int:
         except RestoreError as exc:
             return _fail("restore", exc)
         print(describe_plan(plan))
-        if not args.yes:
-            if not sys.stdin.isatty():
-                return _fail("restore", "not confirmed; run it in a terminal, or add --yes")
-            try:
-                answer = input("Restore? [y/N] ").strip().lower()
-            except EOFError:
-                answer = ""
-            if answer not in ("y", "yes"):
-                print("nothing changed")
-                return 1
+        answer = ask_yes("Restore?", args.yes)
+        if answer is None:
+            return _fail("restore", NOT_CONFIRMED)
+        if not answer:
+            print("nothing changed")
+            return 1
         try:
             result = restore(home, store, args.checkpoint_id)
         except RestoreError as exc:
@@ -200,16 +196,12 @@ def cmd_recover_store(args) -> int:
         print(f"{home.store_path} is damaged: {'; '.join(problems[:3])}\n"
               f"It will be set aside (kept, not deleted) and replaced by the store of the backup {info.folder.name}, "
               f"made {info.made_at.astimezone():%Y-%m-%d %H:%M}: what was written after that is not in it.")
-        if not args.yes:
-            if not sys.stdin.isatty():
-                return _fail("recover-store", "not confirmed; run it in a terminal, or add --yes")
-            try:
-                answer = input("Recover? [y/N] ").strip().lower()
-            except EOFError:
-                answer = ""
-            if answer not in ("y", "yes"):
-                print("nothing changed")
-                return 1
+        answer = ask_yes("Recover?", args.yes)
+        if answer is None:
+            return _fail("recover-store", NOT_CONFIRMED)
+        if not answer:
+            print("nothing changed")
+            return 1
         result = recover_store(home)
         with Store.open(home.store_path) as store:
             sound = store.integrity_check() == ["ok"]
