@@ -21,12 +21,13 @@ has painted.
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from companion.compute.threads import generation_threads, use_threads
+from companion.compute.threads import generation_claim, generation_threads
 from companion.day.request import SampleRequest
 from companion.home import Home
 from companion.store import Store
@@ -147,11 +148,16 @@ class Engine:
         """Tokens that end a turn: the end mark, or any role token (a new turn beginning)."""
         return set(self.tokenizer.stop_ids)
 
+    def _claim(self) -> AbstractContextManager[object]:
+        """For each job: this OS thread's torch count (the setting, within what a night leaves), held
+        as a claim so that a night's next step leaves these cores to it."""
+        if self.device.type != "cpu":
+            return nullcontext()
+        return generation_claim(generation_threads(self.threads))
+
     def _prepare(self) -> None:
-        """Before each job, under the lock: this OS thread's torch count (the setting, within what a
-        night leaves), and the decoder the `int8` setting asks for (the day read afresh if it changed)."""
-        if self.device.type == "cpu":
-            use_threads(generation_threads(self.threads))
+        """Before each job, under the lock: the decoder the `int8` setting asks for (the day read
+        afresh if it changed)."""
         if self.int8 != self._decoder_int8:
             self.decoder = self._decoder()
             self._decoder_int8 = self.int8
@@ -203,8 +209,8 @@ class Engine:
     ) -> list[Generated]:
         """Run `request` on the day's weights, reading only what the day added since the last call
         (see `sample` for what streams and how stopping works)."""
-        with self.lock:
-            self._prepare()  # the thread count, and the int8 copy when it is asked for
+        with self.lock, self._claim():
+            self._prepare()  # the int8 copy when it is asked for
             self.model.eval()
             return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
                           read=self._read)
@@ -220,7 +226,7 @@ class Engine:
         ids = list(context_ids)
         if not ids:
             return "owner"
-        with self.lock:
+        with self.lock, self._claim():
             self._prepare()
             _, last = self._read(ids)
             roles = {r: self.tokenizer.role_ids[r] for r in ("owner", "companion", "inner")}

@@ -7,6 +7,13 @@ weighted is made once and holds for training and for every measure of it.
 
 Conventions: a target of `IGNORE` (-100) teaches nothing (the owner's words, a context, padding);
 padding inputs are token 0, which the model reads but no target ever asks it to predict.
+
+Two ways in: `pad` + a model's logits + `next_token_loss`/`summed_nll`/`sequence_logprobs` for windows
+where every position is scored (the held-out measures), and `score` for rows of unequal length whose
+targets are mostly IGNORE (the night's material, lesson cards, the margin's answers, the preferences'
+replies, the probe). Measured on a seedling lesson night (bench/night.py's full day): a third of the
+padded positions were padding and 29% were taught; `score` groups rows by length and projects only
+the taught positions onto the vocabulary, and computes the same numbers up to float rounding.
 """
 
 from __future__ import annotations
@@ -62,6 +69,74 @@ def pad(inputs: Sequence[Row], targets: Sequence[Row], weights: Sequence[Sequenc
         idx, tgt = idx.to(device), tgt.to(device)
         wts = wts.to(device) if wts is not None else None
     return Padded(idx, tgt, wts)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Each taught target's negative log-likelihood (flat, in no particular order), the row of the
+    batch it belongs to, and its weight when the rows had weights."""
+
+    nll: torch.Tensor
+    rows: torch.Tensor
+    weights: torch.Tensor | None
+    count: int  # rows in the batch
+
+    def loss(self) -> torch.Tensor:
+        """`next_token_loss`'s formula: each taught token's loss times its weight, summed, divided by
+        the number of taught tokens."""
+        losses = self.nll if self.weights is None else self.nll * self.weights
+        return losses.sum() / max(1, self.nll.numel())
+
+    def summed(self) -> torch.Tensor:
+        """The negative log-likelihood summed over every taught target (`summed_nll`)."""
+        return self.nll.sum()
+
+    def row_logprobs(self, mean: bool = False) -> torch.Tensor:
+        """`sequence_logprobs`: each row's log-probability of its taught targets, summed (or per
+        taught token when `mean`)."""
+        total = torch.zeros(self.count, device=self.nll.device).index_add(0, self.rows, -self.nll)
+        if not mean:
+            return total
+        taught = torch.zeros(self.count, device=self.nll.device).index_add(0, self.rows, torch.ones_like(self.nll))
+        return total / taught.clamp_min(1)
+
+
+def length_groups(lengths: Sequence[int], slack: float = 1.3) -> list[list[int]]:
+    """Row indices grouped so that each group pads to a width at most `slack` times its shortest row
+    (longest first): little padding, few forward passes."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] * slack >= lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def score(model: torch.nn.Module, inputs: Sequence[Row], targets: Sequence[Row],
+          weights: Sequence[Sequence[float]] | None = None, slack: float = 1.3) -> Scored:
+    """Score rows of unequal length on `model` (a `model.transformer.Transformer`): the rows grouped
+    by length (`length_groups`), each group padded and read, and only the taught positions projected
+    onto the vocabulary (`Transformer.project`). With gradients when enabled."""
+    device = next(model.parameters()).device
+    nll, rows, wts = [], [], []
+    for group in length_groups([len(x) for x in inputs], slack):
+        batch = pad([inputs[i] for i in group], [targets[i] for i in group],
+                    [weights[i] for i in group] if weights is not None else None, device)
+        taught = batch.targets != IGNORE
+        if not bool(taught.any()):
+            continue
+        logits = model.project(model.hidden(batch.inputs)[taught])
+        nll.append(F.cross_entropy(logits.float(), batch.targets[taught], reduction="none"))
+        rows.append(torch.as_tensor(group, device=device)[taught.nonzero()[:, 0]])
+        if batch.weights is not None:
+            wts.append(batch.weights[taught])
+    if not nll:
+        empty = torch.zeros(0, device=device)
+        return Scored(empty, torch.zeros(0, dtype=torch.long, device=device), empty if weights is not None else None,
+                      len(inputs))
+    return Scored(torch.cat(nll), torch.cat(rows), torch.cat(wts) if wts else None, len(inputs))
 
 
 def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

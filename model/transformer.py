@@ -230,25 +230,37 @@ class Transformer(nn.Module):
         `last_only` gives the last position's logits only, (B, 1, vocab): reading a prompt needs
         no more, and the vocabulary projection of every other position is most of a prefill's work.
         """
-        B, T = idx.shape
+        T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} positions exceed the block size {self.config.block_size}")
         if cache is not None and start + T > cache.capacity:
             raise ValueError(f"{start + T} positions exceed the cache's room for {cache.capacity}")
+        if last_only and targets is not None:
+            raise ValueError("last_only gives no loss: it reads one position's logits")
+        x = self.hidden(idx, cache)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.project(x)
+        if targets is None:
+            return logits, None
+        return logits, next_token_loss(logits, targets)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The last block's output at every position, (B, T, n_embd), before the final norm: what
+        `project` turns into logits, for the positions a caller needs (`model.loss.score`)."""
+        T = idx.shape[1]
+        start = cache.length if cache is not None else 0
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.embed(idx)
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, layer)
         if cache is not None:
             cache.length += T
-        if last_only:
-            if targets is not None:
-                raise ValueError("last_only gives no loss: it reads one position's logits")
-            x = x[:, -1:]
+        return x
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of hidden states (any leading shape): the final norm, then the output projection."""
         x = self.norm(x)
-        logits = F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)  # tied embeddings
-        if targets is None:
-            return logits, None
-        return logits, next_token_loss(logits, targets)
+        return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)  # tied embeddings
 

@@ -49,7 +49,7 @@ def test_the_cards_ask_with_the_owners_wording_and_with_the_made_phrasings(token
     assert any(any(m in text for m in made) for text in asked)
 
 
-def test_a_night_whose_lessons_were_all_said_back_before_it_takes_fewer_steps(tiny_home, tokenizer):
+def test_a_night_whose_lessons_were_all_said_back_before_it_takes_fewer_steps_and_one_that_lags_gets_more_cards(tiny_home, tokenizer):
     with Store.open(tiny_home.store_path) as store:
         teach_directly(tiny_home, store, tokenizer, [DOG])
         day, _ = script_day(tiny_home, store, tokenizer)
@@ -60,6 +60,8 @@ def test_a_night_whose_lessons_were_all_said_back_before_it_takes_fewer_steps(ti
         assert report.lessons["lessons"][0]["before"] == 4 and report.steps == 2  # said back: consolidating
         report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG, SISTER])
         assert report.steps == 4  # the sister is not said back yet: the whole night
+        # two thirds in, the night looks at what is said back and gives the lagging lesson extra cards
+        assert f"after 3 steps, extra cards for: \u201c{SISTER.answer}\u201d" in report.notes
 
 
 def test_a_lesson_said_back_in_most_but_not_every_draw_stays_due_instead_of_resting(tiny_home, tokenizer):
@@ -115,3 +117,43 @@ def test_only_a_lesson_that_lags_behind_tonights_others_is_focused_on():
     teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 10}, samples=10),
                            LessonRecall(SISTER, {SISTER.question: 6}, samples=10)]))
     assert teaching.weak == [(0.6, SISTER)]
+
+
+def test_the_margin_keeps_an_answer_to_its_question_and_out_of_ordinary_chat(tiny_model, tokenizer, tiny_home):
+    """Intrusion: the answer after an ordinary line is one of the margin's rejected rows, so steps on the
+    margin alone widen the gap between the answer after its own question and after an ordinary line."""
+    import torch
+
+    from companion.lessons.margin import answer_logprobs, margin_loss
+    from companion.lessons.morning import morning
+    from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+
+    settings = tiny_home.load_settings()
+    line = "How was the weather on your walk today?"
+    ordinary = [(line, "It rained a little.")]
+
+    def prompt(asked: str) -> list[int]:
+        return reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, 256, [(asked, None)])).ids)
+
+    answer = encode_turn(tokenizer, Turn("companion", DOG.answer))[1:]
+
+    def likelihoods() -> tuple[float, float]:
+        with torch.no_grad():
+            own, elsewhere = answer_logprobs(tiny_model, [prompt(DOG.question), prompt(line)], [answer, answer])
+        return float(own), float(elsewhere)
+
+    own_before, elsewhere_before = likelihoods()
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.05)
+    for seed in range(10):
+        rng = random.Random(seed)
+        loss = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, rng, margin=5.0, others=0,
+                           ordinary=ordinary, neutral=2)
+        assert loss is not None and float(loss.detach()) > 0
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    own_after, elsewhere_after = likelihoods()
+    assert own_after - elsewhere_after > own_before - elsewhere_before
+    without = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, random.Random(0), margin=5.0,
+                          others=0)
+    assert without is None  # with no rivals asked for and no ordinary lines there is nothing to keep apart

@@ -9,7 +9,10 @@ import torch
 from companion.day.request import SampleRequest
 from companion.compute.threads import (
     default_generation_threads,
+    generation_claim,
     generation_threads,
+    machine_cores,
+    pace,
     training_claim,
     training_threads,
 )
@@ -21,12 +24,38 @@ from companion.transcript import Turn, encode_turns
 from companion.model.sampling import SamplingSettings
 
 
-def test_on_two_cores_generation_and_training_each_default_to_one_thread():
+def test_on_two_idle_cores_generation_takes_one_thread_and_a_night_both():
     assert default_generation_threads(2) == 1
     assert generation_threads(0, cores=2) == 1
-    assert training_threads(0, cores=2) == 1
-    assert generation_threads(0, cores=1) == 1 and training_threads(0, cores=1) == 1
-    assert generation_threads(0, cores=16) + training_threads(0, cores=16) == 16
+    assert training_threads(0, cores=2, load=0.3) == 2  # nobody else: the night takes every core
+    assert generation_threads(0, cores=1) == 1 and training_threads(0, cores=1, load=0.0) == 1
+    assert training_threads(0, cores=16, load=0.0) == 16
+
+
+def test_a_night_leaves_a_busy_neighbour_its_core():
+    assert training_threads(0, cores=2, load=1.1) == 1  # one core kept busy by another program
+    assert training_threads(0, cores=2, load=5.0) == 1  # never below one
+    assert training_threads(0, cores=2, load=2.2, ours=2) == 2  # the load is the night's own threads
+    assert training_threads(0, cores=4, load=2.0) == 2
+
+
+def test_a_night_gives_a_core_back_while_a_reply_is_written_and_takes_it_again_after():
+    seen = []
+    with training_claim(0):
+        seen.append(pace(load=0.0))
+        with generation_claim(generation_threads(0, cores=2)):
+            seen.append(pace(load=0.0))
+            assert torch.get_num_threads() == 1
+        seen.append(pace(load=0.0))
+        assert torch.get_num_threads() == machine_cores()
+    assert seen == [machine_cores(), max(1, machine_cores() - 1), machine_cores()]
+
+
+def test_a_fixed_night_setting_is_not_paced():
+    with training_claim(1):
+        assert pace(load=0.0) is None
+        assert torch.get_num_threads() == 1
+    assert pace(load=0.0) is None  # no night: nothing to pace
 
 
 def test_a_setting_overrides_the_default():

@@ -124,8 +124,8 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
     """One training step's cards: (lesson cards, ordinary cards). `among` are the learned lessons
     resting: they fill the morning cards the due lessons leave free and join the mini-days, so that
     they keep their place beside the new ones. `weak` are due lessons the companion said back least
-    before the night (weakest first): they take the morning cards still free after that, a second
-    one each, and twice the share of the after-chat cards, so that the slowest fact catches up
+    before the night (weakest first): they take the morning cards still free after that, up to
+    two more each, and twice the share of the after-chat cards, so that the slowest fact catches up
     instead of lagging a night behind the others."""
     cards: list[Example] = []
 
@@ -141,7 +141,7 @@ def step_cards(lessons: Sequence[LessonText], exchanges: Sequence[Exchange], set
         order, resting = list(lessons), [x for x in among if x not in lessons]
         rng.shuffle(order)
         rng.shuffle(resting)
-        for lesson in (order + resting + list(weak))[: mix.morning]:  # resting, then weak ones fill free slots
+        for lesson in (order + resting + list(weak) * 2)[: mix.morning]:  # resting, then weak ones fill free slots
             turns, i = answer_turns(settings, tokenizer, block_size, ask(lesson), lesson.answer)
             cards.append(_example(tokenizer, turns, {i}, block_size, "lessons"))
         for _ in range(mix.after_chat if exchanges else 0):

@@ -59,10 +59,11 @@ def cmd_sleep(args) -> int:
                     print(f"companion sleep: {exc}", file=sys.stderr)
                     return 2
                 print(f"the night of day {day.number} begins", file=sys.stderr)
-                from companion.compute.threads import training_threads, use_threads
+                from companion.compute.threads import training_claim
 
-                use_threads(training_threads(settings.night.threads))  # `[night] threads`, 0 = auto
-                report = run_night(home, store, day.id, settings, on_event=on_event, should_stop=ctrl_c.stop.is_set)
+                with training_claim(settings.night.threads):  # `[night] threads`, 0 = the free cores
+                    report = run_night(home, store, day.id, settings, on_event=on_event,
+                                       should_stop=ctrl_c.stop.is_set)
         except KeyboardInterrupt:
             print("\nstopped: the night is recorded as interrupted only if it got that far; the weights are "
                   "untouched and the night resumes next time", file=sys.stderr)

@@ -32,7 +32,7 @@ from companion.birth.corpus import starter_documents
 from companion.birth.nursery import CorpusTokens
 from companion.store import Store
 from companion.transcript import Turn, encode_documents, encode_turns
-from companion.model.loss import pad, shifted, summed_nll
+from companion.model.loss import score, shifted
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -120,15 +120,13 @@ def build_probe(tokenizer: Tokenizer, store: Store, greeting: str, goodnight: st
 def _nll(model: Transformer, sequences: Sequence[torch.Tensor], batch_size: int = 8,
          should_stop: Callable[[], bool] | None = None) -> tuple[float, int]:
     """Summed next-token loss and token count over variable-length sequences (right-padded, masked)."""
-    device = next(model.parameters()).device
     total, count = 0.0, 0
     for i in range(0, len(sequences), batch_size):
         check_stop(should_stop)
         rows = [shifted(seq) for seq in sequences[i : i + batch_size]]
-        batch = pad([x for x, _ in rows], [t for _, t in rows], device=device)
-        logits, _ = model(batch.inputs)
-        total += float(summed_nll(logits, batch.targets))
-        count += batch.taught
+        scored = score(model, [x for x, _ in rows], [t for _, t in rows])
+        total += float(scored.summed())
+        count += scored.nll.numel()
     return total, count
 
 

@@ -41,7 +41,7 @@ from companion.night.preferences import Pair, Preferences, Unpaired, dpo_loss, k
 from companion.settings import Settings
 from companion.store import Book, Day, Store
 from companion.transcript import Turn, count_tokens, encode_turns, parse_text
-from companion.model.loss import next_token_loss, pad
+from companion.model.loss import score
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -282,10 +282,8 @@ def step_loss(model: Transformer, batch: Sequence[Item], settings: Settings) -> 
     unpaired = [x for x in batch if isinstance(x, Unpaired)]
     loss = torch.zeros((), device=device)
     if examples:
-        rows = pad([x.inputs for x in examples], [x.targets for x in examples], [x.weights for x in examples],
-                     device)
-        logits, _ = model(rows.inputs)
-        loss = loss + next_token_loss(logits, rows.targets, rows.weights)
+        loss = loss + score(model, [x.inputs for x in examples], [x.targets for x in examples],
+                            [x.weights for x in examples]).loss()
     weight, beta = settings.night.preferences.weight, settings.night.dpo_beta
     if pairs:
         loss = loss + weight * dpo_loss(model, pairs, beta)

@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 
+from companion.compute.threads import pace
 from companion.history.weights import Weights
 from companion.home import Home
 from companion.lessons.keeping import read_lessons, write_lessons
-from companion.lessons.teaching import Teaching, freeze_embeddings
+from companion.lessons.teaching import LOOK_AT, Teaching, freeze_embeddings
 from companion.lessons.text import LessonText
 from companion.night.dream import day_context
 from companion.night.dream import dream as make_dream
@@ -414,10 +415,14 @@ class NightRun:
         watch = LossWatch(settings.night.spike_factor)
         model.train()
         t_train, tokens = time.monotonic(), 0
+        look_at = round(len(steps) * LOOK_AT) if lesson_night else -1
         for step, batch in enumerate(steps):
             if self.stop():
                 raise Stopped()
+            if step == look_at:
+                self._look(tonight)
             lr = lr_at((step + 1) / len(steps), lr_peak, settings.night.warmup_fraction, LR_FLOOR)
+            pace()  # the free cores, afresh (an automatic thread count: companion.compute.threads)
             value = self._step(step, batch, optimizer, lr, tonight.teaching if lesson_night else None)
             if pull_to is not None:
                 with torch.no_grad():
@@ -435,6 +440,16 @@ class NightRun:
                 self._rolled_back_why = why
                 return False
         return True
+
+    def _look(self, tonight: _Tonight) -> None:
+        """Two thirds into a lesson night: what is said back so far decides which lessons get extra
+        cards for the rest of it (`Teaching.look`)."""
+        with self.autocast:
+            tonight.teaching.focus(tonight.teaching.look(self.model, self.stop))
+        self.model.train()
+        if tonight.teaching.lagging():
+            self.note(f"after {self.report.steps} steps, extra cards for: "
+                      + "; ".join(f"\u201c{a}\u201d" for a in tonight.teaching.lagging()))
 
     def _step(self, step: int, batch: Sequence, optimizer: torch.optim.Optimizer, lr: float,
               teaching: Teaching | None) -> float:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from companion.night.guards import check_stop
 from companion.store import Store
 from companion.transcript import Turn, encode_turn, parse_text
-from companion.model.loss import pad, sequence_logprobs
+from companion.model import loss as losses
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -206,9 +206,7 @@ def dream_verdicts(store: Store, dream_ids: Sequence[int]) -> list[tuple[int, li
 
 def logprobs(model: Transformer, replies: Sequence[ScoredReply]) -> torch.Tensor:
     """Summed log-probability of each reply given its context (with gradients when enabled)."""
-    batch = pad([r.inputs for r in replies], [r.targets for r in replies], device=next(model.parameters()).device)
-    logits, _ = model(batch.inputs)
-    return sequence_logprobs(logits, batch.targets)
+    return losses.score(model, [r.inputs for r in replies], [r.targets for r in replies]).row_logprobs()
 
 
 @torch.no_grad()

@@ -87,15 +87,15 @@ class TrainerThread(threading.Thread):
             return 0
 
     def run(self) -> None:
-        from companion.compute.threads import training_claim, training_threads
+        from companion.compute.threads import training_claim
         from companion.night.pipeline import run_night  # torch is imported here, off the UI thread
         from companion.night.report import NightEvent  # torch is imported here, off the UI thread
 
         store = self._store or Store.open(self.home.store_path)
         try:
-            # this thread's torch count (`[night] threads`, or the cores generation leaves); while it
-            # trains, the engine's generations take only the rest (companion.compute.threads)
-            with training_claim(self._threads or training_threads(self._night_threads())):
+            # this thread's torch count (`[night] threads`, or 0: the cores free before each step); while
+            # it trains, the engine's generations take only the rest (companion.compute.threads)
+            with training_claim(self._threads or self._night_threads()):
                 if self._job is not None:
                     self.report = self._job(store, self._emit, self._stop_event.is_set)
                 else:

@@ -195,7 +195,7 @@ class NightSettings:
     threads: int = _setting(
         0,
         _Int(0, 256, "a whole number from 0 (auto) to 256"),
-        "CPU threads the night trains on (0 = auto: the cores generation does not take)",
+        "CPU threads the night trains on (0 = auto: the cores free before each step, none taken from a reply being written or another program)",
     )
     steps: int = _setting(
         0,
