@@ -157,3 +157,40 @@ def test_the_margin_keeps_an_answer_to_its_question_and_out_of_ordinary_chat(tin
     without = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, random.Random(0), margin=5.0,
                           others=0)
     assert without is None  # with no rivals asked for and no ordinary lines there is nothing to keep apart
+
+
+def test_a_near_miss_the_companion_said_is_a_rival_its_answer_is_pushed_above(tiny_model, tokenizer, tiny_home):
+    """The replies that missed a lesson said back some of the time are kept by the recall and become the
+    margin's rejected rows: steps on the margin alone widen the answer's lead over the miss."""
+    import torch
+
+    from companion.lessons.margin import answer_logprobs, margin_loss
+    from companion.lessons.morning import morning
+    from companion.lessons.recall import MISSES, measure
+    from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+
+    settings = tiny_home.load_settings()
+    recall = measure(tiny_model, tokenizer, settings, [DOG], samples=6)
+    kept = recall.of(DOG).misses
+    assert kept and len(kept) == len(set(kept)) <= MISSES  # an untrained model misses: distinct misses kept
+    assert not any("biscuit" in m.lower() for m in kept)
+
+    miss = "Your dog is a good boy."
+    prompt = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, 256, [(DOG.question, None)])).ids)
+    own, wrong = (encode_turn(tokenizer, Turn("companion", text))[1:] for text in (DOG.answer, miss))
+
+    def gap() -> float:
+        with torch.no_grad():
+            a, b = answer_logprobs(tiny_model, [prompt, prompt], [own, wrong])
+        return float(a - b)
+
+    before = gap()
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.05)
+    for seed in range(10):
+        loss = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, random.Random(seed), margin=5.0,
+                           others=0, misses={(DOG.question, DOG.answer): [miss]})
+        assert loss is not None
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert gap() > before + 0.5

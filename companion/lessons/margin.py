@@ -7,6 +7,12 @@ must exceed each other lesson's answer by `margin` nats; the loss is the mean hi
 ``relu(margin - (own - other))``. It is zero once the answers are apart, so it costs nothing then.
 In the feasibility study it removed the first night's cross-talk.
 
+The companion's own near misses are rivals too (`misses`): replies to a lesson it says back some of
+the time that did not say it, from the night's recall before training and its look two thirds in.
+Measured on the seedling, the lagging fact was lost at one word: "Your favourite colour is purple."
+taught, and 3 of 20 draws went "Your favorite kind of food?" (the corpus's spelling, then its own
+way); pushing the answer above exactly those replies trains the word where it goes astray.
+
 The same hinge keeps a lesson's answer to its question (intrusion): for a few lessons a step, the
 answer after its own question must beat the same answer after an ordinary owner line of the starter
 corpus's training side (`ordinary`) by `margin` nats per token. The same tokens in two contexts, so
@@ -17,7 +23,7 @@ the hinge asks only "does this answer belong here?"; measured, lessons taught wi
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +49,16 @@ def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[
 
 def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,
                 block_size: int, rng: random.Random, margin: float = 1.0, others: int = 4,
-                most: int = 8, ordinary: Sequence[tuple[str, str]] = (), neutral: int = 2) -> torch.Tensor | None:
-    """The hinge loss for up to `most` lessons against up to `others` other answers each, asked with a
-    random phrasing, and for `neutral` of them against their own answer after an `ordinary` line;
-    None when there are fewer than two lessons with different key words."""
+                most: int = 8, ordinary: Sequence[tuple[str, str]] = (), neutral: int = 2,
+                misses: Mapping[tuple[str, str], Sequence[str]] | None = None, own_misses: int = 2,
+                ) -> torch.Tensor | None:
+    """The hinge loss for up to `most` lessons against up to `others` other answers each and up to
+    `own_misses` of its near misses (`misses`, keyed by question and answer), asked with a random
+    phrasing, and for `neutral` of them against their own answer after an `ordinary` line; None when
+    there are fewer than two lessons with different key words."""
     if len(lessons) < 2 or margin <= 0:
         return None
+    misses = misses or {}
     chosen = list(lessons)
     rng.shuffle(chosen)
     prompts: list[list[int]] = []
@@ -66,8 +76,11 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         own = len(prompts)
         prompts.append(prompt)
         answers.append(own_answer)
-        for rival in rng.sample(rivals, min(others, len(rivals))):
-            answer = encode_turn(tokenizer, Turn("companion", rival.answer))[1:]
+        wrong = [x.answer for x in rng.sample(rivals, min(others, len(rivals)))]
+        near = [x for x in misses.get((lesson.question, lesson.answer), ()) if x != lesson.answer]
+        wrong += rng.sample(near, min(own_misses, len(near)))
+        for text in wrong:
+            answer = encode_turn(tokenizer, Turn("companion", text))[1:]
             if len(prompt) + len(answer) <= block_size + 1:
                 prompts.append(prompt)
                 answers.append(answer)

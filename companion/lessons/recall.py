@@ -36,18 +36,21 @@ from companion.model.transformer import Transformer
 __all__ = ["LessonRecall", "Recall", "ask", "measure", "intrusion_lines", "REPLY_TOKENS"]
 
 REPLY_TOKENS = 32  # a taught answer is a sentence; longer replies only cost time
+MISSES = 4  # replies kept per lesson that did not say it
 SEED = 7_000_000  # the recall draws' seeds, far from the day's candidate slots
 
 
 @dataclass
 class LessonRecall:
-    """One lesson's count: hits per phrasing (out of `samples` each), cross-talk hits, a few replies."""
+    """One lesson's count: hits per phrasing (out of `samples` each), cross-talk hits, a few replies,
+    and a few of the replies that did not say it (`misses`, distinct, for the margin's near misses)."""
 
     lesson: LessonText
     hits: dict[str, int] = field(default_factory=dict)
     crosstalks: dict[str, int] = field(default_factory=dict)
     samples: int = 0
     examples: list[str] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -124,6 +127,8 @@ def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lesson
             row.hits[question] = sum(says(r, lesson.keys) for r in replies)
             row.crosstalks[question] = sum(1 for r in replies if not says(r, lesson.keys) and any(says(r, k) for k in rivals))
             row.examples += replies[: max(0, keep_examples - len(row.examples))]
+            row.misses += [r for r in dict.fromkeys(replies) if r.strip() and not says(r, lesson.keys)
+                           and r not in row.misses][: max(0, MISSES - len(row.misses))]
         out.lessons.append(row)
     every = [x.keys for x in lessons]
     for line in ordinary:

@@ -72,6 +72,7 @@ class Teaching:
         self.ordinary_lines = intrusion_lines(self.settings, self.settings.night.lessons.intrusion_lines)
         self.margin_rest = 0  # steps left before the margin is computed again (see `loss`)
         self.weak: list[tuple[float, LessonText]] = []  # `focus`
+        self.misses: dict[tuple[str, str], list[str]] = {}  # `focus`: near misses, for the margin
 
     def focus(self, before: Recall | None) -> None:
         """Note the due lessons that lag: not said back in every draw before the night, and less than
@@ -83,6 +84,9 @@ class Teaching:
         if before is None:
             return
         rows = [(before.of(x), x) for x in self.taught]
+        for row, x in rows:  # a lesson said back sometimes: the replies that missed are the margin's too
+            if row is not None and row.total and row.misses:
+                self.misses[(x.question, x.answer)] = list(row.misses)
         rated = [(row.rate if row is not None and row.asked else 0.0, x) for row, x in rows]
         best = max((rate for rate, _ in rated), default=0.0)
         self.weak = [(rate, x) for rate, x in rated if rate < REST_RECALL and rate < best]
@@ -145,7 +149,7 @@ class Teaching:
             self.margin_rest -= 1
             return total
         margin = margin_loss(model, self._rivals(), self.settings, self.tokenizer, self.block_size, self.rng,
-                             margin=cfg.margin, ordinary=self.exchanges)
+                             margin=cfg.margin, ordinary=self.exchanges, misses=self.misses)
         if margin is not None:
             total = total + margin
             if float(margin.detach()) == 0.0:
