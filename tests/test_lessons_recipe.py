@@ -110,13 +110,29 @@ def test_only_a_lesson_that_lags_behind_tonights_others_is_focused_on():
     from companion.lessons.teaching import Teaching
 
     teaching = Teaching.__new__(Teaching)  # the focus rule alone: no model, no cards
-    teaching.taught, teaching.weak = [DOG, SISTER], []
+    teaching.taught, teaching.weak, teaching.misses = [DOG, SISTER], [], {}
     teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 0}, samples=10),
                            LessonRecall(SISTER, {SISTER.question: 0}, samples=10)]))
     assert teaching.weak == []  # a first night: all alike, no extra cards
     teaching.focus(Recall([LessonRecall(DOG, {DOG.question: 10}, samples=10),
                            LessonRecall(SISTER, {SISTER.question: 6}, samples=10)]))
     assert teaching.weak == [(0.6, SISTER)]
+
+
+def test_the_night_goes_on_only_for_a_lesson_an_earlier_night_taught_that_is_still_not_said_back():
+    from companion.lessons.recall import LessonRecall, Recall
+    from companion.lessons.teaching import Teaching
+
+    teaching = Teaching.__new__(Teaching)  # the rule alone: no model, no cards
+    teaching.taught = [DOG, SISTER]
+
+    def recall(dog: int, sister: int) -> Recall:
+        return Recall([LessonRecall(DOG, {DOG.question: dog}, samples=10),
+                       LessonRecall(SISTER, {SISTER.question: sister}, samples=10)])
+
+    assert teaching.behind(recall(3, 0), recall(6, 2)) == [DOG]  # the sister is new tonight: no longer night for her
+    assert teaching.behind(recall(3, 1), recall(9, 9)) == []  # both said back by the look
+    assert teaching.behind(None, recall(0, 0)) == []
 
 
 def test_the_margin_keeps_an_answer_to_its_question_and_out_of_ordinary_chat(tiny_model, tokenizer, tiny_home):
