@@ -45,7 +45,7 @@ def trained(tokenizer):
     torch.manual_seed(1)
     docs = starter_documents(held_out=False, greeting=GREETING, goodnight=GOODNIGHT, limit=300)
     ids = torch.tensor([i for doc in docs for i in encode_turns(tokenizer, doc).ids])
-    model = Transformer(tiny_config(vocab_size=tokenizer.vocab_size, block_size=128))
+    model = Transformer(tiny_config(vocab_size=tokenizer.vocab_size, block_size=256))
     opt = make_optimizer(model, 3e-3)
     for _ in range(120):
         starts = torch.randint(0, len(ids) - 65, (8,))
@@ -59,7 +59,7 @@ def trained(tokenizer):
 @pytest.fixture()
 def home(tmp_path, tokenizer, trained, one_torch_thread):
     """A companion living on the trained weights (its current checkpoint)."""
-    home = make_tiny_home(tmp_path / "companions", tokenizer, block_size=128)
+    home = make_tiny_home(tmp_path / "companions", tokenizer, block_size=256)
     with Store.open(home.store_path) as store:
         Weights(home, store).save(trained[0], "nursery", step=120)
     return home
@@ -84,16 +84,21 @@ def test_the_backend_setting_is_torch_or_llama_cpp_and_anything_else_is_refused_
     assert load_settings(tiny_home.settings_path).engine.backend == "llama.cpp"
 
 
-def test_without_llama_cpp_the_engine_generates_with_pytorch_and_says_why_once(tiny_home, monkeypatch, one_torch_thread):
-    monkeypatch.setitem(sys.modules, "llama_cpp_py_sync", None)  # as if never installed
+def not_installed(monkeypatch) -> None:
+    """As if the wheel had never been installed: importing it fails as it would."""
+    monkeypatch.setitem(sys.modules, "llama_cpp_py_sync", None)
     monkeypatch.setitem(sys.modules, "llama_cpp_py_sync._cffi_bindings", None)
     monkeypatch.setattr(binding, "_library", None)
+
+
+def test_without_llama_cpp_the_engine_generates_with_pytorch_and_says_why_once(tiny_home, monkeypatch, one_torch_thread):
+    not_installed(monkeypatch)
     update_settings_file(tiny_home.settings_path, "engine.backend", "llama.cpp")
     with Store.open(tiny_home.store_path) as store:
         engine = Engine.load(tiny_home, store, device="cpu")
         assert engine.backend == "llama.cpp"
         [note] = [n for n in engine.notes if "llama.cpp" in n]
-        assert "not installed" in note and "companion[llamacpp]" in note and "PyTorch" in note
+        assert "not installed" in note and "pip install llama-cpp-py-sync" in note and "PyTorch" in note
         assert len(reply(engine, [0, 1], SAMPLED)) == 2  # it generates all the same
         assert engine.reload() == [] and engine.prepare_backend() == []  # said once, not at every reload
         assert not (tiny_home.path / CACHE_DIR).exists()  # nothing exported for a runner that cannot run
@@ -185,3 +190,38 @@ def test_llama_cpp_decodes_on_the_engine_threads_setting(home):
         reply(engine, [0], SAMPLED)
         assert ctx.lib.llama_n_threads(ctx._ctx) == 1
 
+
+
+async def test_the_app_on_llama_cpp_without_it_tells_the_owner_once_and_replies_with_pytorch(tiny_home, monkeypatch):
+    from tests.test_app import app_for, quick, ready, send
+
+    not_installed(monkeypatch)
+    quick(tiny_home, **{"engine.backend": "llama.cpp"})
+    app = app_for(tiny_home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        chat = await ready(pilot)
+        await send(pilot, chat, "Hello Scout, how are you?")
+        assert len(chat.deck.cards) == 3
+        said = [n.message for n in app.notices if "llama.cpp" in n.message]
+        assert len(said) == 1 and "not installed" in said[0] and "PyTorch" in said[0]
+        settings = app.settings
+        app.apply_settings(settings.with_value("engine.backend", "torch"))  # the settings screen's saves
+        app.apply_settings(settings.with_value("engine.backend", "llama.cpp"))
+        await app.workers.wait_for_complete()  # the worker that makes the runner, and says why not
+        await pilot.pause(0.2)
+        assert app.engine.backend == "llama.cpp" and app.engine._llama is None
+        assert len([n for n in app.notices if "llama.cpp" in n.message]) == 1  # said once
+
+
+@needs_llama
+async def test_the_app_replies_on_llama_cpp(home):
+    from tests.test_app import app_for, quick, ready, send
+
+    quick(home, **{"engine.backend": "llama.cpp"})
+    app = app_for(home)
+    async with app.run_test(size=(110, 40)) as pilot:
+        chat = await ready(pilot)
+        await send(pilot, chat, "Hello Scout, how are you?")
+        assert len(chat.deck.cards) == 3 and app.engine._llama is not None
+        assert not [n for n in app.notices if "llama.cpp" in n.message]
+    assert [p.suffix for p in (home.path / CACHE_DIR).iterdir()] == [".gguf"]

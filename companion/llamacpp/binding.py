@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["LlamaUnavailable", "LlamaError", "LlamaContext", "load_library", "unavailable"]
 
-INSTALL = "pip install 'companion[llamacpp]'"
+INSTALL = "pip install llama-cpp-py-sync, or the checkout's extra: pip install '.[llamacpp]'"
 
 
 class LlamaUnavailable(RuntimeError):
