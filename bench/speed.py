@@ -148,10 +148,7 @@ def transformers_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int
 
 def llamacpp_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, work: Path, binding: str,
                     thread_counts: list[int]) -> Runner:
-    from companion.model.interop.gguf import export_gguf
-
-    path = export_gguf(model.state_dict(), model.config, tokenizer, work / "seedling-f16.gguf", dtype="f16",
-                       eos_id=tokenizer.end_id, pad_id=tokenizer.pad_id)
+    path = gguf_f16(model, tokenizer, work)
     contexts: dict[int, llamacpp.CppModel] = {}
     current = [1]
 
@@ -175,17 +172,23 @@ def llamacpp_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, wo
     return Runner("llama.cpp f16", threads, read, lambda k, on_first: cpp().greedy_rows(prompt, new, k, on_first))
 
 
-def backend_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, work: Path) -> Runner:
-    """The app's llama.cpp backend: `companion.llamacpp`'s runner for the logits, our loop for the tokens."""
-    from companion.llamacpp import LlamaRunner
+def gguf_f16(model, tokenizer: Tokenizer, work: Path) -> Path:
+    """The weights' GGUF f16 export, written once for both llama.cpp rows."""
     from companion.model.interop.gguf import export_gguf
-    from companion.model.sampling import sample_steps
 
-    path = work / "backend-f16.gguf"
+    path = work / "weights-f16.gguf"
     if not path.exists():
         export_gguf(model.state_dict(), model.config, tokenizer, path, dtype="f16", eos_id=tokenizer.end_id,
                     pad_id=tokenizer.pad_id)
-    runner = LlamaRunner(path, model.config.block_size, threads=1)
+    return path
+
+
+def backend_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, work: Path) -> Runner:
+    """The app's llama.cpp backend: `companion.llamacpp`'s runner for the logits, our loop for the tokens."""
+    from companion.llamacpp import LlamaRunner
+    from companion.model.sampling import sample_steps
+
+    runner = LlamaRunner(gguf_f16(model, tokenizer, work), model.config.block_size, threads=1)
     settings = replace(GREEDY, max_new_tokens=new)
 
     def run(k: int, on_first: Callable[[], None]) -> list[list[int]]:

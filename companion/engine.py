@@ -282,9 +282,18 @@ class Engine:
         with self.lock:
             self._prepare()  # the thread count, the int8 copy or the llama.cpp runner when asked for
             self.model.eval()
-            runner = self._llama
+            if self._llama is not None:
+                from companion.llamacpp import LlamaError
+
+                try:
+                    return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
+                                  start=self._llama.start)
+                except LlamaError as exc:  # a step llama.cpp refused: this reply, and the next, on PyTorch
+                    self._llama.close()
+                    self._llama, self._llama_off = None, str(exc)
+                    self._tell(f"llama.cpp generation is off ({exc}); generating with PyTorch")
             return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
-                          read=self._read, start=runner.start if runner is not None else None)
+                          read=self._read)
 
     @torch.no_grad()
     def next_speaker(self, context_ids: Sequence[int]) -> str:
