@@ -192,6 +192,25 @@ def test_llama_cpp_decodes_on_the_engine_threads_setting(home):
 
 
 
+
+@needs_llama
+def test_a_step_llama_cpp_refuses_falls_back_to_pytorch_for_that_reply_and_says_so_once(tiny_home, tiny_texts, one_torch_thread):
+    with Store.open(tiny_home.store_path) as store:
+        engine = Engine.load(tiny_home, store, device="cpu", backend="llama.cpp")
+        ours = Engine.load(tiny_home, store, device="cpu", backend="torch")
+        runner = engine._llama
+        runner.block_size = 1  # its cache may not grow: 256 cells, llama.cpp's least
+        runner.ctx.resize(16)
+        turns = [Turn("owner", text) for text in tiny_texts[:40]]
+        ctx = encode_turns(engine.tokenizer, turns).ids[:150]
+        request = SampleRequest("reply", "companion", ctx, (0, 1, 2), SamplingSettings(max_new_tokens=64, seed=3))
+        out = engine.generate(request)  # 150 + 3 rows x 64 tokens do not fit: llama_decode refuses a step
+        assert [g.tokens for g in out] == [g.tokens for g in ours.generate(request)]  # PyTorch made them
+        [note] = engine.take_notes()
+        assert "llama_decode failed" in note and "generating with PyTorch" in note
+        assert engine._llama is None and engine.take_notes() == []
+
+
 async def test_the_app_on_llama_cpp_without_it_tells_the_owner_once_and_replies_with_pytorch(tiny_home, monkeypatch):
     from tests.test_app import app_for, quick, ready, send
 

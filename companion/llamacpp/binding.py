@@ -105,7 +105,8 @@ class LlamaContext:
             self.lib.llama_free(self._ctx)
             self._ctx = None
         p = self.lib.llama_context_default_params()
-        p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = n_ctx, self.n_batch, min(self.n_batch, 512), self.n_seq
+        self.batch = min(self.n_batch, n_ctx)  # llama.cpp cuts n_batch to n_ctx, and aborts on a longer batch
+        p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = n_ctx, self.batch, min(self.batch, 512), self.n_seq
         p.n_threads = p.n_threads_batch = self.threads
         p.kv_unified = True
         p.flash_attn_type = 0  # off, as measured (bench/speed.py); the logits match ours more closely
@@ -123,7 +124,13 @@ class LlamaContext:
             self.lib.llama_set_n_threads(self._ctx, n, n)
 
     def decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], logits: Sequence[bool]) -> None:
-        """One batch: token i at `positions[i]` in sequence `seqs[i]`, its logits kept when `logits[i]`."""
+        """Token i at `positions[i]` in sequence `seqs[i]`, its logits kept when `logits[i]`: one batch, or
+        several in order when they are more than a batch holds (llama.cpp would abort the process)."""
+        for at in range(0, len(tokens), self.batch):
+            end = at + self.batch
+            self._decode(tokens[at:end], positions[at:end], seqs[at:end], logits[at:end])
+
+    def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], logits: Sequence[bool]) -> None:
         batch = self.lib.llama_batch_init(len(tokens), 0, 1)
         try:
             batch.n_tokens = len(tokens)
@@ -140,7 +147,7 @@ class LlamaContext:
             raise LlamaError(f"{self.path}: llama_decode failed with code {rc}{_last_error()}")
 
     def logits(self, i: int) -> np.ndarray:
-        """The logits of the last batch's token `i` (one whose logits were kept), a copy."""
+        """The logits of the last batch's token `i` (one whose logits were kept; -1: the last), a copy."""
         ptr = self.lib.llama_get_logits_ith(self._ctx, i)
         if ptr == self.ffi.NULL:
             raise LlamaError(f"{self.path}: no logits for batch position {i}{_last_error()}")

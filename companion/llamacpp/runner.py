@@ -58,8 +58,8 @@ class LlamaRunner:
         self._ids, self._last = [], None  # until this read succeeds
         self.ctx.forget(0, shared)
         new = prompt[shared:]
-        self.ctx.decode(new, range(shared, len(prompt)), [0] * len(new), [False] * (len(new) - 1) + [True])
-        self._ids, self._last = prompt, torch.from_numpy(self.ctx.logits(len(new) - 1))[None]
+        self.ctx.decode(new, list(range(shared, len(prompt))), [0] * len(new), [False] * (len(new) - 1) + [True])
+        self._ids, self._last = prompt, torch.from_numpy(self.ctx.logits(-1))[None]
         return self._last
 
     def start(self, prompt: Sequence[int], k: int, steps: int) -> tuple[torch.Tensor, Step]:
