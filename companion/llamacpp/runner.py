@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from companion.day.request import MAX_CANDIDATES
 from companion.home import Home
 from companion.llamacpp.binding import LlamaContext, load_library
 from companion.llamacpp.gguf_cache import cached_gguf
@@ -23,14 +24,14 @@ from companion.store import Checkpoint
 
 __all__ = ["LlamaRunner", "runner_for", "MAX_ROWS"]
 
-MAX_ROWS = 8  # the most candidates in one round (companion.day.request.MAX_CANDIDATES)
+MAX_ROWS = MAX_CANDIDATES  # the most candidates in one round: sequences 1..8, the day in sequence 0
 
 
 class LlamaRunner:
     """A GGUF file in llama.cpp, read as the day grows; `read` and `start` are what the engine calls."""
 
-    def __init__(self, path: str | Path, block_size: int, threads: int, checkpoint_id: int | None = None) -> None:
-        self.path, self.block_size, self.checkpoint_id = Path(path), block_size, checkpoint_id
+    def __init__(self, path: str | Path, block_size: int, threads: int) -> None:
+        self.path, self.block_size = Path(path), block_size
         self.ctx = LlamaContext(self.path, n_ctx=2 * block_size, n_batch=block_size, n_seq=MAX_ROWS + 1,
                                 threads=threads)
         self._ids: list[int] = []
@@ -96,4 +97,4 @@ def runner_for(home: Home, checkpoint: Checkpoint, model: Any, tokenizer: Any, t
     `LlamaUnavailable` before anything is written when llama.cpp cannot run here."""
     load_library()
     path = cached_gguf(home, checkpoint, model, tokenizer, name)
-    return LlamaRunner(path, model.config.block_size, threads, checkpoint.id)
+    return LlamaRunner(path, model.config.block_size, threads)
