@@ -4,8 +4,11 @@ Run by hand (never in CI), from the repository root:
 
     python bench/speed.py                         # seedling: 1 and 2 threads, idle and with a busy neighbour
     python bench/speed.py --threads 1 --no-busy --no-night --rounds 1   # a quick look
+    python bench/speed.py --home ~/companions/Sol --threads 1 --no-busy --no-night   # a companion's weights
 
-Engines: ours fp32 and ours int8 (`model.sampling`'s loop, the app's own), transformers' `generate`
+Engines: ours fp32 and ours int8 (`model.sampling`'s loop, the app's own), ours on the llama.cpp
+backend (the app's `[engine] backend = "llama.cpp"`: llama.cpp computes the logits of the GGUF f16
+export, our loop samples them; `companion.llamacpp`), transformers' `generate`
 (the HF export of the same weights) and llama.cpp f16 (the GGUF export; when `llama_cpp_py_sync` imports:
 `pip install '.[llamacpp]'`, and on glibc < 2.38 the LD_PRELOAD that `scripts/llamacpp_glibc_shim.py`
 prints). For each thread count, with the machine as it is and then with a CPU-bound neighbour process:
@@ -15,6 +18,9 @@ the prompt's cache, as ours share one prefill), and the resident memory the proc
 engine was built (its weights and buffers; the cache's share is in the README's notes). Rounds alternate the engines so a noisy machine hurts
 all alike; the medians are printed. int8's drift from fp32 is printed too (max |delta logit| on the
 prompt, greedy agreement).
+
+The weights: the bundled seedling, or with `--home` a companion's current checkpoint (e.g. one born from
+SmolLM2-135M: `companion birth --name Sol --owner T --from-base PATH --home DIR`).
 
 A second table: a full seedling day's night (bench/night.py's day and night), per phase, with the
 trainer's thread count as the app chooses it (`[night] threads` = 0).
@@ -142,10 +148,7 @@ def transformers_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int
 
 def llamacpp_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, work: Path, binding: str,
                     thread_counts: list[int]) -> Runner:
-    from companion.model.interop.gguf import export_gguf
-
-    path = export_gguf(model.state_dict(), model.config, tokenizer, work / "seedling-f16.gguf", dtype="f16",
-                       eos_id=tokenizer.end_id, pad_id=tokenizer.pad_id)
+    path = gguf_f16(model, tokenizer, work)
     contexts: dict[int, llamacpp.CppModel] = {}
     current = [1]
 
@@ -167,6 +170,44 @@ def llamacpp_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, wo
         m._decode(prompt, 0, all_logits=False)
 
     return Runner("llama.cpp f16", threads, read, lambda k, on_first: cpp().greedy_rows(prompt, new, k, on_first))
+
+
+def gguf_f16(model, tokenizer: Tokenizer, work: Path) -> Path:
+    """The weights' GGUF f16 export, written once for both llama.cpp rows."""
+    from companion.model.interop.gguf import export_gguf
+
+    path = work / "weights-f16.gguf"
+    if not path.exists():
+        export_gguf(model.state_dict(), model.config, tokenizer, path, dtype="f16", eos_id=tokenizer.end_id,
+                    pad_id=tokenizer.pad_id)
+    return path
+
+
+def backend_runner(model, tokenizer: Tokenizer, prompt: list[int], new: int, work: Path) -> Runner:
+    """The app's llama.cpp backend: `companion.llamacpp`'s runner for the logits, our loop for the tokens."""
+    from companion.llamacpp import LlamaRunner
+    from companion.model.sampling import sample_steps
+
+    runner = LlamaRunner(gguf_f16(model, tokenizer, work), model.config.block_size, threads=1)
+    settings = replace(GREEDY, max_new_tokens=new)
+
+    def run(k: int, on_first: Callable[[], None]) -> list[list[int]]:
+        runner.forget()  # the prompt read afresh each time, as the other engines do
+        last, step = runner.start(prompt, k, new)
+        seen = [False]
+
+        def on_token(row: int, token: int) -> None:
+            if not seen[0]:
+                seen[0] = True
+                on_first()
+
+        return [g.tokens for g in sample_steps(step, last, prompt, k, new, settings, stop_ids=set(), on_token=on_token)]
+
+    def read() -> None:
+        runner.forget()
+        runner.read(prompt)
+
+    return Runner("ours llama.cpp backend", runner.set_threads, read, run)
 
 
 def measure(runner: Runner, threads: int) -> dict[str, float]:
@@ -225,6 +266,21 @@ def night_table(threads: int) -> None:
     print(f"| **total** | **{r['total_s']:.1f}** |")
 
 
+def load_weights(home: str | None):
+    """(model, tokenizer, label): the bundled seedling, or a companion's current checkpoint (read only)."""
+    if home is None:
+        model, _ = load_checkpoint(SEEDLING_DIR / "seedling.safetensors")
+        return model.eval(), Tokenizer.load(SEEDLING_DIR / "tokenizer.json"), "seedling"
+    from companion.history.weights import Weights
+    from companion.home import Home
+    from companion.store import Store
+
+    h = Home.open(home, check_writable=False)
+    with Store.open(h.store_path) as store:
+        loaded = Weights(h, store).load_current()
+    return loaded.model.eval(), loaded.tokenizer(), f"{h.name} (checkpoint {loaded.checkpoint.id})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
@@ -233,15 +289,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-neighbour tables")
     parser.add_argument("--no-night", action="store_true", help="skip the night table")
-    parser.add_argument("--engines", nargs="*", default=["ours fp32", "ours int8", "transformers", "llama.cpp f16"])
+    parser.add_argument("--engines", nargs="*", default=["ours fp32", "ours int8", "ours llama.cpp backend",
+                                                         "transformers", "llama.cpp f16"])
+    parser.add_argument("--home", help="a companion's folder: its current weights instead of the seedling")
     args = parser.parse_args()
     print(f"{machine_cores()} cores; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}")
 
-    model, _ = load_checkpoint(SEEDLING_DIR / "seedling.safetensors")
-    model.eval()
-    tokenizer = Tokenizer.load(SEEDLING_DIR / "tokenizer.json")
+    model, tokenizer, label = load_weights(args.home)
     prompt = prompt_ids(tokenizer, args.prompt_tokens)
-    print(f"seedling {model.num_params() / 1e6:.1f}M parameters; prompt {len(prompt)} tokens; "
+    print(f"{label} {model.num_params() / 1e6:.1f}M parameters; prompt {len(prompt)} tokens; "
           f"{args.new_tokens} greedy tokens per row")
     work = Path(tempfile.mkdtemp(prefix="bench-speed-"))
     runners: list[Runner] = []
@@ -264,6 +320,14 @@ def main() -> None:
                   f"argmax agreement {float((a.argmax(-1) == b.argmax(-1)).float().mean()):.3f}; "
                   f"greedy tokens identical for the first {same} of {len(q_tokens)}")
             runner = ours(name, q, prompt, args.new_tokens)
+        elif name == "ours llama.cpp backend":
+            from companion.llamacpp import unavailable
+
+            why = unavailable()
+            if why:
+                print(f"ours llama.cpp backend: skipped ({why})")
+                continue
+            runner = backend_runner(model, tokenizer, prompt, args.new_tokens, work)
         elif name == "transformers":
             try:
                 runner = transformers_runner(model, tokenizer, prompt, args.new_tokens, work)

@@ -565,6 +565,15 @@ class CompanionApp(App):
             return
         self.post_message(WeightsReloaded(self.engine.checkpoint_id, notes))
 
+    @work(thread=True, group="backend")
+    def prepare_backend(self) -> None:
+        """Make what the chosen backend needs now (llama.cpp: the export, loaded), off the UI's thread,
+        and say once why it cannot run, if it cannot."""
+        if self.engine is None:
+            return
+        for note in self.engine.prepare_backend():
+            self.call_from_thread(self.notify, note, title="Engine", severity="warning", timeout=15)
+
     def on_weights_reloaded(self, message: WeightsReloaded) -> None:
         self.notify(f"Now living on checkpoint {message.checkpoint_id}.", title="Weights")
         for note in message.notes:
@@ -590,6 +599,9 @@ class CompanionApp(App):
         if self.engine is not None:
             self.engine.threads = settings.engine.threads
             self.engine.use_int8(settings.engine.int8)
+            if settings.engine.backend != self.engine.backend:
+                self.engine.use_backend(settings.engine.backend)
+                self.prepare_backend()
         self.set_keymap(dict(settings.ui.bindings))
 
     def _apply_saved_theme(self) -> None:

@@ -14,6 +14,12 @@ seeded generator per slot), so a request is reproducible and a later round uses 
 Weights that are not the engine's (the night's copy) run a request with `sample`, the same path
 without the day's cache.
 
+With `[engine] backend = "llama.cpp"` (and the optional wheel installed) the logits come from llama.cpp
+instead, on the GGUF export of the current checkpoint (`companion.llamacpp`): the same loop samples
+them, so stop rules, penalty and seeds are unchanged. When llama.cpp cannot run (not installed, a
+library that will not load, weights GGUF cannot carry), the engine generates with PyTorch and says
+why once, in its notes.
+
 This module imports torch; the app imports it lazily, in a thread worker, after the first screen
 has painted.
 """
@@ -33,11 +39,14 @@ from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
 from companion.history.weights import Loaded, Weights
-from companion.model.sampling import prefill, sample_from_cache
+from companion.model.sampling import Step, prefill, sample_from_cache, sample_steps
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import KVCache, Transformer
 
-__all__ = ["Engine", "Generated", "EngineError", "sample"]
+__all__ = ["Engine", "Generated", "EngineError", "sample", "BACKENDS"]
+
+BACKENDS = ("torch", "llama.cpp")
+"""What computes the day's logits (`[engine] backend`): our PyTorch model, or llama.cpp on its GGUF export."""
 
 
 class EngineError(RuntimeError):
@@ -65,24 +74,30 @@ class Engine:
     """The tokenizer and the current weights, loaded on a device, behind one lock."""
 
     def __init__(self, home: Home, store: Store, tokenizer: Tokenizer, loaded: Loaded, device: torch.device,
-                 threads: int = 0, int8: bool = False) -> None:
+                 threads: int = 0, int8: bool = False, backend: str = "torch") -> None:
         self.home, self.store = home, store
         self.tokenizer = tokenizer
         self.device = device
         self.threads = threads  # `[engine] threads`: 0 = the measured default (companion.compute.threads)
         self.int8 = int8  # `[engine] int8`: generate with an int8 copy of the weights (model.quantize.int8)
         self.lock = threading.RLock()  # re-entrant: reload() may be called by a holder
+        self.backend = backend  # `[engine] backend`: "torch" or "llama.cpp" (see BACKENDS)
+        self._llama = None  # the llama.cpp runner for the current weights, when it runs here
+        self._llama_off: str | None = None  # why llama.cpp does not run on the current weights
+        self._told: set[str] = set()  # notes said once per engine
+        self._news: list[str] = []  # notes not yet handed to the app
         self._set_loaded(loaded)
+        self._news.clear()  # handed over as `notes` (the app shows them when the engine is ready)
 
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
     def load(cls, home: Home, store: Store, device: str | torch.device | None = None,
-             threads: int | None = None, int8: bool | None = None) -> "Engine":
+             threads: int | None = None, int8: bool | None = None, backend: str | None = None) -> "Engine":
         """Read the tokenizer and the current checkpoint (falling back to an older one, with notes).
-        `threads` and `int8` default to the companion's `[engine]` settings."""
+        `threads`, `int8` and `backend` default to the companion's `[engine]` settings."""
         dev = _pick_device(device)
-        if threads is None or int8 is None:
+        if threads is None or int8 is None or backend is None:
             from companion.settings import EngineSettings, SettingsError
 
             try:
@@ -91,6 +106,7 @@ class Engine:
                 engine_settings = EngineSettings()
             threads = engine_settings.threads if threads is None else threads
             int8 = engine_settings.int8 if int8 is None else int8
+            backend = engine_settings.backend if backend is None else backend
         loaded = Weights(home, store).load_current(dev)
         tokenizer = loaded.tokenizer()  # the one these weights were saved with (a growth may add tokens)
         if loaded.model.config.vocab_size < tokenizer.vocab_size:
@@ -98,7 +114,7 @@ class Engine:
                 f"the weights know {loaded.model.config.vocab_size} tokens but the tokenizer has "
                 f"{tokenizer.vocab_size}: they do not belong together"
             )
-        return cls(home, store, tokenizer, loaded, dev, threads, int8)
+        return cls(home, store, tokenizer, loaded, dev, threads, int8, backend)
 
     def reload(self) -> list[str]:
         """Re-read the current checkpoint (after a night or a restore) without restarting the app."""
@@ -107,7 +123,7 @@ class Engine:
             tokenizer = loaded.tokenizer()
             self.tokenizer = tokenizer
             self._set_loaded(loaded)
-            return list(loaded.notes)
+            return list(loaded.notes) + self.take_notes()
 
     def _set_loaded(self, loaded: Loaded) -> None:
         self.model: Transformer = loaded.model.eval()
@@ -117,6 +133,8 @@ class Engine:
         self.decoder: Transformer = self._decoder()
         self._decoder_int8 = self.int8
         self.forget_context()
+        self._drop_llama()
+        self._llama_runner()  # new weights, a new export: made now (a morning), not at the first reply
 
     def _decoder(self) -> Transformer:
         """What generation runs: the weights themselves, or their int8 copy when `int8` is on and
@@ -135,6 +153,61 @@ class Engine:
         """Switch int8 generation on or off (the settings screen's save). Cheap and safe from the UI
         thread: the copy is built (or dropped) by the next generation, under the lock."""
         self.int8 = on
+
+    # -- llama.cpp ----------------------------------------------------------------------------------
+
+    def use_backend(self, backend: str) -> None:
+        """Choose what computes the day's logits (the settings screen's save): cheap and safe from the UI
+        thread; the runner is made by `prepare_backend` or the next generation, under the lock."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+        if backend != self.backend:
+            self.backend = backend
+            self._llama_off = None  # try again: it may have been installed since
+
+    def prepare_backend(self) -> list[str]:
+        """Make the llama.cpp runner now if the backend asks for one (export, load); the notes not yet
+        said (why llama.cpp is off, once)."""
+        with self.lock:
+            self._llama_runner()
+            return self.take_notes()
+
+    def take_notes(self) -> list[str]:
+        """Notes made since the last call (a fallback taken), each said once per engine."""
+        news, self._news = self._news, []
+        return news
+
+    def _tell(self, note: str) -> None:
+        if note not in self._told:
+            self._told.add(note)
+            self.notes.append(note)
+            self._news.append(note)
+
+    def _drop_llama(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+        self._llama, self._llama_off = None, None
+
+    def _llama_runner(self):
+        """The llama.cpp runner for the current weights when the backend is llama.cpp and it can run:
+        made on first need (the GGUF export cached in the home, then loaded); otherwise None, and the
+        owner is told why once."""
+        if self.backend != "llama.cpp":
+            if self._llama is not None:
+                self._drop_llama()
+            return None
+        if self._llama is not None or self._llama_off is not None:
+            return self._llama
+        from companion.llamacpp import LlamaError, LlamaUnavailable, runner_for
+        from companion.model.interop import InteropError
+
+        try:
+            self._llama = runner_for(self.home, self.checkpoint, self.model, self.tokenizer,
+                                     generation_threads(self.threads), self.home.name)
+        except (LlamaUnavailable, LlamaError, InteropError, OSError) as exc:
+            self._llama_off = str(exc)
+            self._tell(f"llama.cpp generation is off ({exc}); generating with PyTorch")
+        return self._llama
 
     @property
     def checkpoint_id(self) -> int:
@@ -156,8 +229,12 @@ class Engine:
         return generation_claim(generation_threads(self.threads))
 
     def _prepare(self) -> None:
-        """Before each job, under the lock: the decoder the `int8` setting asks for (the day read
-        afresh if it changed)."""
+        """Before each job, under the lock (and its thread claim, `_claim`): llama.cpp's thread count
+        when it generates, and the decoder the `int8` setting asks for (the day read afresh if it
+        changed)."""
+        runner = self._llama_runner()
+        if runner is not None:
+            runner.set_threads(torch.get_num_threads())  # the count `_claim` set for this job
         if self.int8 != self._decoder_int8:
             self.decoder = self._decoder()
             self._decoder_int8 = self.int8
@@ -210,8 +287,18 @@ class Engine:
         """Run `request` on the day's weights, reading only what the day added since the last call
         (see `sample` for what streams and how stopping works)."""
         with self.lock, self._claim():
-            self._prepare()  # the int8 copy when it is asked for
+            self._prepare()  # the int8 copy or the llama.cpp runner when asked for
             self.model.eval()
+            if self._llama is not None:
+                from companion.llamacpp import LlamaError
+
+                try:
+                    return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
+                                  start=self._llama.start)
+                except LlamaError as exc:  # a step llama.cpp refused: this reply, and the next, on PyTorch
+                    self._llama.close()
+                    self._llama, self._llama_off = None, str(exc)
+                    self._tell(f"llama.cpp generation is off ({exc}); generating with PyTorch")
             return sample(self.decoder, self.tokenizer, request, on_text=on_text, should_stop=should_stop,
                           read=self._read)
 
@@ -228,7 +315,7 @@ class Engine:
             return "owner"
         with self.lock, self._claim():
             self._prepare()
-            _, last = self._read(ids)
+            last = self._llama.read(ids) if self._llama is not None else self._read(ids)[1]
             roles = {r: self.tokenizer.role_ids[r] for r in ("owner", "companion", "inner")}
             scores = {r: float(last[0, i]) for r, i in roles.items()}
         return max(scores, key=scores.get)
@@ -243,6 +330,7 @@ def sample(
     on_text: Callable[[int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     read: Callable[[list[int]], tuple[KVCache, torch.Tensor]] | None = None,
+    start: Callable[[list[int], int, int], tuple[torch.Tensor, Step]] | None = None,
 ) -> list[Generated]:
     """Sample `request.k` continuations of the request's context in its role, in one batch.
 
@@ -251,14 +339,14 @@ def sample(
     token, so a character made of several tokens never shows half-made. `should_stop()` is polled
     between steps; stopping keeps what each row has so far (finish 'stopped'). `read(prompt)` gives
     the prompt's cache and last logits (the engine's cached day); by default the prompt is read whole.
-    The model is left in eval mode.
+    `start(prompt, k, steps)` instead gives the prompt's last logits and the step that decodes the k rows
+    elsewhere (llama.cpp): the same loop samples them. The model is left in eval mode.
     """
     prompt = reply_prompt(tokenizer, list(request.context_ids), request.role)
     block_size = model.config.block_size
     if len(prompt) >= block_size:
         raise EngineError(f"the day ({len(prompt)} tokens) fills the model's block ({block_size})")
     model.eval()
-    base, last = (read or (lambda ids: prefill(model, ids)))(prompt)
     rows: list[list[int]] = [[] for _ in range(request.k)]
 
     def on_token(row: int, token: int) -> None:
@@ -266,6 +354,14 @@ def sample(
         if on_text is not None:
             on_text(row, tokenizer.decode(rows[row]))
 
-    results = sample_from_cache(model, base, last, prompt, request.k, request.sampling, set(tokenizer.stop_ids),
-                                tokenizer.special_ids, list(request.slots), on_token, should_stop)
+    stops, protected, slots = set(tokenizer.stop_ids), tokenizer.special_ids, list(request.slots)
+    if start is not None:
+        steps = min(request.sampling.max_new_tokens, block_size - len(prompt))
+        last, step = start(prompt, request.k, steps)
+        results = sample_steps(step, last, prompt, request.k, steps, request.sampling, stops, protected, slots,
+                               on_token, should_stop)
+    else:
+        base, last = (read or (lambda ids: prefill(model, ids)))(prompt)
+        results = sample_from_cache(model, base, last, prompt, request.k, request.sampling, stops, protected,
+                                    slots, on_token, should_stop)
     return [Generated(tokenizer.decode(r.tokens), r.finish, r.tokens) for r in results]

@@ -16,7 +16,7 @@ from companion.model.sampling_settings import SamplingSettings
 from companion.model.transformer import KVCache, Transformer
 
 __all__ = ["SamplingSettings", "Generation", "sample_candidates", "sample_from_cache", "prefill",
-           "apply_repetition_penalty", "filter_logits"]
+           "sample_steps", "Step", "apply_repetition_penalty", "filter_logits"]
 
 
 @dataclass
@@ -141,6 +141,10 @@ def sample_candidates(
                              on_token, should_stop)
 
 
+Step = Callable[[list[int]], torch.Tensor]
+"""One decoding step of K rows: each row's last token in, the (k, vocab) logits after it out."""
+
+
 @torch.no_grad()
 def sample_from_cache(
     model: Transformer,
@@ -155,25 +159,54 @@ def sample_from_cache(
     on_token: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Generation]:
-    """The sampling loop, from a prompt already read into a one-row `cache` whose last position gave
-    `last_logits` (1, vocab). The caller's cache stays as read (the engine keeps the day's cache
-    between turns): `k` rows get a copy with room for this reply only, and one row writes only past
+    """The sampling loop on our model, from a prompt already read into a one-row `cache` whose last
+    position gave `last_logits` (1, vocab). The caller's cache stays as read (the engine keeps the day's
+    cache between turns): `k` rows get a copy with room for this reply only, and one row writes only past
     the positions read (see `KVCache.expand`)."""
+    steps = min(settings.max_new_tokens, model.config.block_size - cache.length)
+    rows = cache.expand(k, steps)  # room for this reply only, not the whole block
+    device = last_logits.device
+
+    def step(next_ids: list[int]) -> torch.Tensor:
+        logits, _ = model(torch.tensor(next_ids, device=device)[:, None], cache=rows)
+        return logits[:, -1, :]
+
+    return sample_steps(step, last_logits, prompt, k, steps, settings, stop_ids, protected_ids, slots,
+                        on_token, should_stop)
+
+
+@torch.no_grad()
+def sample_steps(
+    step: Step,
+    last_logits: torch.Tensor,
+    prompt: list[int],
+    k: int,
+    steps: int,
+    settings: SamplingSettings,
+    stop_ids: Collection[int],
+    protected_ids: Collection[int] = (),
+    slots: list[int] | None = None,
+    on_token: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Generation]:
+    """The one sampling loop: at most `steps` tokens for each of `k` rows that all start from the logits
+    after `prompt` (`last_logits`, (1, vocab)), `step(next_ids)` giving the next (k, vocab) logits.
+
+    Whatever computes the logits (our model and its cache, or llama.cpp's parallel sequences), the
+    rules are these: the repetition penalty, the cut-offs, one generator per slot (seed + slot), the
+    stop tokens ending a row (finish 'end'), `should_stop` ending every row (finish 'stopped')."""
     slots = list(range(k)) if slots is None else list(slots)
     if len(slots) != k:
         raise ValueError(f"{k} candidates but {len(slots)} slots")
     device = last_logits.device
     gens = _generators(settings.seed, slots, device)
-    room = model.config.block_size - cache.length
-    steps = min(settings.max_new_tokens, room)
-    cache = cache.expand(k, steps)  # room for this reply only, not the whole block
     logits = last_logits.expand(k, -1)
     protected = set(protected_ids) | set(stop_ids)
     penalty = _Penalty(k, logits.size(-1), prompt[-settings.repetition_window :] if settings.repetition_window else (),
                        settings.repetition_penalty, protected, device)
     greedy = settings.top_k == 1  # one token survives the filter: its argmax, with no draw to make
     results = [Generation() for _ in range(k)]
-    for step in range(steps):
+    for i in range(steps):
         if should_stop is not None and should_stop():
             for r in results:
                 r.finish = r.finish or "stopped"
@@ -196,10 +229,9 @@ def sample_from_cache(
             penalty.saw(row, tok)
             if on_token is not None:
                 on_token(row, tok)
-        if all(r.finish for r in results) or step == steps - 1:
+        if all(r.finish for r in results) or i == steps - 1:
             break
-        logits, _ = model(torch.tensor(next_ids, device=device)[:, None], cache=cache)
-        logits = logits[:, -1, :]
+        logits = step(next_ids)
     for r in results:
         r.finish = r.finish or "length"
     return results

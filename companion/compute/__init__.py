@@ -1,2 +1,3 @@
-"""How the companion uses the machine: thread counts for generation and training (`threads`), and the
-ways of running the model for the day (`decode`: full precision or int8)."""
+"""How the companion uses the machine: thread counts for generation and training (`threads`). The ways of
+running the model for the day live beside it: full precision or int8 (`companion.model.quantize`), or
+llama.cpp on the GGUF export of the weights (`companion.llamacpp`)."""

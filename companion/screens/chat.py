@@ -420,6 +420,8 @@ class ChatScreen(Screen):
             results = round_.sample(self.app.engine, lambda: self.post_message(GenerationStreamed(round_)),
                                     self.throttle_s)
             self.post_message(GenerationDone(round_, results))
+            for note in self.app.engine.take_notes():  # a fallback the engine took (llama.cpp off), said once
+                self.app.call_from_thread(self.app.notify, note, title="Engine", severity="warning", timeout=15)
         except Exception as error:  # shown to the owner; the day is unchanged
             self.post_message(GenerationFailed(round_, f"{type(error).__name__}: {error}"))
 

@@ -325,6 +325,11 @@ class EngineSettings:
     int8: bool = _setting(
         False, _Bool(), "generate with int8 weights on the CPU (faster; logits drift a little, see README)"
     )
+    backend: str = _setting(
+        "torch",
+        _Text("torch or llama.cpp", nonempty=True, max_len=16, pattern=r"torch|llama\.cpp"),
+        "what generates: torch (our own loop) or llama.cpp (the llamacpp extra; GGUF of the current weights)",
+    )
 
 
 @dataclass(frozen=True)
