@@ -15,9 +15,10 @@ way); pushing the answer above exactly those replies trains the word where it go
 
 The same hinge keeps a lesson's answer to its question (intrusion): for a few lessons a step, the
 answer after its own question must beat the same answer after an ordinary owner line of the starter
-corpus's training side (`ordinary`) by `margin` nats per token. The same tokens in two contexts, so
-the hinge asks only "does this answer belong here?"; measured, lessons taught without it leaked into
-8 of 100 replies to ordinary lines after a first night.
+corpus's training side (`ordinary`) by `margin` nats per token, for every lesson of the step (at
+most `neutral`). The same tokens in two contexts, so the hinge asks only "does this answer belong
+here?"; measured on the seedling's first night, lessons taught without it leaked into 8 of 100
+replies to ordinary lines, with it for two lessons a step into 3-8 (three runs).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[
 
 def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,
                 block_size: int, rng: random.Random, margin: float = 1.0, others: int = 4,
-                most: int = 8, ordinary: Sequence[tuple[str, str]] = (), neutral: int = 2,
+                most: int = 8, ordinary: Sequence[tuple[str, str]] = (), neutral: int = 8,
                 misses: Mapping[tuple[str, str], Sequence[str]] | None = None, own_misses: int = 2,
                 ) -> torch.Tensor | None:
     """The hinge loss for up to `most` lessons against up to `others` other answers each and up to
