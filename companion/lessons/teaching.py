@@ -40,6 +40,7 @@ __all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings", "MARGIN_REST", "LO
 
 MARGIN_REST = 2
 LOOK_AT = 2 / 3  # the share of a night's steps after which it looks at what is said back (`look`)
+LOOK_SAMPLES = 2  # the look draws this many times the recall's samples: 10 draws could not tell 75% from 90%
 
 
 
@@ -96,21 +97,22 @@ class Teaching:
         companion says back so far, for `focus`: the lessons that lag at two thirds of a first night
         get the extra cards for the rest of it instead of waiting a night (measured: one fact of five
         was said back 6 times of 20 after a first night, the others 9-16)."""
-        return measure(model, self.tokenizer, self.settings, self.taught, self.settings.night.lessons.samples,
+        return measure(model, self.tokenizer, self.settings, self.taught, LOOK_SAMPLES * self.settings.night.lessons.samples,
                        phrasings=False, should_stop=should_stop, keep_examples=0)
 
     def behind(self, before: Recall | None, now: Recall) -> list[LessonText]:
         """The lessons an earlier night already taught (said back at least once before tonight) that
-        are still said back in fewer than LEARNED_RECALL of the look's draws: the night goes on for
-        them (`[night.lessons] extra_steps`). Measured without it, one fact of five stayed at 14-17
-        of 20 after a second night while the others were at 19-20. A first night's lessons (never
-        said yet) do not extend it: a longer first night is where intrusion grew."""
+        the look found missed in any of its draws: the night goes on for them (`[night.lessons]
+        extra_steps`). Measured without it, one fact of five stayed at 14-17 of 20 after a second
+        night while the others were at 19-20; with "fewer than 90% of 10 draws" as the rule the look
+        saw that fact said 9 times of 10 and let the night end. A first night's lessons (never said
+        yet) do not extend it: a longer first night is where intrusion grew."""
         if before is None:
             return []
         out = []
         for lesson in self.taught:
             old, row = before.of(lesson), now.of(lesson)
-            if old is not None and old.total and row is not None and row.asked and row.rate < LEARNED_RECALL:
+            if old is not None and old.total and row is not None and row.asked and row.rate < REST_RECALL:
                 out.append(lesson)
         return out
 
