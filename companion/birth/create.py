@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from companion.compute.threads import training_claim
 from companion.birth.corpus import CorpusError, read_owner_texts, starter_documents
 from companion.home import SEEDLING_DIR, Home, is_born, is_home, list_unborn, validate_name
 from companion.birth.nursery import CorpusTokens, NurseryProgress, NurseryResult, run_nursery
@@ -257,12 +258,13 @@ def run_birth_nursery(
         left = deadline - time.monotonic()
         log(f"{time.monotonic() - started:.0f} s of the {plan.minutes:g}-minute budget went to preparing; "
             + (f"{left:.0f} s left for training" if left > 0 else "training one step only"))
-    result, optimizer = run_nursery(
-        model, optimizer, data, steps=plan.steps, deadline=deadline, batch_size=plan.batch_size,
-        peak_lr=plan.peak_lr, seed=plan.seed + step0, heldout_windows=plan.heldout_windows,
-        eval_every_s=plan.eval_every_s, on_progress=on_progress, should_stop=should_stop,
-        sample=sample_line(tokenizer, settings, plan.seed),
-    )
+    with training_claim(settings.night.threads):  # the night's thread rule: the free cores, step by step
+        result, optimizer = run_nursery(
+            model, optimizer, data, steps=plan.steps, deadline=deadline, batch_size=plan.batch_size,
+            peak_lr=plan.peak_lr, seed=plan.seed + step0, heldout_windows=plan.heldout_windows,
+            eval_every_s=plan.eval_every_s, on_progress=on_progress, should_stop=should_stop,
+            sample=sample_line(tokenizer, settings, plan.seed),
+        )
     ppl, probe_set = measure_probe(model, tokenizer, settings)
     record = weights.save(model, reason, step=step0 + result.steps, parent_id=parent_id,
                           probe_ppl=ppl, probe_set=probe_set)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from companion.compute.threads import pace
 from companion.night.optimizer import lr_at, make_optimizer, mean_loss, train_step
 from companion.transcript import Encoded
 from companion.model.transformer import Transformer
@@ -135,6 +136,7 @@ def run_nursery(
             stopped = True
             break
         lr = lr_at(fraction, peak_lr, warmup)
+        pace()  # the free cores, afresh, under a caller's automatic training claim (companion.compute.threads)
         batch = _draw_batch(data, block, batch_size, gen).to(device)
         _, loss = model(batch[:, :-1], batch[:, 1:])
         loss_value = train_step(model, optimizer, loss, lr)
