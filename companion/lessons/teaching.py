@@ -75,13 +75,15 @@ class Teaching:
         self.weak: list[tuple[float, LessonText]] = []  # `focus`
         self.misses: dict[tuple[str, str], list[str]] = {}  # `focus`: near misses, for the margin
 
-    def focus(self, before: Recall | None) -> None:
+    def focus(self, before: Recall | None, keep: bool = False) -> None:
         """Note the due lessons that lag: not said back in every draw before the night, and less than
         the best of tonight's lessons. Each step they get extra cards, weakest first (ties in a fresh
         random order each step; `step_cards`' `weak`). Measured, one fact lagged: after two nights four
         facts were said back 19-20 times of 20 and the favourite colour 14. Lessons all alike (a first
         night: none said yet) get none: measured, extra cards for all of them on a first night raised
-        intrusion past its bound (3 of 50; the night was rolled back)."""
+        intrusion past its bound (3 of 50; the night was rolled back). With `keep` (the look during
+        the night) the lessons already focused on stay so: a lesson said back at the look still needs
+        the rest of the night (measured, dropping its extra cards there left it at 14 of 20)."""
         if before is None:
             return
         rows = [(before.of(x), x) for x in self.taught]
@@ -90,7 +92,11 @@ class Teaching:
                 self.misses[(x.question, x.answer)] = list(row.misses)
         rated = [(row.rate if row is not None and row.asked else 0.0, x) for row, x in rows]
         best = max((rate for rate, _ in rated), default=0.0)
-        self.weak = [(rate, x) for rate, x in rated if rate < REST_RECALL and rate < best]
+        weak = [(rate, x) for rate, x in rated if rate < REST_RECALL and rate < best]
+        if keep:
+            now = {id(x) for _, x in weak}
+            weak += [(rate, x) for rate, x in self.weak if id(x) not in now]
+        self.weak = sorted(weak, key=lambda t: t[0])
 
     def look(self, model: Transformer, should_stop: Callable[[], bool] | None = None) -> Recall:
         """A quick look during the night (the taught phrasing only, no intrusion lines) at what the

@@ -452,7 +452,7 @@ class NightRun:
         teaching = tonight.teaching
         with self.autocast:
             now = teaching.look(self.model, self.stop)
-        teaching.focus(now)
+        teaching.focus(now, keep=True)
         self.model.train()
         behind = teaching.behind(tonight.recall_before, now)
         extra = round(len(tonight.steps) * self.settings.night.lessons.extra_steps) if behind else 0
