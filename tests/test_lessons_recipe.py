@@ -119,23 +119,6 @@ def test_only_a_lesson_that_lags_behind_tonights_others_is_focused_on():
     assert teaching.weak == [(0.6, SISTER)]
 
 
-def test_the_night_goes_on_only_for_a_lesson_an_earlier_night_taught_that_is_still_not_said_back():
-    from companion.lessons.recall import LessonRecall, Recall
-    from companion.lessons.teaching import Teaching
-
-    teaching = Teaching.__new__(Teaching)  # the rule alone: no model, no cards
-    teaching.taught = [DOG, SISTER]
-
-    def recall(dog: int, sister: int) -> Recall:
-        return Recall([LessonRecall(DOG, {DOG.question: dog}, samples=10),
-                       LessonRecall(SISTER, {SISTER.question: sister}, samples=10)])
-
-    assert teaching.behind(recall(3, 0), recall(6, 2)) == [DOG]  # the sister is new tonight: no longer night for her
-    assert teaching.behind(recall(3, 1), recall(10, 10)) == []  # both said back in every draw of the look
-    assert teaching.behind(recall(3, 1), recall(10, 9)) == [SISTER]  # one miss is enough
-    assert teaching.behind(None, recall(0, 0)) == []
-
-
 def test_the_margin_keeps_an_answer_to_its_question_and_out_of_ordinary_chat(tiny_model, tokenizer, tiny_home):
     """Intrusion: the answer after an ordinary line is one of the margin's rejected rows, so steps on the
     margin alone widen the gap between the answer after its own question and after an ordinary line."""

@@ -40,7 +40,7 @@ __all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings", "MARGIN_REST", "LO
 
 MARGIN_REST = 2
 LOOK_AT = 2 / 3  # the share of a night's steps after which it looks at what is said back (`look`)
-LOOK_SAMPLES = 2  # the look draws this many times the recall's samples: 10 draws could not tell 75% from 90%
+LOOK_SAMPLES = 2  # the look draws this many times the recall's samples (10 cannot tell 75% from 90%)
 
 
 
@@ -105,22 +105,6 @@ class Teaching:
         was said back 6 times of 20 after a first night, the others 9-16)."""
         return measure(model, self.tokenizer, self.settings, self.taught, LOOK_SAMPLES * self.settings.night.lessons.samples,
                        phrasings=False, should_stop=should_stop, keep_examples=0)
-
-    def behind(self, before: Recall | None, now: Recall) -> list[LessonText]:
-        """The lessons an earlier night already taught (said back at least once before tonight) that
-        the look found missed in any of its draws: the night goes on for them (`[night.lessons]
-        extra_steps`). Measured without it, one fact of five stayed at 14-17 of 20 after a second
-        night while the others were at 19-20; with "fewer than 90% of 10 draws" as the rule the look
-        saw that fact said 9 times of 10 and let the night end. A first night's lessons (never said
-        yet) do not extend it: a longer first night is where intrusion grew."""
-        if before is None:
-            return []
-        out = []
-        for lesson in self.taught:
-            old, row = before.of(lesson), now.of(lesson)
-            if old is not None and old.total and row is not None and row.asked and row.rate < REST_RECALL:
-                out.append(lesson)
-        return out
 
     def lagging(self) -> list[str]:
         """The answers of the lessons `focus` found lagging (for the morning report)."""

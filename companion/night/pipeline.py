@@ -195,7 +195,6 @@ class _Tonight:
     checked: list = field(default_factory=list)
     recall_before: Any = None
     anchor: Checkpoint | None = None
-    stretched: tuple[int, float] = (0, 0.0)  # (step, schedule fraction) where the night was extended
 
 
 class NightRun:
@@ -422,9 +421,7 @@ class NightRun:
                 raise Stopped()
             if step == look_at:
                 self._look(tonight)
-            s0, f0 = tonight.stretched  # the schedule so far, and the rest of it over the steps now planned
-            lr = lr_at(f0 + (step + 1 - s0) / (len(steps) - s0) * (1 - f0), lr_peak, settings.night.warmup_fraction,
-                       LR_FLOOR)
+            lr = lr_at((step + 1) / len(steps), lr_peak, settings.night.warmup_fraction, LR_FLOOR)
             pace()  # the free cores, afresh (an automatic thread count: companion.compute.threads)
             value = self._step(step, batch, optimizer, lr, tonight.teaching if lesson_night else None)
             if pull_to is not None:
@@ -446,26 +443,15 @@ class NightRun:
 
     def _look(self, tonight: _Tonight) -> None:
         """Two thirds into a lesson night: what is said back so far decides which lessons get extra
-        cards for the rest of it (`Teaching.look`), and whether the night goes on for a lesson an
-        earlier night taught that is still not said back (`Teaching.behind`): then `extra_steps` of
-        its steps are added (the material's batches again), and the schedule stretches over them."""
+        cards for the rest of it, and which near misses the margin pushes the answers above
+        (`Teaching.look`, `Teaching.focus`)."""
         teaching = tonight.teaching
         with self.autocast:
-            now = teaching.look(self.model, self.stop)
-        teaching.focus(now, keep=True)
+            teaching.focus(teaching.look(self.model, self.stop), keep=True)
         self.model.train()
-        behind = teaching.behind(tonight.recall_before, now)
-        extra = round(len(tonight.steps) * self.settings.night.lessons.extra_steps) if behind else 0
-        if extra:
-            done = self.report.steps
-            tonight.stretched = (done, done / len(tonight.steps))  # the learning rate goes on from where it is
-            tonight.steps += [tonight.steps[i % len(tonight.steps)] for i in range(extra)]
-            self.report.total_steps = len(tonight.steps)
-            self.note(f"after {self.report.steps} steps, {plural(extra, 'more step')} for: "
-                      + "; ".join(f"\u201c{x.answer}\u201d" for x in behind))
         if teaching.lagging():
             self.note(f"after {self.report.steps} steps, extra cards for: "
-                      + "; ".join(f"\u201c{a}\u201d" for a in tonight.teaching.lagging()))
+                      + "; ".join(f"\u201c{a}\u201d" for a in teaching.lagging()))
 
     def _step(self, step: int, batch: Sequence, optimizer: torch.optim.Optimizer, lr: float,
               teaching: Teaching | None) -> float:

@@ -159,10 +159,6 @@ class LessonSettings:
         0.5, _Float(0.05, 1.0, allowed="a number from 0.05 to 1.0"),
         "share of the steps on a night whose lessons were all said back before it",
     )
-    extra_steps: float = _setting(
-        0.5, _Float(0.0, 2.0, allowed="a number from 0.0 (never) to 2.0"),
-        "share of the steps added when a lesson taught on an earlier night is still not said back two thirds in",
-    )
     material_tokens: int = _setting(
         1024, _Int(0, 1_048_576), "tokens of the night's other material (day, dreams, replay...) per step"
     )
