@@ -256,3 +256,19 @@ def test_the_bench_reads_a_good_facts_file(tmp_path):
                                   "paraphrases": ["What do I do?"]}]), encoding="utf-8")
     assert read_facts(facts) == [{"question": "What is my job?", "answer": "You work as a nurse.", "key": "nurse",
                                   "paraphrases": ["What do I do?"]}]
+
+
+def test_the_bench_adds_up_each_phase_of_a_night_from_its_events(capsys):
+    """Recalling runs before and after training; its two stretches add up, and the last phase lasts
+    until the night's end."""
+    from bench.lessons import Progress
+    from companion.night.report import NightEvent
+
+    progress = Progress()
+    for phase, at in [("dreaming", 0.0), ("probing", 2.0), ("recalling", 5.0), ("training", 6.0),
+                      ("recalling", 16.0), ("saving", 18.5)]:
+        progress(NightEvent("phase", phase=phase, elapsed_s=at))
+    progress(NightEvent("step", phase="training", step=10, total=10, loss=1.5, elapsed_s=15.0))
+    assert progress.phases(19.0) == {"dreaming": 2.0, "probing": 3.0, "recalling": 3.5, "training": 10.0,
+                                     "saving": 0.5}
+    assert "step 10/10 loss 1.500" in capsys.readouterr().err
