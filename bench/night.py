@@ -99,20 +99,20 @@ def time_night(preset_name: str, tokenizer: Tokenizer, device: str, root: Path, 
     marks: list[tuple[str, float]] = []
     with Store.open(home.store_path) as store:
         day_id = full_day(home, store, tokenizer, block)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
 
         def on_event(event) -> None:
             if event.kind == "phase":
                 marks.append((event.phase, time.perf_counter()))
 
         report = run_night(home, store, day_id, device=device, on_event=on_event)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
     marks.append(("end", t0 + total))
     phases: dict[str, float] = {}
     for (name, at), (_, end) in zip(marks, marks[1:]):  # recalling runs twice (before and after): both count
         phases[name] = phases.get(name, 0.0) + end - at
     return {"preset": preset_name, "status": report.status, "steps": report.steps,
-            "tokens": sum(report.material.values()), "total_s": total, "phases": phases,
+            "tokens": sum(report.material.values()), "total_s": total, "cpu_s": cpu, "phases": phases,
             "day_tokens": store_day_tokens(home, day_id)}
 
 
@@ -230,7 +230,7 @@ def main() -> None:
                   f" | {ph.get('training', 0):.1f} s | {ph.get('saving', 0):.1f} s | {r['total_s']:.1f} s |"
                   f"  ({r['status']})")
         for r in rows:  # every phase, recalling (lessons asked before and after training) included
-            print(f"{r['preset']}: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in r["phases"].items()))
+            print(f"{r['preset']} (CPU {r['cpu_s']:.1f} s): " + ", ".join(f"{name} {sec:.1f} s" for name, sec in r["phases"].items()))
         if not args.no_latency:
             lat = latency(tokenizer, device, Path(tmp) / "latency", args.presses)
             print("\n| key-to-screen | presses | median | p95 |")
