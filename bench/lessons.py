@@ -242,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     from companion.lessons.recall import intrusion_lines
     from companion.lessons.text import LessonText
     from companion.night.guards import ProbeSet, build_probe, find_anchor, probe_score
-    from companion.night.pipeline import run_night
     from companion.night.report import report_lines
     from companion.store import Store
 
@@ -282,15 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             print_row(rows[-1], facts, args.samples, header=True)
             for night in range(1, args.nights + 1):
                 day_id = live_day(home, store, engine, settings, facts if night == 1 else [], chat, rng)
-                t0, c0 = time.monotonic(), time.process_time()
-                report = run_night(home, store, day_id, settings, args.device, on_event=progress)
-                seconds, cpu = time.monotonic() - t0, time.process_time() - c0
-                engine.reload()
-                if report.status != "accepted":
-                    print(f"  night {night}: {report.status}: {report.reason}", file=sys.stderr)
-                rows.append(measure_now(night, seconds, report.status))
-                rows[-1]["cpu_seconds"] = cpu  # the night's CPU time: its wall time on idle cores, whatever the load
-                print_row(rows[-1], facts, args.samples)
+                report, row = sleep_and_measure(home, store, day_id, settings, args.device, engine,
+                                                lambda seconds, status, n=night: measure_now(n, seconds, status))
+                rows.append(row)
+                print_row(row, facts, args.samples)
+                print(f"  night {night} ({report.steps} steps): "
+                      + ", ".join(f"{name} {s:.1f} s" for name, s in row["phases"].items()), flush=True)
+                if args.json:  # after every night: a run stopped by a deadline keeps what it measured
+                    _write_json(args.json, args.samples, facts, rows)
             print()
             print("\n".join(report_lines(report)) if args.nights else "")
     finally:
@@ -301,18 +299,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def sleep_and_measure(home, store, day_id: int, settings, device: str, engine, measure_now):
+    """The real night on `day_id`, timed (wall, CPU and per phase), then the engine reloaded and the
+    companion measured; returns the night's report and its row."""
+    from companion.night.pipeline import run_night
+
+    t0, c0 = time.monotonic(), time.process_time()
+    progress = Progress()
+    report = run_night(home, store, day_id, settings, device, on_event=progress)
+    seconds, cpu = time.monotonic() - t0, time.process_time() - c0
+    engine.reload()
+    if report.status != "accepted":
+        print(f"  {report.status}: {report.reason}", file=sys.stderr)
+    row = measure_now(seconds, report.status)
+    row["cpu_seconds"] = cpu  # the night's CPU time: its wall time on idle cores, whatever the load
+    row["phases"] = progress.phases(seconds)
+    row["steps"] = report.steps
+    return report, row
+
+
 def _write_json(path: Path, samples: int, facts: list[dict], rows: list[dict]) -> None:
     out = {"samples": samples, "facts": facts, "nights": rows}
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def progress(event) -> None:
-    """The night's phases and every tenth step, on stderr (a long night under load is not silent)."""
-    if event.kind == "phase":
-        print(f"  {event.elapsed_s:6.0f} s  {event.phase} {event.text}", file=sys.stderr, flush=True)
-    elif event.kind == "step" and (event.step % 10 == 0 or event.step == event.total):
-        print(f"  {event.elapsed_s:6.0f} s  step {event.step}/{event.total} loss {event.loss:.3f}", file=sys.stderr,
-              flush=True)
+class Progress:
+    """The night's phases and every tenth step, on stderr (a long night under load is not silent), and
+    each phase's wall time (a phase that runs twice, as recalling does before and after training,
+    adds up): what the README's per-phase table of a night reads."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+
+    def __call__(self, event) -> None:
+        if event.kind == "phase":
+            self.marks.append((event.phase, event.elapsed_s))
+            print(f"  {event.elapsed_s:6.0f} s  {event.phase} {event.text}", file=sys.stderr, flush=True)
+        elif event.kind == "step" and (event.step % 10 == 0 or event.step == event.total):
+            print(f"  {event.elapsed_s:6.0f} s  step {event.step}/{event.total} loss {event.loss:.3f}",
+                  file=sys.stderr, flush=True)
+
+    def phases(self, total_s: float) -> dict[str, float]:
+        """Seconds per phase, in the order first met; the last phase runs until `total_s`."""
+        out: dict[str, float] = {}
+        ends = [at for _, at in self.marks[1:]] + [total_s]
+        for (name, at), end in zip(self.marks, ends):
+            out[name] = out.get(name, 0.0) + max(0.0, end - at)
+        return out
 
 
 def answer_logprob(model, tokenizer, settings, question: str, answer: str) -> float:

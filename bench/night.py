@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from companion.compute.threads import training_threads, use_threads  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.night.pipeline import run_night  # noqa: E402
 from companion.day.scripted import Exchange, fill_day  # noqa: E402
@@ -98,18 +99,20 @@ def time_night(preset_name: str, tokenizer: Tokenizer, device: str, root: Path, 
     marks: list[tuple[str, float]] = []
     with Store.open(home.store_path) as store:
         day_id = full_day(home, store, tokenizer, block)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
 
         def on_event(event) -> None:
             if event.kind == "phase":
                 marks.append((event.phase, time.perf_counter()))
 
         report = run_night(home, store, day_id, device=device, on_event=on_event)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
     marks.append(("end", t0 + total))
-    phases = {name: marks[i + 1][1] - at for i, (name, at) in enumerate(marks[:-1])}
+    phases: dict[str, float] = {}
+    for (name, at), (_, end) in zip(marks, marks[1:]):  # recalling runs twice (before and after): both count
+        phases[name] = phases.get(name, 0.0) + end - at
     return {"preset": preset_name, "status": report.status, "steps": report.steps,
-            "tokens": sum(report.material.values()), "total_s": total, "phases": phases,
+            "tokens": sum(report.material.values()), "total_s": total, "cpu_s": cpu, "phases": phases,
             "day_tokens": store_day_tokens(home, day_id)}
 
 
@@ -208,8 +211,11 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=60, help="key presses timed while the night trains")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--steps", type=int, default=0, help="fix the night's steps (0: auto, as in the app)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the night (0: the app's automatic count, `[night] threads` = 0)")
     args = parser.parse_args()
     device = args.device or str(best_device())
+    use_threads(training_threads(args.threads))
     tokenizer = find_tokenizer(args.tokenizer)
     torch_threads = torch.get_num_threads()
     print(f"device {device}, torch threads {torch_threads}, torch {torch.__version__}")
@@ -223,6 +229,8 @@ def main() -> None:
                   f" | {ph.get('probing', 0) + ph.get('checking', 0):.1f} s | {ph.get('preparing', 0):.1f} s"
                   f" | {ph.get('training', 0):.1f} s | {ph.get('saving', 0):.1f} s | {r['total_s']:.1f} s |"
                   f"  ({r['status']})")
+        for r in rows:  # every phase, recalling (lessons asked before and after training) included
+            print(f"{r['preset']} (CPU {r['cpu_s']:.1f} s): " + ", ".join(f"{name} {sec:.1f} s" for name, sec in r["phases"].items()))
         if not args.no_latency:
             lat = latency(tokenizer, device, Path(tmp) / "latency", args.presses)
             print("\n| key-to-screen | presses | median | p95 |")

@@ -256,3 +256,50 @@ def test_the_bench_reads_a_good_facts_file(tmp_path):
                                   "paraphrases": ["What do I do?"]}]), encoding="utf-8")
     assert read_facts(facts) == [{"question": "What is my job?", "answer": "You work as a nurse.", "key": "nurse",
                                   "paraphrases": ["What do I do?"]}]
+
+
+def test_the_bench_adds_up_each_phase_of_a_night_from_its_events(capsys):
+    """Recalling runs before and after training; its two stretches add up, and the last phase lasts
+    until the night's end."""
+    from bench.lessons import Progress
+    from companion.night.report import NightEvent
+
+    progress = Progress()
+    for phase, at in [("dreaming", 0.0), ("probing", 2.0), ("recalling", 5.0), ("training", 6.0),
+                      ("recalling", 16.0), ("saving", 18.5)]:
+        progress(NightEvent("phase", phase=phase, elapsed_s=at))
+    progress(NightEvent("step", phase="training", step=10, total=10, loss=1.5, elapsed_s=15.0))
+    assert progress.phases(19.0) == {"dreaming": 2.0, "probing": 3.0, "recalling": 3.5, "training": 10.0,
+                                     "saving": 0.5}
+    assert "step 10/10 loss 1.500" in capsys.readouterr().err
+
+
+def test_a_lesson_night_on_a_grouped_query_model_as_open_bases_are_keeps_what_it_says_and_its_shape(
+        tmp_path, tokenizer):
+    """Imported bases (SmolLM2: 9 query heads, 3 key/value heads) have fewer key/value heads than
+    query heads: the night's cards, recall draws, training and checks run on such a model, a learned
+    lesson is still said back after it, and the saved checkpoint keeps the grouped shape."""
+    from companion.home import Home
+    from companion.model.transformer import Transformer
+    from tests.conftest import tiny_config
+
+    home = Home.create(tmp_path / "companions", "Sol", owner="Trey", preset="seedling")
+    tokenizer.save(home.tokenizer_path)
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=tokenizer.vocab_size, block_size=256, n_kv_head=2)
+    assert config.n_head == 4 and config.kv_heads == 2
+    with Store.open(home.store_path) as store:
+        Weights(home, store).save(Transformer(config), "import", step=0)
+        pre = teach_directly(home, store, tokenizer, [DOG])
+        day, _ = script_day(home, store, tokenizer)
+        settings = lesson_settings(home, **{"night.lessons.steps": 4})
+        learned = LessonText(DOG.question, DOG.answer, learned=True)
+        report = run_night(home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[learned, SISTER])
+        assert report.status == "accepted", report.reason
+        said = {row["question"]: row for row in report.lessons["lessons"]}
+        assert said[DOG.question]["before"] == said[DOG.question]["after"] == said[DOG.question]["asked"] > 0
+        current = Weights(home, store).current()
+        assert current.id != pre.id and current.checksum != pre.checksum
+        model = Weights(home, store).load_current().model
+    assert model.config.kv_heads == 2
+    assert model.blocks[0].attn.qkv.weight.shape[0] == 64 + 2 * 2 * 16  # q, then k and v for 2 heads of 16
