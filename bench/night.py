@@ -16,6 +16,7 @@ for comparison. Prints small tables for the README.
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import itertools
 import statistics
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from companion.compute.threads import training_threads, use_threads  # noqa: E402
+from companion.compute.threads import training_claim, training_threads  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.night.pipeline import run_night  # noqa: E402
 from companion.day.scripted import Exchange, fill_day  # noqa: E402
@@ -215,12 +216,13 @@ def main() -> None:
                         help="torch threads for the night (0: the app's automatic count, `[night] threads` = 0)")
     args = parser.parse_args()
     device = args.device or str(best_device())
-    use_threads(training_threads(args.threads))
     tokenizer = find_tokenizer(args.tokenizer)
-    torch_threads = torch.get_num_threads()
-    print(f"device {device}, torch threads {torch_threads}, torch {torch.__version__}")
+    print(f"device {device}, torch threads {training_threads(args.threads)} at the start "
+          f"({'set before every step, as the app does' if not args.threads else 'fixed'}), torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [time_night(p, tokenizer, device, Path(tmp) / p, args.steps) for p in args.presets]
+        with training_claim(args.threads):  # the trainer thread's rule (companion.compute.threads)
+            rows = [time_night(p, tokenizer, device, Path(tmp) / p, args.steps) for p in args.presets]
         print("\n| preset | day tokens | night tokens | steps | dream | probe x2 | prepare | train | save | total |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
