@@ -16,6 +16,25 @@ GREETING = "Good morning, {companion}. {owner} is here."
 GOODNIGHT = "Good night, {companion}. The day is over."
 
 
+def trained_tiny(ids: torch.Tensor, vocab_size: int, block_size: int, steps: int) -> Transformer:
+    """A tiny model trained `steps` steps (batches of 8 windows of 64 tokens, lr 3e-3) on the token
+    stream `ids`, on one thread and a fixed seed: a real model that has learned something, fast."""
+    from companion.night.optimizer import make_optimizer, train_step
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    model = Transformer(tiny_config(vocab_size=vocab_size, block_size=block_size))
+    opt = make_optimizer(model, 3e-3)
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - 65, (8,))
+        batch = torch.stack([ids[s : s + 65] for s in starts])
+        _, loss = model(batch[:, :-1], batch[:, 1:])
+        train_step(model, opt, loss, 3e-3)
+    torch.set_num_threads(before)
+    return model.eval()
+
+
 def tiny_config(**overrides):
     base = dict(vocab_size=TINY_VOCAB, n_layer=2, n_embd=64, head_dim=16, block_size=128)
     base.update(overrides)

@@ -10,13 +10,11 @@ from companion.day.request import SampleRequest
 from companion.engine import Engine
 from companion.settings import update_settings_file
 from companion.store import Store
-from companion.night.optimizer import make_optimizer, train_step
 from companion.transcript import Turn, encode_turns
 from companion.model.quantize.int8 import int8_available, int8_decoder
 from companion.model.sampling import SamplingSettings, sample_candidates
 from companion.model.tokenizer import Tokenizer
-from companion.model.transformer import Transformer
-from tests.conftest import tiny_config
+from tests.conftest import trained_tiny
 
 pytestmark = pytest.mark.skipif(bool(int8_available()), reason=int8_available() or "int8 available")
 
@@ -30,19 +28,8 @@ GREEDY_PREFIX = 8  # greedy tokens that must be identical before the two may par
 @pytest.fixture(scope="module")
 def trained(tokenizer, tiny_texts):
     """A 2-layer model that has read some starter conversations for 80 steps."""
-    torch.manual_seed(1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model = Transformer(tiny_config(vocab_size=tokenizer.vocab_size, block_size=64))
     ids = torch.tensor([t for text in tiny_texts[:400] for t in tokenizer.encode(text)])
-    opt = make_optimizer(model, 3e-3)
-    for step in range(80):
-        starts = torch.randint(0, len(ids) - 65, (8,))
-        batch = torch.stack([ids[s : s + 65] for s in starts])
-        _, loss = model(batch[:, :-1], batch[:, 1:])
-        train_step(model, opt, loss, 3e-3)
-    torch.set_num_threads(before)
-    return model.eval(), ids
+    return trained_tiny(ids, tokenizer.vocab_size, 64, 80), ids
 
 
 def test_int8_logits_stay_within_the_stated_drift_of_fp32(trained):

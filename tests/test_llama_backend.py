@@ -23,11 +23,10 @@ from companion.llamacpp.gguf_cache import CACHE_DIR
 from companion.llamacpp.runner import LlamaRunner
 from companion.model.sampling import SamplingSettings, sample_candidates, sample_steps
 from companion.model.transformer import Transformer
-from companion.night.optimizer import make_optimizer, train_step
 from companion.settings import SettingsError, load_settings, update_settings_file
 from companion.store import Store
 from companion.transcript import Turn, encode_turns
-from tests.conftest import GOODNIGHT, GREETING, make_tiny_home, tiny_config
+from tests.conftest import GOODNIGHT, GREETING, make_tiny_home, trained_tiny
 
 WHY_NOT = unavailable()
 needs_llama = pytest.mark.skipif(WHY_NOT is not None, reason=f"llama.cpp cannot run here: {WHY_NOT}")
@@ -40,20 +39,9 @@ OWNER_SAYS = [Turn("owner", "Hey, did you sleep well? I had a long day at work."
 @pytest.fixture(scope="module")
 def trained(tokenizer):
     """A 2-layer model that has read 300 formatted starter conversations for 120 steps (its turns end)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(1)
     docs = starter_documents(held_out=False, greeting=GREETING, goodnight=GOODNIGHT, limit=300)
     ids = torch.tensor([i for doc in docs for i in encode_turns(tokenizer, doc).ids])
-    model = Transformer(tiny_config(vocab_size=tokenizer.vocab_size, block_size=256))
-    opt = make_optimizer(model, 3e-3)
-    for _ in range(120):
-        starts = torch.randint(0, len(ids) - 65, (8,))
-        batch = torch.stack([ids[s : s + 65] for s in starts])
-        _, loss = model(batch[:, :-1], batch[:, 1:])
-        train_step(model, opt, loss, 3e-3)
-    torch.set_num_threads(before)
-    return model.eval(), ids
+    return trained_tiny(ids, tokenizer.vocab_size, 256, 120), ids
 
 
 @pytest.fixture()
