@@ -39,7 +39,7 @@ from companion.home import Home
 from companion.store import Store
 from companion.transcript import reply_prompt
 from companion.history.weights import Loaded, Weights
-from companion.model.sampling import Step, prefill, sample_from_cache, sample_steps
+from companion.model.sampling import Step, kept_prefix, prefill, sample_from_cache, sample_steps
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import KVCache, Transformer
 
@@ -260,14 +260,10 @@ class Engine:
             p = next(self.model.parameters())
             self._cache = KVCache.empty(self.model.config, 1, p.device, p.dtype)  # the decoder's too
             self._cached_ids = []
-        shared = 0
-        for a, b in zip(self._cached_ids, prompt):
-            if a != b:
-                break
-            shared += 1
-        if shared == len(prompt) == len(self._cached_ids) and self._last_logits is not None:
+        shared = kept_prefix(self._cached_ids, prompt)
+        if shared is None and self._last_logits is not None:
             return self._cache, self._last_logits
-        shared = min(shared, len(prompt) - 1)
+        shared = len(prompt) - 1 if shared is None else shared  # the logits are gone: read the last again
         self._cache.length = shared  # positions past `shared` are stale and will be overwritten
         new = torch.tensor([prompt[shared:]], device=self.device)
         logits, _ = self.decoder(new, cache=self._cache, last_only=True)

@@ -7,7 +7,7 @@ from its parts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -102,6 +102,21 @@ def _generators(seed: int | None, slots: list[int], device) -> list[torch.Genera
         g.manual_seed(base + slot)
         gens.append(g)
     return gens
+
+
+def kept_prefix(read: Sequence[int], prompt: Sequence[int]) -> int | None:
+    """How much of what a cache has `read` a new `prompt` can keep: None when the prompt is exactly
+    what was read (its last logits serve again), else the tokens shared from the start, at most all
+    but the prompt's last (at least one token is always read, for its logits). The day grows a turn
+    at a time, so a turn reads only what it added."""
+    shared = 0
+    for a, b in zip(read, prompt):
+        if a != b:
+            break
+        shared += 1
+    if shared == len(prompt) == len(read):
+        return None
+    return min(shared, len(prompt) - 1)
 
 
 @torch.no_grad()

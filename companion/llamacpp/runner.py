@@ -19,7 +19,7 @@ from companion.day.request import MAX_CANDIDATES
 from companion.home import Home
 from companion.llamacpp.binding import LlamaContext, load_library
 from companion.llamacpp.gguf_cache import cached_gguf
-from companion.model.sampling import Step
+from companion.model.sampling import Step, kept_prefix
 from companion.store import Checkpoint
 
 __all__ = ["LlamaRunner", "runner_for", "MAX_ROWS"]
@@ -48,14 +48,10 @@ class LlamaRunner:
     def read(self, prompt: Sequence[int]) -> torch.Tensor:
         """The logits (1, vocab) after `prompt`, reading only what it adds to the last prompt read."""
         prompt = list(prompt)
-        shared = 0
-        for a, b in zip(self._ids, prompt):
-            if a != b:
-                break
-            shared += 1
-        if shared == len(prompt) == len(self._ids) and self._last is not None:
+        shared = kept_prefix(self._ids, prompt)
+        if shared is None and self._last is not None:
             return self._last
-        shared = min(shared, len(prompt) - 1)  # at least one token is read, for its logits
+        shared = len(prompt) - 1 if shared is None else shared  # the logits are gone: read the last again
         self._ids, self._last = [], None  # until this read succeeds
         self.ctx.forget(0, shared)
         new = prompt[shared:]
