@@ -18,7 +18,7 @@ the taught positions onto the vocabulary, and computes the same numbers up to fl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -114,11 +114,17 @@ def length_groups(lengths: Sequence[int], slack: float = 1.3) -> list[list[int]]
     return groups
 
 
+Adjust = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def score(model: torch.nn.Module, inputs: Sequence[Row], targets: Sequence[Row],
-          weights: Sequence[Sequence[float]] | None = None, slack: float = 1.3) -> Scored:
+          weights: Sequence[Sequence[float]] | None = None, slack: float = 1.3,
+          adjust: Adjust | None = None) -> Scored:
     """Score rows of unequal length on `model` (a `model.transformer.Transformer`): the rows grouped
     by length (`length_groups`), each group padded and read, and only the taught positions projected
-    onto the vocabulary (`Transformer.project`). With gradients when enabled."""
+    onto the vocabulary (`Transformer.project`). With gradients when enabled. `adjust(logits, rows,
+    positions, targets)` may change the taught positions' logits before they are scored (e.g. into
+    what the sampler draws from, `model.sampling.as_drawn`)."""
     device = next(model.parameters()).device
     nll, rows, wts = [], [], []
     for group in length_groups([len(x) for x in inputs], slack):
@@ -127,9 +133,13 @@ def score(model: torch.nn.Module, inputs: Sequence[Row], targets: Sequence[Row],
         taught = batch.targets != IGNORE
         if not bool(taught.any()):
             continue
-        logits = model.project(model.hidden(batch.inputs)[taught])
-        nll.append(F.cross_entropy(logits.float(), batch.targets[taught], reduction="none"))
-        rows.append(torch.as_tensor(group, device=device)[taught.nonzero()[:, 0]])
+        logits = model.project(model.hidden(batch.inputs)[taught]).float()
+        where = taught.nonzero()
+        row_ids = torch.as_tensor(group, device=device)[where[:, 0]]
+        if adjust is not None:
+            logits = adjust(logits, row_ids, where[:, 1], batch.targets[taught])
+        nll.append(F.cross_entropy(logits, batch.targets[taught], reduction="none"))
+        rows.append(row_ids)
         if batch.weights is not None:
             wts.append(batch.weights[taught])
     if not nll:

@@ -16,7 +16,7 @@ from companion.model.sampling_settings import SamplingSettings
 from companion.model.transformer import KVCache, Transformer
 
 __all__ = ["SamplingSettings", "Generation", "sample_candidates", "sample_from_cache", "prefill",
-           "sample_steps", "Step", "apply_repetition_penalty", "filter_logits"]
+           "sample_steps", "Step", "apply_repetition_penalty", "filter_logits", "penalise", "as_drawn"]
 
 
 @dataclass
@@ -45,6 +45,26 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: list[set[int]], penalty
     return logits
 
 
+def penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The repetition penalty on the tokens marked in `seen` (a boolean mask shaped like `logits`)."""
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def as_drawn(logits: torch.Tensor, seen: torch.Tensor | None, settings: SamplingSettings,
+             targets: torch.Tensor) -> torch.Tensor:
+    """The logits the sampler draws from, for scoring how likely it is to say `targets` (one per row):
+    the repetition penalty on `seen`, the temperature, the top-k and top-p cuts (`filter_logits`,
+    which tokens survive decided without gradient). Differentiable, so a loss can ask for what is
+    *said*: at the owner's 0.8, top 50 and top 0.95 the thin tail of the vocabulary (most of a small
+    model's raw probability) is never drawn. Each target is kept even where a cut would drop it, so
+    its log-probability stays finite and its gradient can bring it back."""
+    if seen is not None and settings.repetition_penalty != 1.0:
+        logits = penalise(logits, seen, settings.repetition_penalty)
+    logits = logits / max(settings.temperature, 1e-5)
+    kept = filter_logits(logits.detach(), settings.top_k, settings.top_p) > float("-inf")
+    return logits.masked_fill(~kept.scatter(-1, targets[..., None], True), float("-inf"))
+
+
 class _Penalty:
     """The repetition penalty as one (rows, vocab) mask of the tokens each row has seen, so that
     applying it is two tensor operations a step, not a Python loop over rows and sets. Same rule as
@@ -65,10 +85,7 @@ class _Penalty:
             self.mask[row, token] = True
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        if not self.on:
-            return logits
-        p = self.penalty
-        return torch.where(self.mask, torch.where(logits > 0, logits / p, logits * p), logits)
+        return penalise(logits, self.mask, self.penalty) if self.on else logits
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -147,24 +147,59 @@ def test_the_margin_keeps_an_answer_to_its_question_and_out_of_ordinary_chat(tin
     for seed in range(10):
         rng = random.Random(seed)
         loss = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, rng, margin=5.0, others=0,
-                           ordinary=ordinary, neutral=2)
+                           ordinary=ordinary, neutral=2, sure=None)
         assert loss is not None and float(loss.detach()) > 0
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     own_after, elsewhere_after = likelihoods()
     assert own_after - elsewhere_after > own_before - elsewhere_before
-    without = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, random.Random(0), margin=5.0,
-                          others=0)
-    assert without is None  # with no rivals asked for and no ordinary lines there is nothing to keep apart
 
 
-def test_a_near_miss_the_companion_said_is_a_rival_its_answer_is_pushed_above(tiny_model, tokenizer, tiny_home):
-    """The replies that missed a lesson said back some of the time are kept by the recall and become the
-    margin's rejected rows: steps on the margin alone widen the answer's lead over the miss."""
+def test_the_margin_asks_that_an_answer_be_drawn_whole_as_the_owner_samples(tiny_model, tokenizer, tiny_home):
+    """Recall is sampled: an answer is said back 19 times in 20 only if the sampler, with the owner's
+    penalty, temperature and top-k, draws it whole that often. With no rival and no ordinary line the
+    margin is that shortfall, and steps on it alone bring the answer closer to being drawn whole."""
     import torch
 
-    from companion.lessons.margin import answer_logprobs, margin_loss
+    from companion.lessons.margin import drawn_shortfall, margin_loss
+    from companion.lessons.morning import morning
+    from companion.model.loss import score, shifted
+    from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+
+    settings = tiny_home.load_settings()
+    prompt = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, 256, [(DOG.question, None)])).ids)
+    answer = encode_turn(tokenizer, Turn("companion", DOG.answer))[1:]
+
+    def shortfall() -> float:
+        with torch.no_grad():
+            return float(drawn_shortfall(tiny_model, tokenizer, settings, [prompt], [answer])[0])
+
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.05)
+    for _ in range(20):  # first taught as the cards teach it: the answer's mean loss
+        x, t = shifted(prompt + answer, context=len(prompt))
+        loss = score(tiny_model, [x], [t]).loss()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    before = shortfall()
+    assert before > 0  # not yet drawn whole in 95 of 100 samples
+    for seed in range(10):
+        loss = margin_loss(tiny_model, [DOG], settings, tokenizer, 256, random.Random(seed), others=0)
+        assert loss is not None and float(loss.detach()) > 0
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert shortfall() < before * 0.8
+
+
+def test_a_near_miss_the_companion_said_is_held_where_it_leaves_the_answer(tiny_model, tokenizer, tiny_home):
+    """The replies that missed a lesson said back some of the time are kept by the recall and become the
+    margin's rivals at the token where they part from the answer: steps on the margin alone make the
+    answer's next token there likelier than the miss's, and the whole answer likelier than the miss."""
+    import torch
+
+    from companion.lessons.margin import answer_logprobs, branch, margin_loss
     from companion.lessons.morning import morning
     from companion.lessons.recall import MISSES, measure
     from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
@@ -178,19 +213,25 @@ def test_a_near_miss_the_companion_said_is_a_rival_its_answer_is_pushed_above(ti
     miss = "Your dog is a good boy."
     prompt = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, 256, [(DOG.question, None)])).ids)
     own, wrong = (encode_turn(tokenizer, Turn("companion", text))[1:] for text in (DOG.answer, miss))
+    at = branch(own, wrong)
+    assert at is not None and own[:at] == wrong[:at] and at >= 3  # "Your dog is" shared
+    assert branch(own, own) is None
 
-    def gap() -> float:
+    def gaps() -> tuple[float, float]:
         with torch.no_grad():
-            a, b = answer_logprobs(tiny_model, [prompt, prompt], [own, wrong])
-        return float(a - b)
+            a, b = answer_logprobs(tiny_model, [prompt, prompt], [own, wrong], mean=False)
+            x, y = answer_logprobs(tiny_model, [prompt + own[:at]] * 2, [[own[at]], [wrong[at]]], mean=False)
+        return float(x - y), float(a - b)
 
-    before = gap()
+    token_before, whole_before = gaps()
     optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.05)
     for seed in range(10):
-        loss = margin_loss(tiny_model, [DOG, SISTER], settings, tokenizer, 256, random.Random(seed), margin=5.0,
+        loss = margin_loss(tiny_model, [DOG], settings, tokenizer, 256, random.Random(seed), margin=5.0,
                            others=0, misses={(DOG.question, DOG.answer): [miss]})
-        assert loss is not None
+        assert loss is not None  # one lesson alone is still held above its own misses
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert gap() > before + 0.5
+    token_after, whole_after = gaps()
+    assert token_after > token_before + 0.5
+    assert whole_after > whole_before + 0.5

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from companion.model.config import ConfigError, PRESETS, preset
-from companion.model.sampling import SamplingSettings, apply_repetition_penalty, filter_logits, sample_candidates
+from companion.model.sampling import (SamplingSettings, apply_repetition_penalty, as_drawn, filter_logits,
+                                     sample_candidates)
 from companion.model.transformer import KVCache, Transformer
 from tests.conftest import tiny_config
 
@@ -70,6 +71,26 @@ def test_top_k_and_top_p_keep_only_the_likely_tokens():
     assert torch.isinf(filter_logits(logits, top_k=2, top_p=1.0)[0, 2:]).all()
     kept = ~torch.isinf(filter_logits(logits, top_k=0, top_p=0.7))
     assert kept.tolist() == [[True, True, False, False]]
+
+
+def test_a_target_scored_as_drawn_gets_the_probability_the_sampler_gives_it():
+    """`as_drawn` is the sampler's own view (penalty, temperature, top-k, top-p), so a loss on it asks
+    for what is said; a target the cuts would drop is kept, with a finite log-probability."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 40) * 3
+    settings = SamplingSettings(temperature=0.8, top_k=10, top_p=0.9, repetition_penalty=1.3)
+    seen = torch.zeros(2, 40, dtype=torch.bool)
+    seen[:, :5] = True
+    sampler = filter_logits(apply_repetition_penalty(logits, [set(range(5))] * 2, 1.3, ()) / 0.8, 10, 0.9)
+    likely = sampler.argmax(-1)
+    drawn = torch.log_softmax(as_drawn(logits, seen, settings, likely), -1)
+    assert torch.allclose(drawn.gather(-1, likely[:, None]), torch.log_softmax(sampler, -1).gather(-1, likely[:, None]))
+    unlikely = logits.argmin(-1)  # cut by top-k: kept here, and the gradient reaches it
+    raw = logits.clone().requires_grad_(True)
+    lp = torch.log_softmax(as_drawn(raw, seen, settings, unlikely), -1).gather(-1, unlikely[:, None])
+    assert torch.isfinite(lp).all()
+    lp.sum().backward()
+    assert (raw.grad.gather(-1, unlikely[:, None]) > 0).all()
 
 
 def test_generation_stops_at_a_stop_token_and_reports_why(tiny_model):

@@ -11,7 +11,24 @@ The companion's own near misses are rivals too (`misses`): replies to a lesson i
 the time that did not say it, from the night's recall before training and its look two thirds in.
 Measured on the seedling, the lagging fact was lost at one word: "Your favourite colour is purple."
 taught, and 3 of 20 draws went "Your favorite kind of food?" (the corpus's spelling, then its own
-way); pushing the answer above exactly those replies trains the word where it goes astray.
+way). So a miss is held at the token where it leaves the answer (`branch`), not over its whole
+length: after the prompt and the tokens they share, the answer's next token must be likelier than
+the miss's by `BRANCH_MARGIN` nats, log 20, so that at most 1 draw in 20 goes that way at
+temperature 1 (fewer at the owner's 0.8). Measured, the same miss held by the mean per token over
+both replies (a 1-nat hinge that also pushed down the miss's own harmless words, "kind of food?")
+left the colour at 15 of 20 after two nights. The branch hinges are a mean of their own, so that
+the many answer pairs of a step do not dilute the one place a lesson is being lost.
+
+Above all, each answer asked in a fresh morning must be drawn whole in `SURE` (95%) of the owner's
+samples (`drawn_shortfall`): recall is sampled, and at the owner's temperature, top-k, top-p and
+repetition penalty a small model's thin tail of unlikely words is never drawn, while the penalty
+falls on every word of the question the answer repeats. So the shortfall is scored on what the
+sampler draws from, per answer token, and shared by the answers still short (one lagging lesson
+among sure ones is not divided by them). Measured on the seedling (bench/lessons.py, 5 facts, 20
+draws): first nights said back 52-57 of 100 without it, 77 with it (paraphrases 17-18 -> 48-51);
+after two nights the favourite colour was said 15-19 of 20 without it, 18 when its shortfall was a
+mean over every answer of the step, 20 when shared by the answers still short. Counted in full
+(not per token) it leaked into ordinary chat on a first night (9 of 50 replies; rolled back).
 
 The same hinge keeps a lesson's answer to its question (intrusion): for a few lessons a step, the
 answer after its own question must beat the same answer after an ordinary owner line of the starter
@@ -23,41 +40,90 @@ replies to ordinary lines, with it for two lessons a step into 3-8 (three runs).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from companion.day.request import sampling_from_settings
 from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.settings import Settings
 from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
-from companion.model.loss import score, shifted
+from companion.model.loss import Scored, score, shifted
+from companion.model.sampling import as_drawn
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
-__all__ = ["margin_loss", "answer_logprobs"]
+__all__ = ["margin_loss", "answer_logprobs", "drawn_shortfall", "branch", "BRANCH_MARGIN", "SURE"]
+
+BRANCH_MARGIN = math.log(20)  # nats between the answer's token and a near miss's where they part
+SURE = 0.95  # an answer asked in a fresh morning: drawn whole at least this often (`drawn_shortfall`)
+
+
+def branch(answer: Sequence[int], miss: Sequence[int]) -> int | None:
+    """Where a near miss leaves the answer: the index of the first token they do not share, or None
+    when one is the other (nothing to hold apart)."""
+    for i, (a, b) in enumerate(zip(answer, miss)):
+        if a != b:
+            return i
+    return None
+
+
+def _answers(model: Transformer, prompts: list[list[int]], answers: list[list[int]]) -> Scored:
+    rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
+    return score(model, [x for x, _ in rows], [t for _, t in rows])
+
+
+def drawn_shortfall(model: Transformer, tokenizer: Tokenizer, settings: Settings, prompts: list[list[int]],
+                    answers: list[list[int]], sure: float = SURE) -> torch.Tensor:
+    """How far each answer falls short of being drawn whole, after its prompt, in `sure` of the
+    owner's samples (nats short of log `sure`, per answer token; 0 once it is), one value per row.
+
+    Recall is sampled, so this asks for what the sampler would say (`as_drawn`: the owner's
+    repetition penalty, temperature and top-k), not for raw likelihood. Measured on the seedling
+    after a first night, "Your favourite colour is purple." had a raw probability of 0.31 for " fav"
+    (the rest of the vocabulary's thin tail mostly) but 0.81 as drawn, and the penalty on the
+    question's own words ("favourite colour" asked, said back) fell on six of its ten tokens."""
+    sampling = sampling_from_settings(settings.sampling)
+    protected = set(tokenizer.special_ids) | set(tokenizer.stop_ids)
+    window = sampling.repetition_window
+    rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
+    inputs = [x for x, _ in rows]
+    heard = [set(p[-window:] if window else ()) - protected for p in prompts]
+
+    def drawn(logits: torch.Tensor, row: torch.Tensor, position: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        seen = torch.zeros_like(logits, dtype=torch.bool)
+        for i, (r, j) in enumerate(zip(row.tolist(), position.tolist())):
+            said = {t for t in inputs[r][len(prompts[r]): j + 1] if t not in protected}
+            if heard[r] | said:
+                seen[i, list(heard[r] | said)] = True
+        return as_drawn(logits, seen, sampling, target)
+
+    scored = score(model, inputs, [t for _, t in rows], adjust=drawn)
+    tokens = torch.tensor([len(a) for a in answers], device=scored.nll.device, dtype=torch.float32)
+    return F.relu(-scored.row_logprobs() + math.log(sure)) / tokens
 
 
 def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
                     mean: bool = True) -> torch.Tensor:
     """Log-probability of each answer after its prompt (per token when `mean`, else summed), one
     value per row."""
-    rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
-    return score(model, [x for x, _ in rows], [t for _, t in rows]).row_logprobs(mean=mean)
+    return _answers(model, prompts, answers).row_logprobs(mean=mean)
 
 
 def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Settings, tokenizer: Tokenizer,
                 block_size: int, rng: random.Random, margin: float = 1.0, others: int = 4,
                 most: int = 8, ordinary: Sequence[tuple[str, str]] = (), neutral: int = 8,
                 misses: Mapping[tuple[str, str], Sequence[str]] | None = None, own_misses: int = 2,
-                ) -> torch.Tensor | None:
-    """The hinge loss for up to `most` lessons against up to `others` other answers each and up to
-    `own_misses` of its near misses (`misses`, keyed by question and answer), asked with a random
-    phrasing, and for `neutral` of them against their own answer after an `ordinary` line; None when
-    there are fewer than two lessons with different key words."""
-    if len(lessons) < 2 or margin <= 0:
+                sure: float | None = SURE) -> torch.Tensor | None:
+    """The hinge loss for up to `most` lessons, asked with a random phrasing: against up to `others`
+    other answers each, against their own answer after an `ordinary` line (for `neutral` of them), and
+    at the token where each of up to `own_misses` of its near misses (`misses`, keyed by question and
+    answer) parts from it (`branch`); None when there is nothing to hold apart."""
+    if margin <= 0:
         return None
     misses = misses or {}
     chosen = list(lessons)
@@ -65,21 +131,28 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     prompts: list[list[int]] = []
     answers: list[list[int]] = []
     pairs: list[tuple[int, int]] = []
+    parted: list[tuple[int, int]] = []  # (answer's token, miss's token) rows where a near miss branches off
+    owned: list[int] = []  # the rows of each lesson's own answer after its question
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
-        if not rivals:
-            continue
         turns = morning(settings, tokenizer, block_size, [(rng.choice(lesson.asked_as), None)])
         prompt = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
         own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
         if len(prompt) + len(own_answer) > block_size + 1:
             continue
         own = len(prompts)
+        owned.append(own)
         prompts.append(prompt)
         answers.append(own_answer)
         wrong = [x.answer for x in rng.sample(rivals, min(others, len(rivals)))]
         near = [x for x in misses.get((lesson.question, lesson.answer), ()) if x != lesson.answer]
-        wrong += rng.sample(near, min(own_misses, len(near)))
+        for text in rng.sample(near, min(own_misses, len(near))):
+            miss = encode_turn(tokenizer, Turn("companion", text))[1:]
+            at = branch(own_answer, miss)
+            if at is not None:
+                parted.append((len(prompts), len(prompts) + 1))
+                prompts += [prompt + own_answer[:at]] * 2
+                answers += [[own_answer[at]], [miss[at]]]
         for text in wrong:
             answer = encode_turn(tokenizer, Turn("companion", text))[1:]
             if len(prompt) + len(answer) <= block_size + 1:
@@ -94,9 +167,18 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
                 prompts.append(elsewhere)
                 answers.append(own_answer)
                 pairs.append((own, len(prompts) - 1))
-    if not pairs:
+    if not owned:
         return None
-    lp = answer_logprobs(model, prompts, answers)
-    own_idx = torch.tensor([a for a, _ in pairs], device=lp.device)
-    other_idx = torch.tensor([b for _, b in pairs], device=lp.device)
-    return F.relu(margin - (lp[own_idx] - lp[other_idx])).mean()
+    scored = _answers(model, prompts, answers)
+    lp = scored.row_logprobs(mean=True)
+    total = lp.new_zeros(())
+    if sure is not None:
+        short = drawn_shortfall(model, tokenizer, settings, [prompts[i] for i in owned], [answers[i] for i in owned],
+                                sure)
+        total = short.sum() / (short.detach() > 0).sum().clamp_min(1)  # shared by the answers still short
+    for rows, nats in ((pairs, margin), (parted, BRANCH_MARGIN)):
+        if rows:
+            own_idx = torch.tensor([a for a, _ in rows], device=lp.device)
+            other_idx = torch.tensor([b for _, b in rows], device=lp.device)
+            total = total + F.relu(nats - (lp[own_idx] - lp[other_idx])).mean()
+    return total

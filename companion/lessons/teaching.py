@@ -6,7 +6,9 @@ night's loss was about 2%):
 
     lessons' cards (mean over answer tokens)
   + ordinary_weight x ordinary cards (mean over their reply tokens)
-  + the margin of each answer over the other lessons' answers (`companion.lessons.margin`)
+  + the margin (`companion.lessons.margin`): each answer drawn whole, as the owner samples, in 95%
+    of a fresh morning's draws; above the other lessons' answers, its own near misses, and itself
+    after an ordinary line
 
 `run_night` adds this to its own step loss over the night's usual material, trains at the lessons'
 learning rate for the lessons' number of steps with the tied token embeddings frozen (the decisive
@@ -141,8 +143,8 @@ class Teaching:
         """This step's lesson loss (see the module docstring); a fresh draw of cards every step.
 
         The margin is skipped for `MARGIN_REST` steps after a step where it was zero (every answer
-        already apart): it is the step's costliest part (five answers forward and back per lesson)
-        and, once met, it mostly stays met; it is checked again after the rest."""
+        drawn whole and already apart): it is the step's costliest part (several answers forward and
+        back per lesson) and, once met, it mostly stays met; it is checked again after the rest."""
         cfg = self.settings.night.lessons
         lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
                                        self.block_size, self.rng, self.mix, among=self.checked, weak=self._weakest())
