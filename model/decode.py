@@ -67,9 +67,8 @@ class Decoder:
         return all(type(m) is nn.Linear for m in linears)
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 and hasattr(F, "rms_norm"):
-            return F.rms_norm(x, weight.shape, weight, self.eps)
-        norm = x.float().pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()
+        """RMSNorm in four small operations: for a few rows, cheaper than `F.rms_norm`'s composite."""
+        norm = x.float().pow(2).mean(-1, keepdim=True).add_(self.eps).rsqrt_()
         return (x.float() * norm).type_as(x) * weight
 
     @torch.no_grad()
