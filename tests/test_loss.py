@@ -262,7 +262,7 @@ def test_a_prompt_several_rows_share_is_read_once_and_scores_as_every_row_read_w
     assert torch.allclose(shared.row_logprobs(mean=True), whole.row_logprobs(mean=True), rtol=1e-5, atol=1e-6)
     assert torch.allclose(shared.row_logprobs(), whole.row_logprobs(), rtol=1e-5, atol=1e-5)
     assert float(shared.loss().detach()) == pytest.approx(float(whole.loss().detach()), rel=1e-5)
-    assert float(shared.summed()) == pytest.approx(float(whole.summed()), rel=1e-5)
+    assert float(shared.summed().detach()) == pytest.approx(float(whole.summed().detach()), rel=1e-5)
     for new, old in zip(shared_grads, whole_grads):
         assert torch.allclose(new, old, rtol=1e-4, atol=1e-6)
 
@@ -276,3 +276,13 @@ def test_only_prompts_worth_sharing_are_read_once():
     assert shared == {(5, 6, 7): [0, 1]}  # (9,) saves one position; row 4 teaches nothing
     assert alone == [2, 3, 5]
     assert shared_prompts(inputs, targets, saving=4) == ({}, [0, 1, 2, 3, 5])
+
+
+def test_a_shared_prompt_is_read_in_the_autocast_dtype_too(tiny_model, tokenizer):
+    """The night autocasts to bf16 on a GPU: the prompt's cache holds what the layers give under it
+    (checked with the CPU's autocast, the same rule)."""
+    inputs, targets, _ = margin_rows(tokenizer)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        shared = score(tiny_model, inputs, targets, saving=1).row_logprobs(mean=True)
+        whole = score(tiny_model, inputs, targets, saving=0).row_logprobs(mean=True)
+    assert torch.allclose(shared, whole, atol=0.05)
