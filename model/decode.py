@@ -53,7 +53,10 @@ class Decoder:
         self.n_embd = cfg.n_embd
         self.eps = cfg.norm_eps
         self.scale = self.head_dim ** -0.5
-        self.exact = False
+        # the products-and-softmax attention only where it was measured (fp32 on a CPU); elsewhere
+        # (a GPU, half precision) the fused kernel keeps its own accumulation
+        norm = model.norm.weight
+        self.cpu_fp32 = norm.device.type == "cpu" and norm.dtype == torch.float32
         with torch.no_grad():
             self.layers = [_Layer(b.attn_norm.weight, b.attn.qkv.weight, b.attn.proj.weight, b.mlp_norm.weight,
                                   b.mlp.gate.weight, b.mlp.up.weight, b.mlp.down.weight)
@@ -98,9 +101,9 @@ class Decoder:
             k, v = keys[:, :, : pos + 1], values[:, :, : pos + 1]
             if KV != H and not _SDPA_GQA:
                 k, v = (t.repeat_interleave(H // KV, dim=1) for t in (k, v))
-            if self.exact:
+            if not self.cpu_fp32:
                 y = F.scaled_dot_product_attention(qk[:, :H, None], k, v, **gqa)  # (B, H, 1, D)
-            else:  # one query: two batched products and a softmax beat the flash kernel
+            else:  # one query on a CPU: two batched products and a softmax beat the flash kernel
                 q = qk[:, :H].reshape(B, KV, H // KV, D) if gqa else qk[:, :H].reshape(B, H, 1, D)
                 w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
                 y = torch.matmul(w, v)

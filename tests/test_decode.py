@@ -125,17 +125,21 @@ def _grouped(model):
 
 
 @pytest.mark.parametrize("grouped", [False, True])
-def test_the_decoding_step_gives_the_module_paths_logits(learned, grouped):
-    from companion.model.decode import decoder_for
+@pytest.mark.parametrize("fused_kernel", [False, True])
+def test_the_decoding_step_gives_the_module_paths_logits(learned, grouped, fused_kernel):
+    """fused_kernel: the attention a GPU or half precision gets (`scaled_dot_product_attention`)."""
+    from companion.model.decode import Decoder
 
     model, prompt = learned
     model = _grouped(model) if grouped else model
+    decoder = Decoder(model)
+    decoder.cpu_fp32 = not fused_kernel
     caches = [prefill(model, prompt)[0].expand(3, 12) for _ in range(2)]
     ids = [prompt[-1], prompt[-2], prompt[-3]]
     for _ in range(12):
         with torch.no_grad():
             old = model(torch.tensor(ids)[:, None], cache=caches[0])[0][:, -1]
-        new = decoder_for(model).step(torch.tensor(ids), caches[1])
+        new = decoder.step(torch.tensor(ids), caches[1])
         assert torch.allclose(new, old, rtol=1e-5, atol=1e-4)
         ids = old.argmax(-1).tolist()
     assert caches[0].length == caches[1].length
