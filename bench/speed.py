@@ -48,7 +48,7 @@ from companion.compute.threads import machine_cores, training_threads, use_threa
 from companion.home import SEEDLING_DIR
 from companion.model.checkpoint import load_checkpoint
 from companion.model.quantize.int8 import int8_available, int8_decoder
-from companion.model.sampling import prefill, sample_candidates
+from companion.model.sampling import prefill, sample_candidates, sample_from_cache
 from companion.model.tokenizer import Tokenizer
 
 try:
@@ -95,7 +95,8 @@ class Runner:
         self.memory_mb = 0.0
 
 
-def ours(name: str, model, prompt: list[int], new: int) -> Runner:
+def ours(name: str, model, prompt: list[int], new: int, fast: bool = True) -> Runner:
+    """Our loop; `fast` False: each step through the modules instead of `model.decode`'s step."""
     settings = replace(GREEDY, max_new_tokens=new)
 
     def run(k: int, on_first: Callable[[], None]) -> list[list[int]]:
@@ -106,7 +107,9 @@ def ours(name: str, model, prompt: list[int], new: int) -> Runner:
                 seen[0] = True
                 on_first()
 
-        return [g.tokens for g in sample_candidates(model, prompt, k, settings, stop_ids=set(), on_token=on_token)]
+        cache, last = prefill(model, prompt)
+        return [g.tokens for g in sample_from_cache(model, cache, last, prompt, k, settings, stop_ids=set(),
+                                                    on_token=on_token, fast=fast)]
 
     return Runner(name, use_threads, lambda: prefill(model, prompt), run)
 
@@ -290,7 +293,8 @@ def main() -> None:
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-neighbour tables")
     parser.add_argument("--no-night", action="store_true", help="skip the night table")
     parser.add_argument("--engines", nargs="*", default=["ours fp32", "ours int8", "ours llama.cpp backend",
-                                                         "transformers", "llama.cpp f16"])
+                                                         "transformers", "llama.cpp f16"],
+                        help="also 'ours fp32 modules': our loop stepping through the modules (model.decode off)")
     parser.add_argument("--home", help="a companion's folder: its current weights instead of the seedling")
     args = parser.parse_args()
     print(f"{machine_cores()} cores; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}")
@@ -306,6 +310,14 @@ def main() -> None:
         before = rss_mb()
         if name == "ours fp32":
             runner = ours(name, model, prompt, args.new_tokens)
+        elif name == "ours fp32 modules":
+            runner = ours(name, model, prompt, args.new_tokens, fast=False)
+            cache, last = prefill(model, prompt)
+            slow = sample_from_cache(model, cache, last, prompt, 3, replace(GREEDY, max_new_tokens=args.new_tokens),
+                                     stop_ids=set(), fast=False)
+            fast = sample_candidates(model, prompt, 3, replace(GREEDY, max_new_tokens=args.new_tokens), stop_ids=set())
+            print("model.decode's step against the modules: greedy K=3 tokens "
+                  f"{'identical' if [g.tokens for g in slow] == [g.tokens for g in fast] else 'DIFFERENT'}")
         elif name == "ours int8":
             why = int8_available()
             if why:

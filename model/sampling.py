@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from companion.model.decode import decoder_for
 from companion.model.sampling_settings import SamplingSettings
 from companion.model.transformer import KVCache, Transformer
 
@@ -190,16 +191,21 @@ def sample_from_cache(
     slots: list[int] | None = None,
     on_token: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    fast: bool = True,
 ) -> list[Generation]:
     """The sampling loop on our model, from a prompt already read into a one-row `cache` whose last
     position gave `last_logits` (1, vocab). The caller's cache stays as read (the engine keeps the day's
     cache between turns): `k` rows get a copy with room for this reply only, and one row writes only past
-    the positions read (see `KVCache.expand`)."""
+    the positions read (see `KVCache.expand`). Each step runs `model.decode`'s step when the model's
+    layers allow it (`fast`; False: the module path, which the tests compare it with)."""
     steps = min(settings.max_new_tokens, model.config.block_size - cache.length)
     rows = cache.expand(k, steps)  # room for this reply only, not the whole block
     device = last_logits.device
+    decoder = decoder_for(model) if fast else None
 
     def step(next_ids: list[int]) -> torch.Tensor:
+        if decoder is not None:  # the same arithmetic in fewer operations (model.decode)
+            return decoder.step(torch.tensor(next_ids, device=device), rows)
         logits, _ = model(torch.tensor(next_ids, device=device)[:, None], cache=rows)
         return logits[:, -1, :]
 

@@ -83,8 +83,9 @@ class KVCache:
     length: int = 0
 
     @classmethod
-    def empty(cls, config: ModelConfig, batch: int, device, dtype) -> "KVCache":
-        shape = (batch, config.kv_heads, config.block_size, config.head_dim)
+    def empty(cls, config: ModelConfig, batch: int, device, dtype, capacity: int | None = None) -> "KVCache":
+        """Room for `capacity` positions a row (the whole block when None)."""
+        shape = (batch, config.kv_heads, config.block_size if capacity is None else capacity, config.head_dim)
         return cls(
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)],
@@ -123,6 +124,19 @@ class KVCache:
             return out
 
         return KVCache([rows(k) for k in self.keys], [rows(v) for v in self.values], self.length)
+
+    def select(self, rows: list[int], room: int) -> "KVCache":
+        """A new cache whose row i is this cache's row `rows[i]` as read, with `room` more positions:
+        several prompts read together, each continued by its own rows (`model.loss.score`). Built from
+        this cache by differentiable copies, so gradients flow back into the reading of the prompts,
+        and this cache is never written again (autograd keeps what its reading saved)."""
+        index = torch.as_tensor(rows, device=self.keys[0].device)
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            read = t[:, :, : self.length].index_select(0, index)
+            return torch.cat((read, read.new_zeros((len(rows), t.shape[1], room, t.shape[3]))), dim=2)
+
+        return KVCache([pick(k) for k in self.keys], [pick(v) for v in self.values], self.length)
 
     def nbytes(self) -> int:
         """Bytes the cache's tensors take."""

@@ -100,3 +100,83 @@ def test_the_penalty_mask_matches_the_reference_rule_and_spares_protected_tokens
     penalty.saw(0, 3)  # protected: never penalised
     expected = apply_repetition_penalty(logits, [{1, 2, 3}, {1, 2, 3, 7}], 1.3, protected={3})
     assert torch.equal(penalty.apply(logits), expected)
+
+
+# ---- model.decode: the decoding step without the module tree --------------------------------------
+
+@pytest.fixture(scope="module")
+def learned(tokenizer, tiny_texts):
+    """A 2-layer model that has read some starter conversations for 60 steps (greedy tokens are not
+    near ties), and a prompt from its text."""
+    from tests.conftest import trained_tiny
+
+    ids = torch.tensor([t for text in tiny_texts[:300] for t in tokenizer.encode(text)])
+    return trained_tiny(ids, tokenizer.vocab_size, 128, 60), ids[-40:].tolist()
+
+
+def _grouped(model):
+    """The same model with grouped-query attention (2 key/value heads for 4 query heads)."""
+    from dataclasses import replace as with_fields
+
+    from companion.model.transformer import Transformer
+
+    torch.manual_seed(3)
+    return Transformer(with_fields(model.config, n_kv_head=2)).eval()
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("fused_kernel", [False, True])
+def test_the_decoding_step_gives_the_module_paths_logits(learned, grouped, fused_kernel):
+    """fused_kernel: the attention a GPU or half precision gets (`scaled_dot_product_attention`)."""
+    from companion.model.decode import Decoder
+
+    model, prompt = learned
+    model = _grouped(model) if grouped else model
+    decoder = Decoder(model)
+    decoder.cpu_fp32 = not fused_kernel
+    caches = [prefill(model, prompt)[0].expand(3, 12) for _ in range(2)]
+    ids = [prompt[-1], prompt[-2], prompt[-3]]
+    for _ in range(12):
+        with torch.no_grad():
+            old = model(torch.tensor(ids)[:, None], cache=caches[0])[0][:, -1]
+        new = decoder.step(torch.tensor(ids), caches[1])
+        assert torch.allclose(new, old, rtol=1e-5, atol=1e-4)
+        ids = old.argmax(-1).tolist()
+    assert caches[0].length == caches[1].length
+    assert torch.allclose(caches[0].keys[1], caches[1].keys[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("settings", [GREEDY, SamplingSettings(temperature=0.9, top_k=20, top_p=0.9,
+                                                               repetition_penalty=1.2, max_new_tokens=24, seed=7)])
+def test_greedy_and_seeded_candidates_are_the_module_paths_tokens(learned, settings):
+    model, prompt = learned
+    runs = []
+    for fast in (True, False):
+        cache, last = prefill(model, prompt)
+        runs.append([g.tokens for g in sample_from_cache(model, cache, last, prompt, 3, settings, stop_ids=set(),
+                                                         fast=fast)])
+    assert runs[0] == runs[1]
+    assert len(runs[0][0]) == 24
+
+
+def test_the_decoding_step_follows_the_weights_when_they_change(learned):
+    from companion.model.decode import decoder_for
+
+    model, _ = learned
+    model = _grouped(model)
+    first = decoder_for(model)
+    assert decoder_for(model) is first  # built once while the weights stand
+    with torch.no_grad():
+        model.blocks[0].mlp.up.weight.mul_(0.5)  # a night's step changes weights in place
+    second = decoder_for(model)
+    assert second is not first
+    assert torch.equal(second.layers[0].up, model.blocks[0].mlp.up.weight)
+
+
+def test_the_int8_copy_keeps_the_module_path(learned):
+    from companion.model.decode import decoder_for
+    from companion.model.quantize.int8 import int8_available, int8_decoder
+
+    if int8_available():
+        pytest.skip(int8_available())
+    assert decoder_for(int8_decoder(learned[0])) is None

@@ -21,7 +21,8 @@ from companion.lessons.margin import answer_logprobs
 from companion.night.material import Example, step_loss
 from companion.night.preferences import ScoredReply, logprobs
 from companion.night.optimizer import mean_loss
-from companion.model.loss import IGNORE, length_groups, next_token_loss, pad, sequence_logprobs, shifted, summed_nll, token_nll
+from companion.model.loss import (IGNORE, length_groups, next_token_loss, pad, score, sequence_logprobs, shared_prompts,
+                                  shifted, summed_nll, token_nll)
 from companion.model.transformer import Transformer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -223,3 +224,87 @@ def test_pad_fills_with_token_zero_and_ignored_targets():
 def test_shifted_gives_the_prompt_and_teaches_only_the_answer():
     assert shifted([1, 2, 3, 4, 5]) == ([1, 2, 3, 4], [2, 3, 4, 5])
     assert shifted(torch.tensor([1, 2, 3, 4, 5]), context=3) == ([1, 2, 3, 4], [IGNORE, IGNORE, 4, 5])
+
+
+def margin_rows(tokenizer):
+    """The margin's shape: two prompts of one length and one of another, each with answers of
+    unequal length after it, and one row alone; weights vary along each answer."""
+    prompts = token_rows(tokenizer, ["What is my dog's name?", "What is my cat's name?", TEXTS[1], TEXTS[0]])
+    answers = token_rows(tokenizer, [TEXTS[3], "Biscuit.", "Your cat is called Mop, I think.", TEXTS[0]])
+    rows = [shifted(p + a, context=len(p)) for p in prompts[:3] for a in answers]
+    rows.append(shifted(prompts[3] + answers[0], context=len(prompts[3])))
+    weights = [[0.25 + (i + j) % 3 * 0.5 for j in range(len(x))] for i, (x, _) in enumerate(rows)]
+    return [x for x, _ in rows], [t for _, t in rows], weights
+
+
+def positions_read(model, run):
+    """How many positions the model's first block read while `run()` ran."""
+    seen = []
+    hook = model.blocks[0].register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0] * args[0].shape[1]))
+    try:
+        out = run()
+    finally:
+        hook.remove()
+    return out, sum(seen)
+
+
+def test_a_prompt_several_rows_share_is_read_once_and_scores_as_every_row_read_whole(tiny_model, tokenizer):
+    inputs, targets, weights = margin_rows(tokenizer)
+    tiny_model.train()
+    results = []
+    for saving in (1, 0):  # 0: every row read whole, as before
+        tiny_model.zero_grad(set_to_none=True)
+        scored, read = positions_read(tiny_model, lambda: score(tiny_model, inputs, targets, weights, saving=saving))
+        scored.loss().backward()
+        results.append((scored, read, [p.grad.clone() for p in tiny_model.parameters()]))
+    (shared, shared_read, shared_grads), (whole, whole_read, whole_grads) = results
+    assert shared_read < whole_read * 0.7
+    assert torch.allclose(shared.row_logprobs(mean=True), whole.row_logprobs(mean=True), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(shared.row_logprobs(), whole.row_logprobs(), rtol=1e-5, atol=1e-5)
+    assert float(shared.loss().detach()) == pytest.approx(float(whole.loss().detach()), rel=1e-5)
+    assert float(shared.summed().detach()) == pytest.approx(float(whole.summed().detach()), rel=1e-5)
+    for new, old in zip(shared_grads, whole_grads):
+        assert torch.allclose(new, old, rtol=1e-4, atol=1e-6)
+
+
+def test_only_prompts_worth_sharing_are_read_once():
+    ask, other = [5, 6, 7, 8], [9, 9]
+    inputs = [ask + [1, 2], ask + [3], other + [4], other + [4, 4], ask, [1, 2, 3]]
+    targets = [[IGNORE] * 3 + x[4:] + [0] for x in inputs[:2]] + [[IGNORE] * 1 + [4, 0], [IGNORE, 4, 4, 0],
+                                                                    [IGNORE] * 4, [1, 2, 3]]
+    shared, alone = shared_prompts(inputs, targets, saving=3)
+    assert shared == {(5, 6, 7): [0, 1]}  # (9,) saves one position; row 4 teaches nothing
+    assert alone == [2, 3, 5]
+    assert shared_prompts(inputs, targets, saving=4) == ({}, [0, 1, 2, 3, 5])
+
+
+def test_a_shared_prompt_is_read_in_the_autocast_dtype_too(tiny_model, tokenizer):
+    """The night autocasts to bf16 on a GPU: the prompt's cache holds what the layers give under it
+    (checked with the CPU's autocast, the same rule)."""
+    inputs, targets, _ = margin_rows(tokenizer)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        shared = score(tiny_model, inputs, targets, saving=1).row_logprobs(mean=True)
+        whole = score(tiny_model, inputs, targets, saving=0).row_logprobs(mean=True)
+    assert torch.allclose(shared, whole, atol=0.05)
+
+
+def test_logits_adjusted_before_scoring_see_each_target_at_its_place_in_its_row(tiny_model, tokenizer):
+    """`adjust` (the sampler's view, for the lessons' drawn-whole margin) is told each taught target's
+    row and position in that row, the same whether its prompt was shared or the row read whole."""
+    inputs, targets, _ = margin_rows(tokenizer)
+    told: dict[int, list[tuple[int, int]]] = {}
+
+    def by_place(logits, rows, positions, taught):
+        told.setdefault(len(told), []).extend(zip(rows.tolist(), positions.tolist()))
+        return logits + 0.01 * positions[:, None].float()
+
+    with torch.no_grad():
+        told.clear()
+        shared = score(tiny_model, inputs, targets, saving=1, adjust=by_place).row_logprobs()
+        shared_places = sorted(p for part in told.values() for p in part)
+        told.clear()
+        whole = score(tiny_model, inputs, targets, saving=0, adjust=by_place).row_logprobs()
+        whole_places = sorted(p for part in told.values() for p in part)
+    expected = sorted((r, j) for r, t in enumerate(targets) for j, x in enumerate(t) if x != IGNORE)
+    assert shared_places == whole_places == expected
+    assert torch.allclose(shared, whole, rtol=1e-5, atol=1e-5)
