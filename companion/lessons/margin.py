@@ -52,7 +52,7 @@ from companion.lessons.morning import morning
 from companion.lessons.text import LessonText
 from companion.settings import Settings
 from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
-from companion.model.loss import Scored, score, shifted
+from companion.model.loss import Adjust, Scored, score, shifted
 from companion.model.sampling import as_drawn
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
@@ -72,9 +72,48 @@ def branch(answer: Sequence[int], miss: Sequence[int]) -> int | None:
     return None
 
 
-def _answers(model: Transformer, prompts: list[list[int]], answers: list[list[int]]) -> Scored:
+def _sampler_view(tokenizer: Tokenizer, settings: Settings, prompts: list[list[int]], inputs: list[list[int]],
+                  drawn: set[int]) -> Adjust:
+    """`score`'s `adjust` that turns the logits of the rows in `drawn` into what the owner's sampler
+    draws from (`as_drawn`: the repetition penalty on the prompt's window and the reply so far, the
+    temperature, top-k and top-p) and leaves the other rows' as they are."""
+    sampling = sampling_from_settings(settings.sampling)
+    protected = set(tokenizer.special_ids) | set(tokenizer.stop_ids)
+    window = sampling.repetition_window
+    heard = {r: set(prompts[r][-window:] if window else ()) - protected for r in drawn}
+
+    def view(logits: torch.Tensor, row: torch.Tensor, position: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        rows = row.tolist()
+        pick = [i for i, r in enumerate(rows) if r in drawn]
+        if not pick:
+            return logits
+        seen = torch.zeros(len(pick), logits.size(-1), dtype=torch.bool, device=logits.device)
+        for n, i in enumerate(pick):
+            r, j = rows[i], int(position[i])
+            ids = heard[r] | {t for t in inputs[r][len(prompts[r]): j + 1] if t not in protected}
+            if ids:
+                seen[n, list(ids)] = True
+        idx = torch.tensor(pick, device=logits.device)
+        out = logits.clone()
+        out[idx] = as_drawn(logits[idx], seen, sampling, target[idx])
+        return out
+
+    return view
+
+
+def _answers(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
+             drawn: tuple[Tokenizer, Settings, set[int]] | None = None) -> Scored:
+    """Each answer scored after its prompt in one read (a prompt several rows share is read once);
+    the rows in `drawn` as the owner's sampler draws (`_sampler_view`)."""
     rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
-    return score(model, [x for x, _ in rows], [t for _, t in rows])
+    inputs = [x for x, _ in rows]
+    adjust = _sampler_view(drawn[0], drawn[1], prompts, inputs, drawn[2]) if drawn is not None else None
+    return score(model, inputs, [t for _, t in rows], adjust=adjust)
+
+
+def _shortfall(logprobs: torch.Tensor, answers: list[list[int]], sure: float) -> torch.Tensor:
+    tokens = torch.tensor([len(a) for a in answers], device=logprobs.device, dtype=torch.float32)
+    return F.relu(-logprobs + math.log(sure)) / tokens
 
 
 def drawn_shortfall(model: Transformer, tokenizer: Tokenizer, settings: Settings, prompts: list[list[int]],
@@ -83,28 +122,12 @@ def drawn_shortfall(model: Transformer, tokenizer: Tokenizer, settings: Settings
     owner's samples (nats short of log `sure`, per answer token; 0 once it is), one value per row.
 
     Recall is sampled, so this asks for what the sampler would say (`as_drawn`: the owner's
-    repetition penalty, temperature and top-k), not for raw likelihood. Measured on the seedling
-    after a first night, "Your favourite colour is purple." had a raw probability of 0.31 for " fav"
-    (the rest of the vocabulary's thin tail mostly) but 0.81 as drawn, and the penalty on the
-    question's own words ("favourite colour" asked, said back) fell on six of its ten tokens."""
-    sampling = sampling_from_settings(settings.sampling)
-    protected = set(tokenizer.special_ids) | set(tokenizer.stop_ids)
-    window = sampling.repetition_window
-    rows = [shifted(p + a, context=len(p)) for p, a in zip(prompts, answers)]
-    inputs = [x for x, _ in rows]
-    heard = [set(p[-window:] if window else ()) - protected for p in prompts]
-
-    def drawn(logits: torch.Tensor, row: torch.Tensor, position: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        seen = torch.zeros_like(logits, dtype=torch.bool)
-        for i, (r, j) in enumerate(zip(row.tolist(), position.tolist())):
-            said = {t for t in inputs[r][len(prompts[r]): j + 1] if t not in protected}
-            if heard[r] | said:
-                seen[i, list(heard[r] | said)] = True
-        return as_drawn(logits, seen, sampling, target)
-
-    scored = score(model, inputs, [t for _, t in rows], adjust=drawn)
-    tokens = torch.tensor([len(a) for a in answers], device=scored.nll.device, dtype=torch.float32)
-    return F.relu(-scored.row_logprobs() + math.log(sure)) / tokens
+    repetition penalty, temperature, top-k and top-p), not for raw likelihood. Measured on the
+    seedling after a first night, "Your favourite colour is purple." had a raw probability of 0.31
+    for " fav" (the rest of the vocabulary's thin tail mostly) but 0.81 as drawn, and the penalty on
+    the question's own words ("favourite colour" asked, said back) fell on six of its ten tokens."""
+    scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(len(prompts)))))
+    return _shortfall(scored.row_logprobs(), answers, sure)
 
 
 def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
@@ -169,12 +192,15 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
                 pairs.append((own, len(prompts) - 1))
     if not owned:
         return None
-    scored = _answers(model, prompts, answers)
-    lp = scored.row_logprobs(mean=True)
+    raw = len(prompts)
+    if sure is not None:  # each own answer once more, as drawn: its prompt is read once for both
+        prompts += [prompts[i] for i in owned]
+        answers += [answers[i] for i in owned]
+    scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(raw, len(prompts)))))
+    lp = scored.row_logprobs(mean=True)[:raw]
     total = lp.new_zeros(())
     if sure is not None:
-        short = drawn_shortfall(model, tokenizer, settings, [prompts[i] for i in owned], [answers[i] for i in owned],
-                                sure)
+        short = _shortfall(scored.row_logprobs()[raw:], answers[raw:], sure)
         total = short.sum() / (short.detach() > 0).sum().clamp_min(1)  # shared by the answers still short
     for rows, nats in ((pairs, margin), (parted, BRANCH_MARGIN)):
         if rows:
