@@ -24,7 +24,9 @@ samples (`drawn_shortfall`): recall is sampled, and at the owner's temperature, 
 repetition penalty a small model's thin tail of unlikely words is never drawn, while the penalty
 falls on every word of the question the answer repeats. So the shortfall is scored on what the
 sampler draws from, per answer token, and shared by the answers still short (one lagging lesson
-among sure ones is not divided by them). Measured on the seedling (bench/lessons.py, 5 facts, 20
+among sure ones is not divided by them); it is asked in the step's phrasing and, when that is
+another, in the owner's own question too (measured, two runs: 82 and 82 of 100 after a first night
+instead of 76-80, and 97 and 99 after the second). Measured on the seedling (bench/lessons.py, 5 facts, 20
 draws): first nights said back 52-57 of 100 without it, 77 with it (paraphrases 17-18 -> 48-51);
 after two nights the favourite colour was said 15-19 of 20 without it, 18 when its shortfall was a
 mean over every answer of the step, 20 when shared by the answers still short. Counted in full
@@ -156,13 +158,20 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     pairs: list[tuple[int, int]] = []
     parted: list[tuple[int, int]] = []  # (answer's token, miss's token) rows where a near miss branches off
     owned: list[int] = []  # the rows of each lesson's own answer after its question
+    taught: list[tuple[list[int], list[int]]] = []
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
-        turns = morning(settings, tokenizer, block_size, [(rng.choice(lesson.asked_as), None)])
+        asked = rng.choice(lesson.asked_as)
+        turns = morning(settings, tokenizer, block_size, [(asked, None)])
         prompt = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
         own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
         if len(prompt) + len(own_answer) > block_size + 1:
             continue
+        if asked != lesson.question:
+            first = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
+                                                                          [(lesson.question, None)])).ids)
+            if len(first) + len(own_answer) <= block_size + 1:
+                taught.append((first, own_answer))
         own = len(prompts)
         owned.append(own)
         prompts.append(prompt)
@@ -194,8 +203,8 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         return None
     raw = len(prompts)
     if sure is not None:  # each own answer once more, as drawn: its prompt is read once for both
-        prompts += [prompts[i] for i in owned]
-        answers += [answers[i] for i in owned]
+        prompts += [prompts[i] for i in owned] + [p for p, _ in taught]
+        answers += [answers[i] for i in owned] + [a for _, a in taught]
     scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(raw, len(prompts)))))
     lp = scored.row_logprobs(mean=True)[:raw]
     total = lp.new_zeros(())
