@@ -17,7 +17,7 @@ from companion.model.sampling_settings import SamplingSettings
 from companion.model.transformer import KVCache, Transformer
 
 __all__ = ["SamplingSettings", "Generation", "sample_candidates", "sample_from_cache", "prefill",
-           "sample_steps", "Step", "apply_repetition_penalty", "filter_logits", "penalise", "as_drawn"]
+           "sample_steps", "Step", "apply_repetition_penalty", "filter_logits", "penalise", "penalty_window", "as_drawn"]
 
 
 @dataclass
@@ -44,6 +44,11 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: list[set[int]], penalty
         vals = logits[row, idx]
         logits[row, idx] = torch.where(vals > 0, vals / penalty, vals * penalty)
     return logits
+
+
+def penalty_window(prompt: Sequence[int], settings: SamplingSettings) -> Sequence[int]:
+    """The prompt tokens the repetition penalty looks back on (besides the reply so far)."""
+    return prompt[-settings.repetition_window :] if settings.repetition_window else ()
 
 
 def penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -240,7 +245,7 @@ def sample_steps(
     gens = _generators(settings.seed, slots, device)
     logits = last_logits.expand(k, -1)
     protected = set(protected_ids) | set(stop_ids)
-    penalty = _Penalty(k, logits.size(-1), prompt[-settings.repetition_window :] if settings.repetition_window else (),
+    penalty = _Penalty(k, logits.size(-1), penalty_window(prompt, settings),
                        settings.repetition_penalty, protected, device)
     greedy = settings.top_k == 1  # one token survives the filter: its argmax, with no draw to make
     results = [Generation() for _ in range(k)]

@@ -292,19 +292,17 @@ def test_logits_adjusted_before_scoring_see_each_target_at_its_place_in_its_row(
     """`adjust` (the sampler's view, for the lessons' drawn-whole margin) is told each taught target's
     row and position in that row, the same whether its prompt was shared or the row read whole."""
     inputs, targets, _ = margin_rows(tokenizer)
-    told: dict[int, list[tuple[int, int]]] = {}
+    told: list[tuple[int, int]] = []
 
     def by_place(logits, rows, positions, taught):
-        told.setdefault(len(told), []).extend(zip(rows.tolist(), positions.tolist()))
+        told.extend(zip(rows.tolist(), positions.tolist()))
         return logits + 0.01 * positions[:, None].float()
 
     with torch.no_grad():
-        told.clear()
         shared = score(tiny_model, inputs, targets, saving=1, adjust=by_place).row_logprobs()
-        shared_places = sorted(p for part in told.values() for p in part)
-        told.clear()
+        shared_places, told[:] = sorted(told), []
         whole = score(tiny_model, inputs, targets, saving=0, adjust=by_place).row_logprobs()
-        whole_places = sorted(p for part in told.values() for p in part)
+        whole_places = sorted(told)
     expected = sorted((r, j) for r, t in enumerate(targets) for j, x in enumerate(t) if x != IGNORE)
     assert shared_places == whole_places == expected
     assert torch.allclose(shared, whole, rtol=1e-5, atol=1e-5)

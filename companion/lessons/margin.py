@@ -23,14 +23,13 @@ Above all, each answer asked in a fresh morning must be drawn whole in `SURE` (9
 samples (`drawn_shortfall`): recall is sampled, and at the owner's temperature, top-k, top-p and
 repetition penalty a small model's thin tail of unlikely words is never drawn, while the penalty
 falls on every word of the question the answer repeats. So the shortfall is scored on what the
-sampler draws from, per answer token, and shared by the answers still short (one lagging lesson
-among sure ones is not divided by them); it is asked in the step's phrasing and, when that is
-another, in the owner's own question too (measured, two runs: 82 and 82 of 100 after a first night
-instead of 76-80, and 97 and 99 after the second). Measured on the seedling (bench/lessons.py, 5 facts, 20
-draws): first nights said back 52-57 of 100 without it, 77 with it (paraphrases 17-18 -> 48-51);
-after two nights the favourite colour was said 15-19 of 20 without it, 18 when its shortfall was a
-mean over every answer of the step, 20 when shared by the answers still short. Counted in full
-(not per token) it leaked into ordinary chat on a first night (9 of 50 replies; rolled back).
+sampler draws from, per answer token, shared by the answers still short (one lagging lesson among
+sure ones is not divided by them), and asked in the step's phrasing and, when that is another, in
+the owner's own question too. Measured on the seedling (bench/lessons.py, 5 facts, 20 draws): first
+nights said back 52-57 of 100 without it, 76-80 with it, 80-82 asked in the owner's question too
+(paraphrases 17-23 -> 46-55); after two nights every fact was said 19 or 20 times in 2 of 4 runs (the
+colour 18 in the others), against the colour's 15 without it. Counted in full (not per token), or
+as log(1 + nats short), it leaked into ordinary chat on a first night (rolled back on intrusion).
 
 The same hinge keeps a lesson's answer to its question (intrusion): for a few lessons a step, the
 answer after its own question must beat the same answer after an ordinary owner line of the starter
@@ -55,7 +54,7 @@ from companion.lessons.text import LessonText
 from companion.settings import Settings
 from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
 from companion.model.loss import Adjust, Scored, score, shifted
-from companion.model.sampling import as_drawn
+from companion.model.sampling import as_drawn, penalty_window
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -80,9 +79,8 @@ def _sampler_view(tokenizer: Tokenizer, settings: Settings, prompts: list[list[i
     draws from (`as_drawn`: the repetition penalty on the prompt's window and the reply so far, the
     temperature, top-k and top-p) and leaves the other rows' as they are."""
     sampling = sampling_from_settings(settings.sampling)
-    protected = set(tokenizer.special_ids) | set(tokenizer.stop_ids)
-    window = sampling.repetition_window
-    heard = {r: set(prompts[r][-window:] if window else ()) - protected for r in drawn}
+    protected = set(tokenizer.special_ids) | set(tokenizer.stop_ids)  # never penalised (as the engine asks)
+    heard = {r: set(penalty_window(prompts[r], sampling)) - protected for r in drawn}
 
     def view(logits: torch.Tensor, row: torch.Tensor, position: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         rows = row.tolist()
@@ -158,7 +156,7 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     pairs: list[tuple[int, int]] = []
     parted: list[tuple[int, int]] = []  # (answer's token, miss's token) rows where a near miss branches off
     owned: list[int] = []  # the rows of each lesson's own answer after its question
-    taught: list[tuple[list[int], list[int]]] = []
+    own_wording: list[tuple[list[int], list[int]]] = []  # the answer after the owner's own question
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
         asked = rng.choice(lesson.asked_as)
@@ -167,11 +165,11 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
         if len(prompt) + len(own_answer) > block_size + 1:
             continue
-        if asked != lesson.question:
+        if sure is not None and asked != lesson.question:
             first = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
                                                                           [(lesson.question, None)])).ids)
             if len(first) + len(own_answer) <= block_size + 1:
-                taught.append((first, own_answer))
+                own_wording.append((first, own_answer))
         own = len(prompts)
         owned.append(own)
         prompts.append(prompt)
@@ -203,8 +201,8 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         return None
     raw = len(prompts)
     if sure is not None:  # each own answer once more, as drawn: its prompt is read once for both
-        prompts += [prompts[i] for i in owned] + [p for p, _ in taught]
-        answers += [answers[i] for i in owned] + [a for _, a in taught]
+        prompts += [prompts[i] for i in owned] + [p for p, _ in own_wording]
+        answers += [answers[i] for i in owned] + [a for _, a in own_wording]
     scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(raw, len(prompts)))))
     lp = scored.row_logprobs(mean=True)[:raw]
     total = lp.new_zeros(())
