@@ -33,7 +33,7 @@ def lesson_settings(home, **values):
     """A quick night with lessons, its guards loose unless a test tightens one."""
     quick = {"night.probe_bound": 1.0, "night.drift_bound": 10.0, "night.lessons.samples": 4,
              "night.lessons.intrusion_lines": 1, "night.lessons.crosstalk_bound": 1.0,
-             "night.lessons.intrusion_bound": 1.0, "night.lessons.pull": 0.0}
+             "night.lessons.intrusion_bound": 1.0, "night.lessons.pull": 0.0, "night.lessons.finish_steps": 0.0}
     quick.update(values)
     return night_settings(home, **quick)
 

@@ -12,6 +12,7 @@ from companion.lessons.asking import askings, subject
 from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
 from companion.lessons.text import LessonText
 from companion.night.pipeline import run_night
+from companion.history.weights import Weights
 from companion.store import Store
 from tests.test_lessons_night import DOG, SISTER, lesson_settings, teach_directly
 from tests.test_night import PROBE, script_day
@@ -62,6 +63,49 @@ def test_a_night_whose_lessons_were_all_said_back_before_it_takes_fewer_steps_an
         assert report.steps == 4  # the sister is not said back yet: the whole night
         # two thirds in, the night looks at what is said back and gives the lagging lesson extra cards
         assert f"after 3 steps, extra cards for: \u201c{SISTER.answer}\u201d" in report.notes
+
+
+def test_a_night_goes_on_while_a_taught_answer_is_not_yet_drawn_whole_but_no_further_than_its_share(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
+                                                 "night.lessons.finish_steps": 0.75})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+    assert report.status == "accepted", report.reason
+    assert report.steps == report.total_steps == 4 + 3  # the dog is not said yet: three more, and no further
+    note = next(n for n in report.notes if n.startswith("after 4 steps, 3 more for:"))
+    assert f"\u201c{DOG.answer}\u201d (0% drawn whole)" in note
+
+
+def test_a_night_whose_answers_are_already_drawn_whole_ends_at_its_planned_steps(tiny_home, tokenizer):
+    with Store.open(tiny_home.store_path) as store:
+        teach_directly(tiny_home, store, tokenizer, [DOG])
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
+                                                 "night.lessons.consolidation_steps": 0.5,
+                                                 "night.lessons.finish_steps": 1.0})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+    assert report.status == "accepted", report.reason
+    assert report.steps == 2 and not any("more for:" in n for n in report.notes)  # a consolidating night's 2
+
+
+def test_drawn_whole_is_how_often_the_owners_sampler_says_the_answer_word_for_word(tiny_home, tokenizer):
+    """The night's finish line is exact, not sampled: it agrees with the share of real draws (the
+    engine's sampler, the owner's settings) that say the answer and stop."""
+    from companion.lessons.margin import drawn_whole
+    from companion.lessons.recall import ask
+
+    settings = tiny_home.load_settings()
+    with Store.open(tiny_home.store_path) as store:
+        p, rounds = 0.0, 0
+        while p < 0.3 and rounds < 12:  # taught a little at a time, until it is said sometimes
+            teach_directly(tiny_home, store, tokenizer, [DOG], steps=24 if rounds == 0 else 4)
+            model = Weights(tiny_home, store).load_current().model.eval()
+            p, rounds = drawn_whole(model, tokenizer, settings, model.config.block_size, [DOG])[0], rounds + 1
+    replies = ask(model, tokenizer, settings, DOG.question, 400, seed=5)
+    share = sum(r.strip() == DOG.answer for r in replies) / len(replies)
+    assert 0.1 < p < 0.9, p  # the check means something only between the ends
+    assert abs(share - p) < 4 * (p * (1 - p) / len(replies)) ** 0.5 + 0.01, (share, p)
 
 
 def test_a_lesson_said_back_in_most_but_not_every_draw_stays_due_instead_of_resting(tiny_home, tokenizer):

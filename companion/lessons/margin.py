@@ -58,7 +58,7 @@ from companion.model.sampling import as_drawn, penalty_window
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
-__all__ = ["margin_loss", "answer_logprobs", "drawn_shortfall", "branch", "BRANCH_MARGIN", "SURE"]
+__all__ = ["margin_loss", "answer_logprobs", "drawn_shortfall", "drawn_whole", "branch", "BRANCH_MARGIN", "SURE"]
 
 BRANCH_MARGIN = math.log(20)  # nats between the answer's token and a near miss's where they part
 SURE = 0.95  # an answer asked in a fresh morning: drawn whole at least this often (`drawn_shortfall`)
@@ -130,6 +130,38 @@ def drawn_shortfall(model: Transformer, tokenizer: Tokenizer, settings: Settings
     return _shortfall(scored.row_logprobs(), answers, sure)
 
 
+@torch.no_grad()
+def drawn_whole(model: Transformer, tokenizer: Tokenizer, settings: Settings, block_size: int,
+                lessons: Sequence[LessonText]) -> list[float]:
+    """The probability that each lesson's answer is drawn whole, as the owner samples, when its own
+    question is asked first thing in a fresh morning: exact, from one read, not sampled (0.0 for a
+    lesson too long to ask). The night's finish line (`Teaching.unsure`): recall counts key words, so
+    a reply that says the lesson in other words counts there too, and this is its floor."""
+    prompts, answers, rows = [], [], []
+    for i, lesson in enumerate(lessons):
+        prompt = _asked(settings, tokenizer, block_size, lesson.question)
+        answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
+        if len(prompt) + len(answer) <= block_size + 1:
+            rows.append(i)
+            prompts.append(prompt)
+            answers.append(answer)
+    out = [0.0] * len(lessons)
+    if rows:
+        was_training = model.training
+        model.eval()
+        scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(len(prompts)))))
+        model.train(was_training)
+        for i, lp in zip(rows, scored.row_logprobs().tolist()):
+            out[i] = math.exp(lp)
+    return out
+
+
+def _asked(settings: Settings, tokenizer: Tokenizer, block_size: int, question: str) -> list[int]:
+    """The tokens before the companion's reply to `question` asked first thing in a fresh morning."""
+    return reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
+                                                                  [(question, None)])).ids)
+
+
 def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
                     mean: bool = True) -> torch.Tensor:
     """Log-probability of each answer after its prompt (per token when `mean`, else summed), one
@@ -160,14 +192,12 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
         asked = rng.choice(lesson.asked_as)
-        turns = morning(settings, tokenizer, block_size, [(asked, None)])
-        prompt = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
+        prompt = _asked(settings, tokenizer, block_size, asked)
         own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
         if len(prompt) + len(own_answer) > block_size + 1:
             continue
         if sure is not None and asked != lesson.question:
-            first = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
-                                                                          [(lesson.question, None)])).ids)
+            first = _asked(settings, tokenizer, block_size, lesson.question)
             if len(first) + len(own_answer) <= block_size + 1:
                 own_wording.append((first, own_answer))
         own = len(prompts)
@@ -191,8 +221,7 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
                 pairs.append((own, len(prompts) - 1))
         if ordinary and neutral > 0:
             neutral -= 1
-            turns = morning(settings, tokenizer, block_size, [(rng.choice(ordinary)[0], None)])
-            elsewhere = reply_prompt(tokenizer, encode_turns(tokenizer, turns).ids)
+            elsewhere = _asked(settings, tokenizer, block_size, rng.choice(ordinary)[0])
             if len(elsewhere) + len(own_answer) <= block_size + 1:
                 prompts.append(elsewhere)
                 answers.append(own_answer)

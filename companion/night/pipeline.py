@@ -416,12 +416,15 @@ class NightRun:
         model.train()
         t_train, tokens = time.monotonic(), 0
         look_at = round(len(steps) * LOOK_AT) if lesson_night else -1
-        for step, batch in enumerate(steps):
+        planned = len(steps)
+        extra = round(planned * cfg.finish_steps) if lesson_night else 0
+        for step, batch in enumerate(steps):  # `_finish` may add steps at the end
             if self.stop():
                 raise Stopped()
             if step == look_at:
                 self._look(tonight)
-            lr = lr_at((step + 1) / len(steps), lr_peak, settings.night.warmup_fraction, LR_FLOOR)
+            lr = (lr_at((step + 1) / planned, lr_peak, settings.night.warmup_fraction, LR_FLOOR) if step < planned
+                  else lr_peak * FINISH_LR)
             pace()  # the free cores, afresh (an automatic thread count: companion.compute.threads)
             value = self._step(step, batch, optimizer, lr, tonight.teaching if lesson_night else None)
             if pull_to is not None:
@@ -439,7 +442,25 @@ class NightRun:
             if why is not None:
                 self._rolled_back_why = why
                 return False
+            if step == len(steps) - 1 and len(steps) < planned + extra:
+                self._finish(tonight, steps, planned, planned + extra)
         return True
+
+    def _finish(self, tonight: _Tonight, steps: list, planned: int, most: int) -> None:
+        """At the end of a lesson night's steps: while a taught answer is not yet drawn whole in 95% of
+        the owner's samples (`Teaching.unsure`), `FINISH_CHUNK` more steps on the night's material again,
+        at `FINISH_LR` of the peak, with extra cards for those lessons, up to `most` steps in all."""
+        teaching = tonight.teaching
+        with self.autocast:
+            unsure = teaching.unsure(self.model)
+        if not unsure:
+            return
+        add = min(FINISH_CHUNK, most - len(steps))
+        steps.extend(steps[i % planned] for i in range(len(steps), len(steps) + add))
+        teaching.weak = unsure
+        self.report.total_steps = len(steps)
+        self.note(f"after {len(steps) - add} steps, {add} more for: "
+                  + "; ".join(f"\u201c{x.answer}\u201d ({p:.0%} drawn whole)" for p, x in unsure))
 
     def _look(self, tonight: _Tonight) -> None:
         """Two thirds into a lesson night: what is said back so far decides which lessons get extra
@@ -528,6 +549,10 @@ def _disk_full_reason(exc: BaseException, home: Home) -> str:
     from companion.safety.room import disk_full_sentence
 
     return disk_full_sentence(getattr(exc, "filename", None) or home.checkpoints_dir)
+
+
+FINISH_CHUNK = 10  # steps added at a time while a taught answer is unsure (`_finish`)
+FINISH_LR = 0.3  # their learning rate, a share of the night's peak
 
 
 def _lesson_plan(settings: Settings, steps: int) -> Settings:
