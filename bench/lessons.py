@@ -351,12 +351,10 @@ class Progress:
 def answer_logprob(model, tokenizer, settings, question: str, answer: str) -> float:
     """Log-probability of the answer's tokens (and its end) asked first thing in a fresh day."""
     from companion.lessons.margin import answer_logprobs
-    from companion.lessons.morning import morning
-    from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
+    from companion.lessons.morning import asked_prompt, reply_ids
 
-    prompt = reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, model.config.block_size,
-                                                                   [(question, None)])).ids)
-    answer_ids = encode_turn(tokenizer, Turn("companion", answer))[1:]
+    prompt = asked_prompt(settings, tokenizer, model.config.block_size, question)
+    answer_ids = reply_ids(tokenizer, answer)
     import torch
 
     with torch.no_grad():

@@ -49,10 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from companion.day.request import sampling_from_settings
-from companion.lessons.morning import morning
+from companion.lessons.morning import asked_prompt, reply_ids
 from companion.lessons.text import LessonText
 from companion.settings import Settings
-from companion.transcript import Turn, encode_turn, encode_turns, reply_prompt
 from companion.model.loss import Adjust, Scored, score, shifted
 from companion.model.sampling import as_drawn, penalty_window
 from companion.model.tokenizer import Tokenizer
@@ -139,8 +138,8 @@ def drawn_whole(model: Transformer, tokenizer: Tokenizer, settings: Settings, bl
     a reply that says the lesson in other words counts there too, and this is its floor."""
     prompts, answers, rows = [], [], []
     for i, lesson in enumerate(lessons):
-        prompt = _asked(settings, tokenizer, block_size, lesson.question)
-        answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
+        prompt = asked_prompt(settings, tokenizer, block_size, lesson.question)
+        answer = reply_ids(tokenizer, lesson.answer)
         if len(prompt) + len(answer) <= block_size + 1:
             rows.append(i)
             prompts.append(prompt)
@@ -154,12 +153,6 @@ def drawn_whole(model: Transformer, tokenizer: Tokenizer, settings: Settings, bl
         for i, lp in zip(rows, scored.row_logprobs().tolist()):
             out[i] = math.exp(lp)
     return out
-
-
-def _asked(settings: Settings, tokenizer: Tokenizer, block_size: int, question: str) -> list[int]:
-    """The tokens before the companion's reply to `question` asked first thing in a fresh morning."""
-    return reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
-                                                                  [(question, None)])).ids)
 
 
 def answer_logprobs(model: Transformer, prompts: list[list[int]], answers: list[list[int]],
@@ -192,12 +185,12 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
         asked = rng.choice(lesson.asked_as)
-        prompt = _asked(settings, tokenizer, block_size, asked)
-        own_answer = encode_turn(tokenizer, Turn("companion", lesson.answer))[1:]
+        prompt = asked_prompt(settings, tokenizer, block_size, asked)
+        own_answer = reply_ids(tokenizer, lesson.answer)
         if len(prompt) + len(own_answer) > block_size + 1:
             continue
         if sure is not None and asked != lesson.question:
-            first = _asked(settings, tokenizer, block_size, lesson.question)
+            first = asked_prompt(settings, tokenizer, block_size, lesson.question)
             if len(first) + len(own_answer) <= block_size + 1:
                 own_wording.append((first, own_answer))
         own = len(prompts)
@@ -207,21 +200,21 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         wrong = [x.answer for x in rng.sample(rivals, min(others, len(rivals)))]
         near = [x for x in misses.get((lesson.question, lesson.answer), ()) if x != lesson.answer]
         for text in rng.sample(near, min(own_misses, len(near))):
-            miss = encode_turn(tokenizer, Turn("companion", text))[1:]
+            miss = reply_ids(tokenizer, text)
             at = branch(own_answer, miss)
             if at is not None:
                 parted.append((len(prompts), len(prompts) + 1))
                 prompts += [prompt + own_answer[:at]] * 2
                 answers += [[own_answer[at]], [miss[at]]]
         for text in wrong:
-            answer = encode_turn(tokenizer, Turn("companion", text))[1:]
+            answer = reply_ids(tokenizer, text)
             if len(prompt) + len(answer) <= block_size + 1:
                 prompts.append(prompt)
                 answers.append(answer)
                 pairs.append((own, len(prompts) - 1))
         if ordinary and neutral > 0:
             neutral -= 1
-            elsewhere = _asked(settings, tokenizer, block_size, rng.choice(ordinary)[0])
+            elsewhere = asked_prompt(settings, tokenizer, block_size, rng.choice(ordinary)[0])
             if len(elsewhere) + len(own_answer) <= block_size + 1:
                 prompts.append(elsewhere)
                 answers.append(own_answer)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from companion.day import quarters_begun
 from companion.settings import Settings
-from companion.transcript import Turn, count_tokens
+from companion.transcript import Turn, count_tokens, encode_turn, encode_turns, reply_prompt
 from companion.model.tokenizer import Tokenizer
 
-__all__ = ["morning"]
+__all__ = ["morning", "asked_prompt", "reply_ids"]
 
 
 def morning(settings: Settings, tokenizer: Tokenizer, block_size: int,
@@ -41,3 +41,14 @@ def morning(settings: Settings, tokenizer: Tokenizer, block_size: int,
             turns.append(turn)
             used += count_tokens(tokenizer, turn)
     return turns
+
+
+def asked_prompt(settings: Settings, tokenizer: Tokenizer, block_size: int, question: str) -> list[int]:
+    """The tokens before the companion's reply when `question` is asked first thing in a fresh day."""
+    return reply_prompt(tokenizer, encode_turns(tokenizer, morning(settings, tokenizer, block_size,
+                                                                  [(question, None)])).ids)
+
+
+def reply_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The tokens the companion writes to say `text` after `asked_prompt`: its words and the turn's end."""
+    return encode_turn(tokenizer, Turn("companion", text))[1:]
