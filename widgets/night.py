@@ -13,6 +13,7 @@ from typing import Iterable
 
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
@@ -178,23 +179,26 @@ class NightProgress(Widget):
     def _refresh_all(self) -> None:
         if not self._ready:
             return
-        bar = self.query_one(ProgressBar)
-        if self.total:
-            bar.update(total=self.total, progress=min(self.step, self.total))
-        else:
-            bar.update(total=None)
-        self.query_one("#night-loss", Sparkline).data = list(self.losses)
-        self._refresh_text()
-
-    def _refresh_text(self) -> None:
-        self.query_one("#night-phase", Static).update(Content(self.phase_text()))
-        self.query_one("#night-steps", Static).update(Content(self.steps_text()))
+        try:
+            bar = self.query_one(ProgressBar)
+            if self.total:
+                bar.update(total=self.total, progress=min(self.step, self.total))
+            else:
+                bar.update(total=None)
+            self.query_one("#night-loss", Sparkline).data = list(self.losses)
+            self.query_one("#night-phase", Static).update(Content(self.phase_text()))
+            self.query_one("#night-steps", Static).update(Content(self.steps_text()))
+        except NoMatches:
+            return  # the screen is being taken down around us: nothing left to show
         self._refresh_times()
 
     def _refresh_times(self) -> None:
         if not self._ready:
             return
-        self.query_one("#night-times", Static).update(Content(self.times_text()))
+        try:
+            self.query_one("#night-times", Static).update(Content(self.times_text()))
+        except NoMatches:
+            return  # a tick that came after the screen was taken down
 
     def loss_history(self) -> Iterable[float]:
         return tuple(self.losses)
