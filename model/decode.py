@@ -12,7 +12,13 @@ bench's prompts and in `tests/test_decode.py` (the logits agree to float roundin
 
 Tried and left out: the MLP's gate and up projections as one matrix product (a concatenated copy of
 the two): no faster on the seedling (one thread, the same run: 7.0 against 6.0 ms a K=3 step under
-load), and the copy would have cost the 135M 212 MB.
+load), and the copy would have cost the 135M 212 MB. K candidate rows that share the prompt's keys
+and values instead of copying them (every row's query against the prompt in one product, then each
+row's own positions, one softmax over both): a step 6% faster at 300 positions and 12% at 440 on one
+thread, slower below about 200, and in `bench/speed.py` (266 positions) no faster on one thread and
+slower on two (K=3 678-725 against 749-768 tokens/s): the extra operations cost more than reading the
+prompt once saves. The rotary embedding as one product with a (D, D) rotation matrix built once a
+step: within the noise.
 
 Only plain fp32/bf16 `nn.Linear` layers are taken; any other (the int8 copy's quantised layers) keeps
 the module path (`Decoder.supports`).
