@@ -29,6 +29,12 @@ measured on the weights that are current then:
 
 Every reply is asked as `companion.lessons.recall` asks (a fresh day built as the day builds it, the
 companion's sampling settings, fixed seeds; replies capped at 32 tokens).
+
+S samples with fixed seeds are one draw of what the weights say: a fact said in 95% of replies shows
+19 or 20 of 20 only 74% of the time. With `--rates N` each night also asks every taught question and
+every ordinary line N more times with other seeds and prints the rates they estimate (a fact's rate
+to within about 0.01 at N=400), and from them the chance that one S-sample measure finds every fact
+in at least 95% of its samples (19 of 20): what "every fact at 19 of 20" would be on a rerun.
 """
 
 from __future__ import annotations
@@ -157,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--in-place", action="store_true", help="teach the companion itself, not a copy")
+    parser.add_argument("--rates", type=int, default=0, metavar="N",
+                        help="also estimate each fact's and the intrusion's true rate from N more samples (other seeds)")
     return parser
 
 
@@ -174,6 +182,7 @@ class Measurer:
     anchor_ppl: float | None
     conversations: list | None
     samples: int
+    rates: int = 0
 
     def row(self, night: int, seconds: float | None, status: str) -> dict:
         """One night's row: recall, paraphrases, cross-talk, intrusion, log-probs, probe, drift, held-out."""
@@ -203,7 +212,31 @@ class Measurer:
         }
         for p, r in zip(paraphrased, par.lessons):
             row["paraphrase_recall"][p.key] += r.total
+        if self.rates:
+            row.update(true_rates(model, tok, settings, taught, lines, self.rates, samples))
         return row
+
+
+RATE_SEED = 7_000_003  # the --rates samples' seeds: none of the bench's own
+
+
+def true_rates(model, tokenizer, settings, taught, lines, n: int, samples: int) -> dict:
+    """Each taught question's rate of replies that say its key, and the ordinary lines' rate of replies
+    that carry any key, from `n` samples each (other seeds than the measure's); and the chance that a
+    `samples`-sample measure finds every fact in at least 95% of its samples."""
+    from companion.lessons.recall import ask
+    from companion.lessons.text import says
+
+    rates = {x.key: sum(says(r, x.keys) for r in ask(model, tokenizer, settings, x.question, n, RATE_SEED)) / n
+             for x in taught}
+    need = math.ceil(0.95 * samples)
+    reliable = 1.0
+    for rate in rates.values():
+        reliable *= sum(math.comb(samples, k) * rate ** k * (1 - rate) ** (samples - k) for k in range(need, samples + 1))
+    leaked = sum(any(says(r, x.keys) for x in taught)
+                 for line in lines for r in ask(model, tokenizer, settings, line, n, RATE_SEED))
+    return {"rates": rates, "reliable": reliable, "intrusion_rate": leaked / (n * len(lines)) if lines else None,
+            "rate_samples": n}
 
 
 def _working_home(args):
@@ -274,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                                          ProbeSet(starter=probe.starter)).starter_ppl
 
             measurer = Measurer(engine, settings, facts, taught, paraphrased, lines, probe, anchor_ppl,
-                                conversations, args.samples)
+                                conversations, args.samples, args.rates)
             measure_now = measurer.row
 
             rows.append(measure_now(0, None, "before"))
@@ -402,6 +435,12 @@ def print_row(row: dict, facts: list[dict], samples: int, header: bool = False) 
           f"| {row['crosstalk']} | {row['intrusion']}/{row['intrusion_samples']} | {row['answer_logprob']:.2f} "
           f"| {row['probe_ppl']:.2f} | {num(row['drift'], '+.1%')} | {num(row['heldout_ppl'], '.2f')} "
           f"| {num(row['seconds'], '.0f')} |", flush=True)
+    if "rates" in row:
+        need = math.ceil(0.95 * samples)
+        print(f"  rates from {row['rate_samples']} more samples each: "
+              + " ".join(f"{k} {v:.3f}" for k, v in row["rates"].items())
+              + f"; every fact at {need}+ of {samples}: {row['reliable']:.0%} of reruns"
+              + f"; intrusion {row['intrusion_rate']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ class _Tonight:
     checked: list = field(default_factory=list)
     recall_before: Any = None
     anchor: Checkpoint | None = None
+    finish_seen: dict[int, float] = field(default_factory=dict)  # id(lesson) -> drawn whole at the last look
 
 
 class NightRun:
@@ -449,10 +450,20 @@ class NightRun:
     def _finish(self, tonight: _Tonight, steps: list, planned: int, most: int) -> None:
         """At the end of a lesson night's steps: while a taught answer is not yet drawn whole in 95% of
         the owner's samples (`Teaching.unsure`), `FINISH_CHUNK` more steps on the night's material again,
-        at `FINISH_LR` of the peak, with extra cards for those lessons, up to `most` steps in all."""
-        teaching = tonight.teaching
+        at `FINISH_LR` of the peak, with extra cards for those lessons, up to `most` steps in all.
+
+        Only for answers the night brought near (drawn whole at least `FINISH_FROM` of the time), and
+        only while the last steps brought one of them `FINISH_GAIN` nearer: an answer the model does
+        not yet begin to say (a first night on new weights, a lesson too long) is not finished by a few
+        more steps at a lower rate; it comes back tomorrow, and the night does not spend its time."""
+        teaching, seen = tonight.teaching, tonight.finish_seen
         with self.autocast:
-            unsure = teaching.unsure(self.model)
+            unsure = [(p, x) for p, x in teaching.unsure(self.model) if p >= FINISH_FROM]
+        if seen and not any(p - seen.get(id(x), 0.0) >= FINISH_GAIN for p, x in unsure):
+            if unsure:
+                self.note(f"after {len(steps)} steps, no nearer: the night ends there")
+            unsure = []
+        seen.update({id(x): p for p, x in unsure})
         if not unsure:
             return
         add = min(FINISH_CHUNK, most - len(steps))
@@ -553,6 +564,8 @@ def _disk_full_reason(exc: BaseException, home: Home) -> str:
 
 FINISH_CHUNK = 10  # steps added at a time while a taught answer is unsure (`_finish`)
 FINISH_LR = 0.3  # their learning rate, a share of the night's peak
+FINISH_FROM = 0.05  # an answer drawn whole less often than this is not near: no finish line for it
+FINISH_GAIN = 0.01  # a chunk that brought no near answer this much nearer ends the finish line
 
 
 def _lesson_plan(settings: Settings, steps: int) -> Settings:
