@@ -39,6 +39,38 @@ def test_a_night_leaves_a_busy_neighbour_its_core():
     assert training_threads(0, cores=4, load=2.0) == 2
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/stat"), reason="measured from /proc/stat (Linux)")
+def test_what_other_programs_keep_busy_is_measured_now_not_from_the_last_minutes_load_average():
+    """A real neighbour spinning on a core is seen within a few readings (about a second each, as
+    between training steps); this process's own work is never counted as someone else's."""
+    import subprocess
+    import sys
+    import time
+
+    from companion.compute.threads import OthersMeter
+
+    meter = OthersMeter()
+    meter.read()
+    time.sleep(0.3)
+    quiet = meter.read()  # whatever else this machine is doing now
+    torch.manual_seed(0)
+    a = torch.randn(256, 256)
+    t = time.monotonic()
+    while time.monotonic() - t < 0.6:  # our own busy work: not another program's
+        a = torch.tanh(a @ a)
+    assert meter.read() < quiet + 0.5
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        for _ in range(4):
+            time.sleep(0.4)
+            busy = meter.read()
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert busy > min(quiet, 1.0) + 0.5
+
+
 def test_a_night_gives_a_core_back_while_a_reply_is_written_and_takes_it_again_after():
     seen = []
     with training_claim(0):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,6 +33,7 @@ __all__ = [
     "generation_claim",
     "generating_now",
     "others_load",
+    "OthersMeter",
     "pace",
     "use_threads",
 ]
@@ -60,14 +62,81 @@ def default_generation_threads(cores: int | None = None) -> int:
 
 
 def others_load(load: float | None = None, ours: int = 0) -> float:
-    """How many cores other processes keep busy: the 1-minute load average less the threads this
-    app itself runs now (`ours`), never below 0. `load` is given by tests; None reads the machine's."""
+    """How many cores other processes keep busy. `load` given (tests): that load average less the
+    threads this app itself runs now (`ours`), never below 0. None: measured (`OthersMeter`, from what
+    the cores did since the last look, less this process's own CPU time), or where that cannot be
+    read (not Linux) the 1-minute load average less `ours`."""
     if load is None:
+        measured = _others.read()
+        if measured is not None:
+            return measured
         try:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):  # not Unix: nobody else is assumed
             return 0.0
     return max(0.0, load - ours)
+
+
+class OthersMeter:
+    """The cores other processes kept busy lately, measured: the busy time of this process's cores in
+    /proc/stat less this process's own CPU time, over the time since the last reading (a training
+    step), half-weighted with the reading before.
+
+    Why not the load average: it is a minute-long mean. A night that starts just after a busy minute
+    (the bench before it, a build) saw load 1.6 on an idle 2-core machine and trained on one thread
+    for its first minute or two; and it counts this process's own threads, which it then has to
+    guess at. This looks at what the cores did in the last second."""
+
+    MIN_WINDOW_S = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[float, float, float] | None = None  # (busy s, own CPU s, monotonic s)
+        self.value: float | None = None
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        busy = _busy_seconds()
+        return None if busy is None else (busy, time.process_time(), time.monotonic())
+
+    def read(self) -> float | None:
+        """Cores kept busy by other processes (>= 0), or None where /proc/stat cannot be read."""
+        with self._lock:
+            now = self._sample()
+            if now is None:
+                return None
+            if self._last is None or now[2] - self._last[2] < self.MIN_WINDOW_S:
+                first = self._last if self._last is not None else now
+                time.sleep(max(0.0, self.MIN_WINDOW_S - (now[2] - first[2])))
+                self._last, now = first, self._sample()
+                if now is None:
+                    return None
+            busy, own, wall = (b - a for a, b in zip(self._last, now))
+            self._last = now
+            estimate = max(0.0, busy - own) / max(wall, 1e-6)
+            self.value = estimate if self.value is None else 0.5 * self.value + 0.5 * estimate
+            return self.value
+
+
+def _busy_seconds() -> float | None:
+    """Seconds this process's cores (its affinity) have been busy since boot, from /proc/stat: every
+    kind of time but idle and waiting on I/O; None where it cannot be read."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.readlines()
+        hz = os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError):
+        return None
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(v) for v in fields[:8]]
+            ticks += sum(values) - values[3] - values[4]
+    return ticks / hz if ticks else None
+
+
+_others = OthersMeter()
 
 
 def training_threads(setting: int = 0, cores: int | None = None, load: float | None = None, ours: int = 0) -> int:
