@@ -188,7 +188,9 @@ class LessonSettings:
     intrusion_bound: float = _setting(
         0.05, _Float(0.0, 1.0), "share of replies to ordinary lines that may carry a lesson before a night is rolled back"
     )
-    intrusion_lines: int = _setting(5, _Int(0, 100), "ordinary owner lines asked to measure intrusion")
+    intrusion_lines: int = _setting(
+        10, _Int(0, 100), "ordinary owner lines asked to measure intrusion (each `samples` times)"
+    )
 
 
 @dataclass(frozen=True)
