@@ -80,15 +80,23 @@ def said_sometimes(home, store, tokenizer, lesson=DOG) -> float:
     return p
 
 
-def test_a_night_goes_on_while_a_near_answer_is_not_yet_drawn_whole_but_no_further_than_its_share(tiny_home, tokenizer):
-    with Store.open(tiny_home.store_path) as store:
-        said_sometimes(tiny_home, store, tokenizer)
-        day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
-                                                 "night.lessons.consolidation_steps": 1.0,
-                                                 "night.lessons.finish_steps": 0.75})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+def finishing_night(home, tokenizer, *, near: bool, steps: int, learning_rate: float, finish_steps: float):
+    """One lesson night on the dog (said sometimes before it when `near`), every planned step run
+    (no consolidation), with `finish_steps` to spare; its report, accepted."""
+    with Store.open(home.store_path) as store:
+        if near:
+            said_sometimes(home, store, tokenizer)
+        day, _ = script_day(home, store, tokenizer)
+        settings = lesson_settings(home, **{"night.lessons.steps": steps, "night.lessons.learning_rate": learning_rate,
+                                            "night.lessons.consolidation_steps": 1.0,
+                                            "night.lessons.finish_steps": finish_steps})
+        report = run_night(home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
     assert report.status == "accepted", report.reason
+    return report
+
+
+def test_a_night_goes_on_while_a_near_answer_is_not_yet_drawn_whole_but_no_further_than_its_share(tiny_home, tokenizer):
+    report = finishing_night(tiny_home, tokenizer, near=True, steps=4, learning_rate=1e-6, finish_steps=0.75)
     assert report.steps == report.total_steps == 4 + 3  # the dog is not always said yet: three more, no further
     note = next(n for n in report.notes if n.startswith("after 4 steps, 3 more for:"))
     assert f"\u201c{DOG.answer}\u201d (" in note and "% drawn whole)" in note
@@ -97,24 +105,12 @@ def test_a_night_goes_on_while_a_near_answer_is_not_yet_drawn_whole_but_no_furth
 def test_a_night_spends_no_extra_steps_on_an_answer_it_has_not_brought_near(tiny_home, tokenizer):
     """A first night on new weights: the dog's answer is drawn whole almost never, and a few more steps
     at a lower rate would not change that; it comes back next night."""
-    with Store.open(tiny_home.store_path) as store:
-        day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
-                                                 "night.lessons.finish_steps": 2.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
-    assert report.status == "accepted", report.reason
+    report = finishing_night(tiny_home, tokenizer, near=False, steps=4, learning_rate=1e-6, finish_steps=2.0)
     assert report.steps == 4 and not any("more for:" in n for n in report.notes)
 
 
 def test_a_finish_line_that_brings_no_answer_nearer_ends_after_one_more_look(tiny_home, tokenizer):
-    with Store.open(tiny_home.store_path) as store:
-        said_sometimes(tiny_home, store, tokenizer)
-        day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 10, "night.lessons.learning_rate": 1e-7,
-                                                 "night.lessons.consolidation_steps": 1.0,
-                                                 "night.lessons.finish_steps": 2.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
-    assert report.status == "accepted", report.reason
+    report = finishing_night(tiny_home, tokenizer, near=True, steps=10, learning_rate=1e-7, finish_steps=2.0)
     assert report.steps == 20  # ten planned, ten more, then no nearer: not the thirty it could have had
     assert "after 10 steps, 10 more for:" in " ".join(report.notes)
     assert "after 20 steps, no nearer: the night ends there" in report.notes
