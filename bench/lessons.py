@@ -217,25 +217,23 @@ class Measurer:
         return row
 
 
-RATE_SEED = 7_000_003  # the --rates samples' seeds: none of the bench's own
+RATE_DRAWS = 7_000_003  # the --rates samples' seeds, shifted from the measure's own
 
 
 def true_rates(model, tokenizer, settings, taught, lines, n: int, samples: int) -> dict:
     """Each taught question's rate of replies that say its key, and the ordinary lines' rate of replies
-    that carry any key, from `n` samples each (other seeds than the measure's); and the chance that a
+    that carry any key, from `n` samples each (`measure` with other seeds); and the chance that a
     `samples`-sample measure finds every fact in at least 95% of its samples."""
-    from companion.lessons.recall import ask
-    from companion.lessons.text import says
+    from companion.lessons.recall import measure
 
-    rates = {x.key: sum(says(r, x.keys) for r in ask(model, tokenizer, settings, x.question, n, RATE_SEED)) / n
-             for x in taught}
+    out = measure(model, tokenizer, settings, taught, n, ordinary=lines, phrasings=False, draws=RATE_DRAWS)
+    rates = {x.key: r.total / n for x, r in zip(taught, out.lessons)}
     need = math.ceil(0.95 * samples)
     reliable = 1.0
     for rate in rates.values():
         reliable *= sum(math.comb(samples, k) * rate ** k * (1 - rate) ** (samples - k) for k in range(need, samples + 1))
-    leaked = sum(any(says(r, x.keys) for x in taught)
-                 for line in lines for r in ask(model, tokenizer, settings, line, n, RATE_SEED))
-    return {"rates": rates, "reliable": reliable, "intrusion_rate": leaked / (n * len(lines)) if lines else None,
+    return {"rates": rates, "reliable": reliable,
+            "intrusion_rate": out.intrusion / out.intrusion_samples if out.intrusion_samples else None,
             "rate_samples": n}
 
 

@@ -111,11 +111,12 @@ def ask(model: Transformer, tokenizer: Tokenizer, settings: Settings, question: 
 
 def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lessons: Sequence[LessonText],
             samples: int, *, ordinary: Sequence[str] = (), phrasings: bool = True,
-            should_stop: Callable[[], bool] | None = None, keep_examples: int = 3) -> Recall:
+            should_stop: Callable[[], bool] | None = None, keep_examples: int = 3, draws: int = 0) -> Recall:
     """Recall, cross-talk and intrusion of `lessons` on `model` (see the module docstring).
 
     Seeds depend only on the question's text and the sample's slot, so a lesson keeps its draws when
-    others are added or retired."""
+    others are added or retired; `draws` shifts every seed, for another set of draws (the lessons
+    bench's true rates)."""
     out = Recall()
     for lesson in lessons:
         row = LessonRecall(lesson, samples=samples)
@@ -123,7 +124,7 @@ def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lesson
         for question in (lesson.asked_as if phrasings else lesson.asked_as[:1]):
             if should_stop is not None and should_stop():
                 raise Stopped()
-            replies = ask(model, tokenizer, settings, question, samples, _seed(question))
+            replies = ask(model, tokenizer, settings, question, samples, _seed(question) + draws)
             row.hits[question] = sum(says(r, lesson.keys) for r in replies)
             row.crosstalks[question] = sum(1 for r in replies if not says(r, lesson.keys) and any(says(r, k) for k in rivals))
             row.examples += replies[: max(0, keep_examples - len(row.examples))]
@@ -134,7 +135,7 @@ def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lesson
     for line in ordinary:
         if should_stop is not None and should_stop():
             raise Stopped()
-        replies = ask(model, tokenizer, settings, line, samples, _seed(line))
+        replies = ask(model, tokenizer, settings, line, samples, _seed(line) + draws)
         leaked = [r for r in replies if any(says(r, k) for k in every)]
         out.intrusion += len(leaked)
         out.intrusion_samples += len(replies)
