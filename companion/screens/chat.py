@@ -26,6 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual import events
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -229,6 +230,12 @@ class ChatScreen(Screen):
         """Show the day `session` holds (a new day, or the day continued after a restart)."""
         self.session = session
         self.day_over = False
+        try:
+            self._show_session(session)
+        except NoMatches:
+            return  # the app is quitting and took this screen's widgets down first (the day is in the store)
+
+    def _show_session(self, session) -> None:
         notes = {a.turn_id: a for a in session.store.annotations(session.day.id)}
         self.transcript.set_lines([self._entry(t, notes.get(t.id)) for t in session.turns])
         self.deck.clear()
