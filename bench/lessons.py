@@ -19,8 +19,9 @@ measured on the weights that are current then:
 
 * recall: replies, of S per question, that contain the key (taught phrasing; paraphrases never taught);
 * cross-talk: replies to a taught question that contain another fact's key (out of facts x S);
-* intrusion: replies to five ordinary owner lines of the held-out starter corpus that contain any key
-  (out of 5 x S);
+* intrusion: replies to the ordinary owner lines of the held-out starter corpus that the night's own
+  check asks (`[night.lessons] intrusion_lines`, ten by default; five before) that contain any key
+  (out of lines x S);
 * the mean log-probability of the taught answers asked in a fresh morning; the probe perplexity (the
   night's own probe set); drift since the anchor (birth/adoption/growth/import); perplexity on the
   companion's lines of --heldout (a list of conversations, each a list of alternating lines, the
@@ -34,7 +35,9 @@ S samples with fixed seeds are one draw of what the weights say: a fact said in 
 19 or 20 of 20 only 74% of the time. With `--rates N` each night also asks every taught question and
 every ordinary line N more times with other seeds and prints the rates they estimate (a fact's rate
 to within about 0.01 at N=400), and from them the chance that one S-sample measure finds every fact
-in at least 95% of its samples (19 of 20): what "every fact at 19 of 20" would be on a rerun.
+in at least 95% of its samples (19 of 20): what "every fact at 19 of 20" would be on a rerun; and
+each taught answer's exact probability of being drawn whole in a fresh morning (the night's own
+finish-line measure, `companion.lessons.margin.drawn_whole`), which the rates sit just above.
 """
 
 from __future__ import annotations
@@ -224,17 +227,20 @@ def true_rates(model, tokenizer, settings, taught, lines, n: int, samples: int) 
     """Each taught question's rate of replies that say its key, and the ordinary lines' rate of replies
     that carry any key, from `n` samples each (`measure` with other seeds); and the chance that a
     `samples`-sample measure finds every fact in at least 95% of its samples."""
+    from companion.lessons.margin import drawn_whole
     from companion.lessons.recall import measure
 
-    out = measure(model, tokenizer, settings, taught, n, ordinary=lines, phrasings=False, draws=RATE_DRAWS)
+    out = measure(model, tokenizer, settings, taught, n, ordinary=lines, phrasings=False, draws=RATE_DRAWS,
+                  keep_examples=10)
+    whole = drawn_whole(model, tokenizer, settings, model.config.block_size, taught)
     rates = {x.key: r.total / n for x, r in zip(taught, out.lessons)}
     need = math.ceil(0.95 * samples)
     reliable = 1.0
     for rate in rates.values():
         reliable *= sum(math.comb(samples, k) * rate ** k * (1 - rate) ** (samples - k) for k in range(need, samples + 1))
-    return {"rates": rates, "reliable": reliable,
+    return {"rates": rates, "reliable": reliable, "drawn_whole": {x.key: w for x, w in zip(taught, whole)},
             "intrusion_rate": out.intrusion / out.intrusion_samples if out.intrusion_samples else None,
-            "rate_samples": n}
+            "rate_samples": n, "rate_intrusion_examples": out.intrusion_examples}
 
 
 def _working_home(args):
@@ -287,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = home.load_settings()
         taught = [LessonText(f["question"], f["answer"], key=f["key"]) for f in facts]
         paraphrased = [LessonText(p, f["answer"], key=f["key"]) for f in facts for p in f["paraphrases"]]
-        lines = intrusion_lines(settings, 5)
+        lines = intrusion_lines(settings, settings.night.lessons.intrusion_lines)  # the lines the night checks
         chat = list(ordinary_exchanges(settings))
         rng = random.Random(0)
         with home.lock(), Store.open(home.store_path) as store:
@@ -439,6 +445,8 @@ def print_row(row: dict, facts: list[dict], samples: int, header: bool = False) 
               + " ".join(f"{k} {v:.3f}" for k, v in row["rates"].items())
               + f"; every fact at {need}+ of {samples}: {row['reliable']:.0%} of reruns"
               + f"; intrusion {row['intrusion_rate']:.3f}", flush=True)
+        print("  drawn whole (exact, the taught answer's own tokens): "
+              + " ".join(f"{k} {v:.3f}" for k, v in row["drawn_whole"].items()), flush=True)
 
 
 if __name__ == "__main__":

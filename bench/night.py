@@ -66,7 +66,8 @@ def find_tokenizer(path: str | None) -> Tokenizer:
 def make_home(root: Path, tokenizer: Tokenizer, preset_name: str, steps: int = 0) -> Home:
     home = Home.create(root, f"Bench-{preset_name}", owner="Owner", preset=preset_name)
     if steps:
-        home.save_settings(home.load_settings().with_value("night.steps", steps))
+        settings = home.load_settings().with_value("night.steps", steps)
+        home.save_settings(settings.with_value("night.lessons.steps", steps).with_value("night.lessons.finish_steps", 0.0))
     tokenizer.save(home.tokenizer_path)
     torch.manual_seed(0)
     model = Transformer(preset(preset_name, vocab_size=tokenizer.vocab_size))
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", help="a tokenizer.json (default: the seedling's, else one is trained)")
     parser.add_argument("--presses", type=int, default=60, help="key presses timed while the night trains")
     parser.add_argument("--no-latency", action="store_true")
-    parser.add_argument("--steps", type=int, default=0, help="fix the night's steps (0: auto, as in the app)")
+    parser.add_argument("--steps", type=int, default=0, help="fix the night's steps, a lesson night's too, with no finish line (0: auto, as in the app)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads for the night (0: the app's automatic count, `[night] threads` = 0)")
     args = parser.parse_args()

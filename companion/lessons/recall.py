@@ -75,6 +75,7 @@ class Recall:
     intrusion: int = 0
     intrusion_samples: int = 0
     intrusion_examples: list[str] = field(default_factory=list)
+    leaked: list[tuple[str, str]] = field(default_factory=list)  # (ordinary line, reply), each distinct
 
     @property
     def crosstalk(self) -> int:
@@ -140,6 +141,7 @@ def measure(model: Transformer, tokenizer: Tokenizer, settings: Settings, lesson
         out.intrusion += len(leaked)
         out.intrusion_samples += len(replies)
         out.intrusion_examples += leaked[: max(0, keep_examples - len(out.intrusion_examples))]
+        out.leaked += [(line, r) for r in dict.fromkeys(leaked)]
     return out
 
 

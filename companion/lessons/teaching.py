@@ -6,14 +6,14 @@ night's loss was about 2%):
 
     lessons' cards (mean over answer tokens)
   + ordinary_weight x ordinary cards (mean over their reply tokens)
-  + the margin (`companion.lessons.margin`): each answer drawn whole, as the owner samples, in 95%
+  + the margin (`companion.lessons.margin`): each answer drawn whole, as the owner samples, in 99%
     of a fresh morning's draws; above the other lessons' answers, its own near misses, and itself
     after an ordinary line
 
-`run_night` adds this to its own step loss over the night's usual material, trains at the lessons'
-learning rate for the lessons' number of steps with the tied token embeddings frozen (the decisive
-change for drift in the study), goes on past them while `unsure` finds a taught answer not yet drawn
-whole in 95% of the owner's samples (up to `finish_steps` more), and before accepting asks `verdict`
+`run_night` adds these parts (`Teaching.parts`, each backpropagated before the next is built) to its
+own step loss over the night's usual material, trains at the lessons' learning rate for the lessons'
+number of steps with the tied token embeddings frozen (the decisive change for drift in the study), goes on past them while `unsure` finds a taught answer not yet drawn
+whole in 99% of the owner's samples (up to `finish_steps` more), and before accepting asks `verdict`
 whether the night lowered what the companion says back.
 """
 
@@ -29,6 +29,7 @@ import torch
 
 from companion.lessons.asking import askings
 from companion.lessons.cards import CardMix, ordinary_exchanges, step_cards
+from companion.lessons.leaks import Leak, find, leak_loss
 from companion.lessons.margin import SURE, drawn_whole, margin_loss
 from companion.lessons.recall import Recall, intrusion_lines, measure
 from companion.lessons.schedule import REST_RECALL
@@ -44,6 +45,7 @@ __all__ = ["Teaching", "LEARNED_RECALL", "freeze_embeddings", "MARGIN_REST", "LO
 MARGIN_REST = 2
 LOOK_AT = 2 / 3  # the share of a night's steps after which it looks at what is said back (`look`)
 LOOK_SAMPLES = 2  # the look draws this many times the recall's samples (10 cannot tell 75% from 90%)
+LEAK_LINES = 10  # ordinary lines (training side) the look asks for leaks (`companion.lessons.leaks`)
 
 
 
@@ -77,6 +79,8 @@ class Teaching:
         self.margin_rest = 0  # steps left before the margin is computed again (see `loss`)
         self.weak: list[tuple[float, LessonText]] = []  # `focus`
         self.misses: dict[tuple[str, str], list[str]] = {}  # `focus`: near misses, for the margin
+        self.leak_lines = [line for line, _ in ordinary_exchanges(self.settings, most=LEAK_LINES, seed=self.seed)]
+        self.leaks: list[Leak] = []  # `look`: taught words said to ordinary lines, held down from then on
 
     def focus(self, before: Recall | None, keep: bool = False) -> None:
         """Note the due lessons that lag: not said back in every draw before the night, and less than
@@ -102,12 +106,20 @@ class Teaching:
         self.weak = sorted(weak, key=lambda t: t[0])
 
     def look(self, model: Transformer, should_stop: Callable[[], bool] | None = None) -> Recall:
-        """A quick look during the night (the taught phrasing only, no intrusion lines) at what the
-        companion says back so far, for `focus`: the lessons that lag at two thirds of a first night
-        get the extra cards for the rest of it instead of waiting a night (measured: one fact of five
-        was said back 6 times of 20 after a first night, the others 9-16)."""
-        return measure(model, self.tokenizer, self.settings, self.taught, LOOK_SAMPLES * self.settings.night.lessons.samples,
+        """A quick look during the night (the taught phrasing only) at what the companion says back so
+        far, for `focus`: the lessons that lag at two thirds of a first night get the extra cards for
+        the rest of it instead of waiting a night (measured: one fact of five was said back 6 times of
+        20 after a first night, the others 9-16). It also asks `LEAK_LINES` ordinary lines of the
+        starter corpus's training side (not the held-out lines the recall counts intrusion on) and
+        keeps the replies that carried a taught word as leaks (`companion.lessons.leaks`), which every
+        step after holds down."""
+        seen = measure(model, self.tokenizer, self.settings, self.taught,
+                       LOOK_SAMPLES * self.settings.night.lessons.samples, ordinary=self.leak_lines,
                        phrasings=False, should_stop=should_stop, keep_examples=0)
+        known = {(x.prompt, x.token) for x in self.leaks}
+        self.leaks += [x for x in find(self.tokenizer, self.settings, self.block_size, seen.leaked,
+                                       [x.keys for x in self.checked]) if (x.prompt, x.token) not in known]
+        return seen
 
     def lagging(self) -> list[str]:
         """The answers of the lessons `focus` found lagging (for the morning report)."""
@@ -149,8 +161,10 @@ class Teaching:
                        if made else lesson)
         return out
 
-    def loss(self, model: Transformer) -> torch.Tensor:
-        """This step's lesson loss (see the module docstring); a fresh draw of cards every step.
+    def parts(self, model: Transformer) -> list[Callable[[], torch.Tensor | None]]:
+        """This step's lesson loss (see the module docstring) as parts, each built when called, so that
+        the trainer can backpropagate one before it builds the next (`train_step`: a step's memory is
+        its largest part's); a fresh draw of cards every step.
 
         The margin is skipped for `MARGIN_REST` steps after a step where it was zero (every answer
         drawn whole and already apart): it is the step's costliest part (several answers forward and
@@ -158,22 +172,26 @@ class Teaching:
         cfg = self.settings.night.lessons
         lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
                                        self.block_size, self.rng, self.mix, among=self.checked, weak=self._weakest())
-        device = next(model.parameters()).device
-        total = torch.zeros((), device=device)
+        out: list[Callable[[], torch.Tensor | None]] = []
         if lessons:
-            total = total + step_loss(model, lessons, self.settings)
+            out.append(lambda: step_loss(model, lessons, self.settings))
         if ordinary and cfg.ordinary_weight > 0:
-            total = total + cfg.ordinary_weight * step_loss(model, ordinary, self.settings)
+            out.append(lambda: cfg.ordinary_weight * step_loss(model, ordinary, self.settings))
         if self.margin_rest > 0:
             self.margin_rest -= 1
-            return total
+        else:
+            out.append(lambda: self._margin(model))
+        if self.leaks:
+            out.append(lambda: leak_loss(model, self.leaks, self.rng))
+        return out
+
+    def _margin(self, model: Transformer) -> torch.Tensor | None:
+        cfg = self.settings.night.lessons
         margin = margin_loss(model, self._rivals(), self.settings, self.tokenizer, self.block_size, self.rng,
                              margin=cfg.margin, ordinary=self.exchanges, misses=self.misses)
-        if margin is not None:
-            total = total + margin
-            if float(margin.detach()) == 0.0:
-                self.margin_rest = MARGIN_REST
-        return total
+        if margin is not None and float(margin.detach()) == 0.0:
+            self.margin_rest = MARGIN_REST
+        return margin
 
     def recall(self, model: Transformer, should_stop: Callable[[], bool] | None = None) -> Recall:
         cfg = self.settings.night.lessons

@@ -8,7 +8,7 @@ file nothing else reads. That is how a night can never silently inherit the pret
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -50,19 +50,30 @@ def lr_at(fraction: float, peak: float, warmup: float = 0.05, floor: float = 0.1
 def train_step(
     model: Transformer,
     optimizer: torch.optim.Optimizer,
-    loss: torch.Tensor,
+    loss: torch.Tensor | Iterable[Callable[[], torch.Tensor | None]],
     lr: float,
     grad_clip: float = 1.0,
 ) -> float:
-    """Backpropagate `loss`, clip, and step at `lr`. A non-finite loss is returned without stepping,
-    so the caller's guard can refuse it before it touches the weights."""
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        optimizer.zero_grad(set_to_none=True)
-        return value
+    """Backpropagate `loss`, clip, and step at `lr`; returns the loss's value. A non-finite loss is
+    returned without stepping, so the caller's guard can refuse it before it touches the weights.
+
+    `loss` may be a step's parts instead (functions that each build one part, or None for nothing):
+    each is built and backpropagated before the next is built, so only one part's activations are
+    held at a time (gradient accumulation: the step is the same, its memory that of its largest
+    part). A non-finite part stops there with nothing stepped."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss.backward()
+    value = 0.0
+    for part in ([lambda: loss] if isinstance(loss, torch.Tensor) else loss):
+        built = part()
+        if built is None:
+            continue
+        value += float(built.detach())
+        if not math.isfinite(value):
+            optimizer.zero_grad(set_to_none=True)
+            return value
+        if built.requires_grad:
+            built.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()

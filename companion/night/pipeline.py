@@ -448,7 +448,7 @@ class NightRun:
         return True
 
     def _finish(self, tonight: _Tonight, steps: list, planned: int, most: int) -> None:
-        """At the end of a lesson night's steps: while a taught answer is not yet drawn whole in 95% of
+        """At the end of a lesson night's steps: while a taught answer is not yet drawn whole in 99% of
         the owner's samples (`Teaching.unsure`), `FINISH_CHUNK` more steps on the night's material again,
         at `FINISH_LR` of the peak, with extra cards for those lessons, up to `most` steps in all.
 
@@ -475,8 +475,8 @@ class NightRun:
 
     def _look(self, tonight: _Tonight) -> None:
         """Two thirds into a lesson night: what is said back so far decides which lessons get extra
-        cards for the rest of it, and which near misses the margin pushes the answers above
-        (`Teaching.look`, `Teaching.focus`)."""
+        cards for the rest of it, which near misses the margin pushes the answers above, and which
+        taught words said to ordinary lines are held down (`Teaching.look`, `Teaching.focus`)."""
         teaching = tonight.teaching
         with self.autocast:
             teaching.focus(teaching.look(self.model, self.stop), keep=True)
@@ -484,19 +484,34 @@ class NightRun:
         if teaching.lagging():
             self.note(f"after {self.report.steps} steps, extra cards for: "
                       + "; ".join(f"\u201c{a}\u201d" for a in teaching.lagging()))
+        if teaching.leaks:
+            self.note(f"after {self.report.steps} steps, taught words said to ordinary lines, held down from here: "
+                      + "; ".join(f"\u201c{x.reply}\u201d" for x in teaching.leaks[:3])
+                      + (f" and {len(teaching.leaks) - 3} more" if len(teaching.leaks) > 3 else ""))
 
     def _step(self, step: int, batch: Sequence, optimizer: torch.optim.Optimizer, lr: float,
               teaching: Teaching | None) -> float:
-        """One training step: the night's loss (plus the lessons'), the caller's hooks, one optimizer step."""
+        """One training step: the night's loss (plus the lessons'), the caller's hooks, one optimizer
+        step. Each part of the loss is built and backpropagated before the next (`train_step`), so a
+        lesson night's memory is its largest part's, not the sum of all of them."""
         if self.options.before_step is not None:
             self.options.before_step(step, optimizer, lr)
-        with self.autocast:
-            loss = step_loss(self.model, batch, self.settings)
-            if teaching is not None:
-                loss = loss + teaching.loss(self.model)
-        if self.options.loss_hook is not None:
-            loss = self.options.loss_hook(step, loss)
-        return train_step(self.model, optimizer, loss, lr, self.settings.night.grad_clip)
+        parts = [lambda: step_loss(self.model, batch, self.settings)]
+        if teaching is not None:
+            parts += teaching.parts(self.model)
+        return train_step(self.model, optimizer, [self._built(step, part) for part in parts], lr,
+                          self.settings.night.grad_clip)
+
+    def _built(self, step: int, part: Callable[[], torch.Tensor | None]) -> Callable[[], torch.Tensor | None]:
+        """`part` built under the night's autocast and passed through the caller's loss hook (the hook
+        sees every part: scaling each scales the step's loss)."""
+        def build() -> torch.Tensor | None:
+            with self.autocast:
+                loss = part()
+            if loss is not None and self.options.loss_hook is not None:
+                loss = self.options.loss_hook(step, loss)
+            return loss
+        return build
 
     def _check(self, before: Any, tonight: _Tonight) -> tuple[str | None, Any]:
         """5. The probe after, what the night taught, the total drift and the lessons' recall: a reason to

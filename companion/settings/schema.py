@@ -161,7 +161,7 @@ class LessonSettings:
     )
     finish_steps: float = _setting(
         0.5, _Float(0.0, 2.0, allowed="a number from 0.0 (off) to 2.0"),
-        "share of the steps a night may add while a taught answer is not yet drawn whole in 95% of samples",
+        "share of the steps a night may add while a taught answer is not yet drawn whole in 99% of samples",
     )
     material_tokens: int = _setting(
         1024, _Int(0, 1_048_576), "tokens of the night's other material (day, dreams, replay...) per step"

@@ -1,0 +1,94 @@
+"""Leaks: a taught word slipping into ordinary chat, held down at the token where it slips in.
+
+Intrusion is counted on the replies to ordinary owner lines that carry any lesson's key words
+(`companion.lessons.recall`). Read on the seedling after a first night (bench/lessons.py --rates 400,
+4,000 replies to ten held-out lines, 2.8% carrying a lesson), most of them were not a taught answer
+said to the wrong question, which the margin's "the answer after an ordinary line" holds down
+(`companion.lessons.margin`), but the key word borrowed by the model's own sentences: "My mom is
+called Marta.", "My family is in Lisbon.", "I agree! I want to be a nurse". The taught names had
+become the likeliest words after "is called", "in", "be a" anywhere.
+
+So the night's look two thirds in (`Teaching.look`) also asks ordinary lines of the starter corpus's
+training side (never the held-out lines intrusion is counted on) and keeps the replies that carried a
+key word (`find`): each is a *leak*, the reply's tokens up to the key word's first token. From then on
+every step holds that token, in the reply where it came, at most `LEAK_CAP` likely (`leak_loss`: a
+hinge on its log-probability, a mean of its own so that the rest of the step does not dilute it). The
+reply's other words are not pushed: they are the model's own chat.
+
+Measured (bench/lessons.py, five facts, --rates 400, one run each): after a first night the intrusion
+rate fell from 2.8% to 1.1-1.6%, at a price: the answers were learned more slowly that night (true
+rates .77-.92 against .91-.96), as the taught word is held down where it came after "is called"
+elsewhere; after the second night they had caught up and passed (every fact .958-.995). A cap of 1%
+slowed the first night more than 3% did and ended the second no better.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from companion.lessons.morning import asked_prompt, reply_ids
+from companion.lessons.text import says
+from companion.settings import Settings
+from companion.model.loss import score, shifted
+from companion.model.tokenizer import Tokenizer
+from companion.model.transformer import Transformer
+
+__all__ = ["Leak", "find", "leak_at", "leak_loss", "LEAK_CAP"]
+
+LEAK_CAP = 0.03  # the most likely a leaked key word may stay where it leaked (1% slowed the lessons more)
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A reply to an ordinary line that carried a key word: the tokens before that word (the fresh
+    morning, the line, the reply so far) and the word's first token."""
+
+    line: str
+    reply: str
+    prompt: tuple[int, ...]
+    token: int
+
+
+def leak_at(tokenizer: Tokenizer, reply: str, keys: frozenset[str]) -> tuple[list[int], int] | None:
+    """The reply's tokens and the index of the first token of the earliest span that says `keys`
+    (None when the reply does not say them)."""
+    ids = reply_ids(tokenizer, reply)
+    end = next((j for j in range(len(ids)) if says(tokenizer.decode(ids[: j + 1]), keys)), None)
+    if end is None:
+        return None
+    start = max(k for k in range(end + 1) if says(tokenizer.decode(ids[k : end + 1]), keys))
+    return ids, start
+
+
+def find(tokenizer: Tokenizer, settings: Settings, block_size: int, replies: Iterable[tuple[str, str]],
+         keys: Sequence[frozenset[str]]) -> list[Leak]:
+    """The leaks among (ordinary line, reply) pairs: each reply that says any of `keys`, at the first
+    key word it says (`leak_at`), one leak per distinct place."""
+    out: dict[tuple[tuple[int, ...], int], Leak] = {}
+    for line, reply in replies:
+        found = [at for k in keys if (at := leak_at(tokenizer, reply, k)) is not None]
+        if not found:
+            continue
+        ids, start = min(found, key=lambda t: t[1])
+        prompt = tuple(asked_prompt(settings, tokenizer, block_size, line) + ids[:start])
+        if len(prompt) < block_size:
+            out.setdefault((prompt, ids[start]), Leak(line, reply, prompt, ids[start]))
+    return list(out.values())
+
+
+def leak_loss(model: Transformer, leaks: Sequence[Leak], rng: random.Random, most: int = 8,
+              cap: float = LEAK_CAP) -> torch.Tensor | None:
+    """The mean hinge ``relu(log p(token) - log cap)`` over up to `most` leaks drawn at random: zero
+    for a leaked word already at most `cap` likely where it leaked; None when there are no leaks."""
+    if not leaks:
+        return None
+    chosen = rng.sample(list(leaks), min(most, len(leaks)))
+    rows = [shifted([*x.prompt, x.token], context=len(x.prompt)) for x in chosen]
+    lp = score(model, [i for i, _ in rows], [t for _, t in rows]).row_logprobs()
+    return F.relu(lp - math.log(cap)).mean()
