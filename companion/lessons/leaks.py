@@ -18,8 +18,9 @@ reply's other words are not pushed: they are the model's own chat.
 Measured (bench/lessons.py, five facts, --rates 400, one run each): after a first night the intrusion
 rate fell from 2.8% to 1.1-1.6%, at a price: the answers were learned more slowly that night (true
 rates .77-.92 against .91-.96), as the taught word is held down where it came after "is called"
-elsewhere; after the second night they had caught up and passed (every fact .958-.995). A cap of 1%
-slowed the first night more than 3% did and ended the second no better.
+elsewhere; after the second night they had caught up and passed (every fact .958-.995 in one run,
+.91-1.0 in another). A cap of 1% slowed the first night more than 3% did and ended the second no
+better.
 """
 
 from __future__ import annotations

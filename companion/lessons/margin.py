@@ -32,8 +32,9 @@ colour 18 in the others), against the colour's 15 without it. Counted in full (n
 as log(1 + nats short), it leaked into ordinary chat on a first night (rolled back on intrusion).
 `SURE` was 95% until the night held leaks down (`companion.lessons.leaks`): at 99% without them a
 first night was rolled back on intrusion (3 of 50 replies); with them, after two nights (--rates 400),
-the answers' true rates were .958-.995 against .930-1.0 at 95% without them, and a rerun would find
-every fact at 19 of 20 in 68% of runs against 30% (intrusion rate 1.1% against 2.3-2.9%).
+the answers' true rates were .91-1.0 (two runs) against .93-1.0 at 95% without them, and a rerun
+would find every fact at 19 of 20 in 41-68% of runs against 6-31% (intrusion rate 1.1-1.2% against
+2.3-3.5%).
 
 The same hinge keeps a lesson's answer to its question (intrusion): for a few lessons a step, the
 answer after its own question must beat the same answer after an ordinary owner line of the starter

@@ -12,9 +12,10 @@ night's loss was about 2%):
 
 `run_night` adds these parts (`Teaching.parts`, each backpropagated before the next is built) to its
 own step loss over the night's usual material, trains at the lessons' learning rate for the lessons'
-number of steps with the tied token embeddings frozen (the decisive change for drift in the study), goes on past them while `unsure` finds a taught answer not yet drawn
-whole in 99% of the owner's samples (up to `finish_steps` more), and before accepting asks `verdict`
-whether the night lowered what the companion says back.
+number of steps with the tied token embeddings frozen (the decisive change for drift in the study),
+goes on past them while `unsure` finds a taught answer not yet drawn whole in 99% of the owner's
+samples (up to `finish_steps` more), and before accepting asks `verdict` whether the night lowered
+what the companion says back.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Teaching:
         self.rng = random.Random(self.seed)
         self.exchanges = ordinary_exchanges(self.settings) if self.settings.night.lessons.ordinary_weight > 0 else ()
         self.ordinary_lines = intrusion_lines(self.settings, self.settings.night.lessons.intrusion_lines)
-        self.margin_rest = 0  # steps left before the margin is computed again (see `loss`)
+        self.margin_rest = 0  # steps left before the margin is computed again (see `parts`)
         self.weak: list[tuple[float, LessonText]] = []  # `focus`
         self.misses: dict[tuple[str, str], list[str]] = {}  # `focus`: near misses, for the margin
         self.leak_lines = [line for line, _ in ordinary_exchanges(self.settings, most=LEAK_LINES, seed=self.seed)]
