@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             for night in range(1, args.nights + 1):
                 day_id = live_day(home, store, engine, settings, facts if night == 1 else [], chat, rng)
                 report, row = sleep_and_measure(home, store, day_id, settings, args.device, engine,
-                                                lambda seconds, status, n=night: measure_now(n, seconds, status))
+                                                lambda seconds, status, n=night: measure_now(n, seconds, status),
+                                                args.threads)
                 rows.append(row)
                 print_row(row, facts, args.samples)
                 print(f"  night {night} ({report.steps} steps): "
@@ -336,14 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def sleep_and_measure(home, store, day_id: int, settings, device: str, engine, measure_now):
+def sleep_and_measure(home, store, day_id: int, settings, device: str, engine, measure_now, threads: int = 1):
     """The real night on `day_id`, timed (wall, CPU and per phase), then the engine reloaded and the
-    companion measured; returns the night's report and its row."""
+    companion measured; returns the night's report and its row. The night trains on `threads` (a
+    fixed claim, as the app's trainer thread holds one: the day's generations set the count to the
+    engine's own, so without it the night ran on that count, not --threads)."""
+    from companion.compute.threads import training_claim
     from companion.night.pipeline import run_night
 
     t0, c0 = time.monotonic(), time.process_time()
     progress = Progress()
-    report = run_night(home, store, day_id, settings, device, on_event=progress)
+    with training_claim(threads):
+        report = run_night(home, store, day_id, settings, device, on_event=progress)
     seconds, cpu = time.monotonic() - t0, time.process_time() - c0
     engine.reload()
     if report.status != "accepted":
