@@ -303,3 +303,35 @@ def test_a_lesson_night_on_a_grouped_query_model_as_open_bases_are_keeps_what_it
         model = Weights(home, store).load_current().model
     assert model.config.kv_heads == 2
     assert model.blocks[0].attn.qkv.weight.shape[0] == 64 + 2 * 2 * 16  # q, then k and v for 2 heads of 16
+
+
+def test_a_learned_lesson_said_once_less_in_the_draws_rolls_a_night_back_only_when_its_exact_probability_fell_too(
+        tiny_home, tokenizer):
+    """Ten draws of a lesson said at a true rate of .91 show 9 before and 8 after about one night in
+    six: the rollback asks the exact probability of the answer drawn whole to confirm the fall."""
+    from companion.lessons.recall import LessonRecall, Recall
+    from companion.lessons.teaching import DRAWN_SLACK, Teaching
+
+    teaching = Teaching([DOG], [DOG], tiny_home.load_settings(), tokenizer, 256, seed=0)
+
+    def said(hits: int, drawn: float | None) -> Recall:
+        return Recall([LessonRecall(DOG, {DOG.question: hits}, samples=10, drawn=drawn)])
+
+    assert teaching.verdict(said(9, 0.91), said(8, 0.91 - DRAWN_SLACK / 2)) is None  # the draws' noise
+    assert "must stay learned" in teaching.verdict(said(9, 0.91), said(8, 0.80))  # a real fall
+    assert "must stay learned" in teaching.verdict(said(9, None), said(8, None))  # no exact reading: the draws
+    assert "must stay learned" in teaching.verdict(said(9, 0.2), said(8, 0.2))  # said in other words: the draws
+    assert teaching.verdict(said(9, 0.91), said(9, 0.5)) is None  # still said back in the draws
+
+
+def test_the_nights_recall_reads_each_lessons_exact_probability_in_its_weakest_phrasing(tiny_model, tokenizer, tiny_home):
+    from companion.lessons.margin import drawn_whole
+    from companion.lessons.teaching import Teaching
+
+    settings = tiny_home.load_settings()
+    asked = LessonText(DOG.question, DOG.answer, phrasings=("Do you remember my dog?",))
+    teaching = Teaching([asked], [asked], settings, tokenizer, 256, seed=0)
+    row = teaching.recall(tiny_model).of(asked)
+    each = drawn_whole(tiny_model, tokenizer, settings, 256,
+                       [LessonText(q, DOG.answer) for q in asked.asked_as])
+    assert row.drawn == min(each)

@@ -51,6 +51,7 @@ class LessonRecall:
     samples: int = 0
     examples: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
+    drawn: float | None = None  # exact: the least any phrasing's answer is drawn whole (`Teaching.recall`)
 
     @property
     def total(self) -> int:
