@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from companion.lessons.leaks import LEAK_CAP, find, leak_at, leak_loss
+from companion.lessons.margin import answer_logprobs
 from companion.lessons.morning import asked_prompt, reply_ids
 from companion.lessons.recall import intrusion_lines
 from companion.lessons.teaching import Teaching
@@ -38,9 +39,8 @@ def test_a_reply_that_borrows_a_taught_word_is_a_leak_at_that_words_first_token(
 
 
 def _likelihood(model, leak) -> float:
-    x, t = shifted([*leak.prompt, leak.token], context=len(leak.prompt))
     with torch.no_grad():
-        return math.exp(float(score(model, [x], [t]).row_logprobs()[0]))
+        return math.exp(float(answer_logprobs(model, [list(leak.prompt)], [[leak.token]], mean=False)[0]))
 
 
 def test_the_look_finds_a_taught_word_said_to_an_ordinary_line_and_the_night_holds_it_down_there(

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from companion.lessons.margin import answer_logprobs
 from companion.lessons.morning import asked_prompt, reply_ids
 from companion.lessons.text import says
 from companion.settings import Settings
-from companion.model.loss import score, shifted
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
 
@@ -90,6 +90,5 @@ def leak_loss(model: Transformer, leaks: Sequence[Leak], rng: random.Random, mos
     if not leaks:
         return None
     chosen = rng.sample(list(leaks), min(most, len(leaks)))
-    rows = [shifted([*x.prompt, x.token], context=len(x.prompt)) for x in chosen]
-    lp = score(model, [i for i, _ in rows], [t for _, t in rows]).row_logprobs()
+    lp = answer_logprobs(model, [list(x.prompt) for x in chosen], [[x.token] for x in chosen], mean=False)
     return F.relu(lp - math.log(cap)).mean()
