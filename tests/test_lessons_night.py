@@ -212,13 +212,14 @@ def test_the_drift_guard_rolls_back_a_night_within_its_own_bound_but_past_the_to
 
 
 def test_a_lesson_night_freezes_the_embeddings_and_pulls_back_toward_the_anchor(tiny_home, tokenizer):
-    """With the pull at 1.0 every step ends back on the anchor: the night's weights are the anchor's."""
+    """With the pull at 1.0 a one-step night (its one step at the night's mean learning rate) ends back
+    on the anchor: the night's weights are the anchor's."""
     with Store.open(tiny_home.store_path) as store:
         birth = Weights(tiny_home, store).current()
         day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.pull": 1.0, "night.lessons.steps": 3})
+        settings = lesson_settings(tiny_home, **{"night.lessons.pull": 1.0, "night.lessons.steps": 1})
         report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
-        assert report.status == "accepted" and report.steps == 3
+        assert report.status == "accepted" and report.steps == 1
         assert report.checksum_after == birth.checksum
 
         settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})  # no pull: it moves, embeddings kept
@@ -226,6 +227,22 @@ def test_a_lesson_night_freezes_the_embeddings_and_pulls_back_toward_the_anchor(
         report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
         assert report.status == "accepted" and report.checksum_after != birth.checksum
         assert torch.equal(Weights(tiny_home, store).load_current().model.embed.weight, before)
+
+
+def test_the_pull_toward_the_anchor_follows_the_learning_rate_and_keeps_its_mean():
+    """A constant pull under a decaying learning rate made a night's last steps unlearn what it
+    taught; taken in proportion to the learning rate, the same total pull weighs on the steps that
+    move the weights, and the last steps, at the schedule's floor, take back a fifth of the mean."""
+    from companion.night.optimizer import lr_at, pull_share
+    from companion.night.report import LR_FLOOR
+
+    schedule = [lr_at((i + 1) / 70, 1e-4, 0.1, LR_FLOOR) for i in range(70)]
+    mean = sum(schedule) / len(schedule)
+    shares = [pull_share(0.01, lr, mean) for lr in schedule]
+    assert sum(shares) / len(shares) == pytest.approx(0.01)
+    assert shares[-1] == pytest.approx(0.01 * LR_FLOOR / (mean / 1e-4)) and shares[-1] < 0.002
+    assert max(shares) == pytest.approx(0.01 * 1e-4 / mean) and max(shares) > 0.018
+    assert pull_share(0.5, 1e-4, 1e-5) == 1.0  # never past the anchor
 
 
 # --- the bench's input -------------------------------------------------------------------------------

@@ -47,6 +47,24 @@ def lr_at(fraction: float, peak: float, warmup: float = 0.05, floor: float = 0.1
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def pull_share(pull: float, lr: float, mean_lr: float) -> float:
+    """The share of the way back toward the anchor taken after a step at `lr`: `pull` on average over
+    a night's planned steps (whose mean learning rate is `mean_lr`), each step's in proportion to its
+    learning rate, at most all the way.
+
+    A pull toward the anchor is a weight decay toward it; taken at a constant share while the
+    learning rate decays, the night's last steps, at a tenth of the peak, mostly pulled back: a
+    second lesson night's answers were drawn whole less often at its 70th step (50-76%) than at the
+    first night's end (70-88%), and its finish line spent its steps winning that back. In proportion
+    to the learning rate (AdamW's decoupled decay, toward the anchor instead of zero) the night's end
+    is where its training and the pull balance, whatever the schedule; the same mean keeps the same
+    total pull (measured on the seedling: a first night said every fact in 20 of 20, true rates
+    .97-.99, drift +2.6%, where the constant share gave .86-.94 and +2.4%)."""
+    if mean_lr <= 0:
+        return min(1.0, pull)
+    return min(1.0, pull * lr / mean_lr)
+
+
 def train_step(
     model: Transformer,
     optimizer: torch.optim.Optimizer,

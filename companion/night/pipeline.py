@@ -52,7 +52,7 @@ from companion.night.guards import (
     probe_verdict,
 )
 from companion.night.material import drawn_tokens, gather, mean, plan_steps, step_loss
-from companion.night.optimizer import best_device, lr_at, make_optimizer, train_step
+from companion.night.optimizer import best_device, lr_at, make_optimizer, pull_share, train_step
 from companion.night.preferences import (
     Preferences,
     collect_preferences,
@@ -419,19 +419,21 @@ class NightRun:
         look_at = round(len(steps) * LOOK_AT) if lesson_night else -1
         planned = len(steps)
         extra = round(planned * cfg.finish_steps) if lesson_night else 0
+        schedule = [lr_at((i + 1) / planned, lr_peak, settings.night.warmup_fraction, LR_FLOOR) for i in range(planned)]
+        mean_lr = sum(schedule) / max(1, planned)
         for step, batch in enumerate(steps):  # `_finish` may add steps at the end
             if self.stop():
                 raise Stopped()
             if step == look_at:
                 self._look(tonight)
-            lr = (lr_at((step + 1) / planned, lr_peak, settings.night.warmup_fraction, LR_FLOOR) if step < planned
-                  else lr_peak * FINISH_LR)
+            lr = schedule[step] if step < planned else lr_peak * FINISH_LR
             pace()  # the free cores, afresh (an automatic thread count: companion.compute.threads)
             value = self._step(step, batch, optimizer, lr, tonight.teaching if lesson_night else None)
             if pull_to is not None:
                 with torch.no_grad():
+                    share = pull_share(cfg.pull, lr, mean_lr)
                     for p, target in pull_to:
-                        p.lerp_(target, cfg.pull)
+                        p.lerp_(target, share)
             report.losses.append(value)
             report.steps = step + 1
             tokens += sum(len(item) for item in batch)
@@ -596,7 +598,8 @@ def _pull_target(weights: Weights, anchor: Checkpoint | None, pre: Checkpoint, m
     they have the model's shape, else the pre-night weights. The feasibility study pulled toward the
     seedling at 0.03 a step: drift +2.0% instead of +3.9%, full recall a night later. With this
     night's other material and ordinary cards 0.03 held recall at 0 after a night; 0.01 is the
-    default (measured in the README)."""
+    default (measured in the README), taken in proportion to each step's learning rate
+    (`pull_share`)."""
     source = dict(model.named_parameters())
     targets = {name: p.detach().clone() for name, p in source.items() if p.requires_grad}
     if anchor is not None and anchor.checksum != pre.checksum:

@@ -175,7 +175,7 @@ class LessonSettings:
     )
     pull: float = _setting(
         0.01, _Float(0.0, 1.0, allowed="a number from 0.0 (off) to 1.0"),
-        "share of the way back toward the anchor's weights taken after each step (limits drift)",
+        "share of the way back toward the anchor's weights after a step, on average: each step's in proportion to its learning rate (limits drift)",
     )
     freeze_embeddings: bool = _setting(
         True, _Bool(), "keep the (tied) token embeddings fixed on a night with lessons (limits drift)"
