@@ -38,6 +38,19 @@ def test_a_reply_that_borrows_a_taught_word_is_a_leak_at_that_words_first_token(
     assert tokenizer.decode([leaks[1].token]).strip().lower().startswith("m")  # its earliest taught word
 
 
+def test_a_taught_answer_said_whole_to_an_ordinary_line_is_not_a_leak_its_word_there_is_the_answers_own(
+        tokenizer, tiny_home):
+    """Holding "Marta" down after "Your sister is called" would unteach the lesson itself; the answer
+    said to the wrong line is the margin's to hold apart. A borrowed word stays a leak."""
+    settings = tiny_home.load_settings()
+    line = "How was your walk?"
+    replies = [(line, SISTER.answer), (line, SISTER.answer[:-1] + ", and she says hi."), (line, "My mom is called Marta.")]
+    leaks = find(tokenizer, settings, 256, replies, [DOG.keys, SISTER.keys], [DOG.answer, SISTER.answer])
+    assert [x.reply for x in leaks] == ["My mom is called Marta."]
+    assert [x.reply for x in find(tokenizer, settings, 256, replies, [DOG.keys, SISTER.keys])] == [  # no answers given
+        SISTER.answer, "My mom is called Marta."]  # the answer's place once (both replies share it), the borrowed word
+
+
 def _likelihood(model, leak) -> float:
     with torch.no_grad():
         return math.exp(float(answer_logprobs(model, [list(leak.prompt)], [[leak.token]], mean=False)[0]))

@@ -13,7 +13,8 @@ training side (never the held-out lines intrusion is counted on) and keeps the r
 key word (`find`): each is a *leak*, the reply's tokens up to the key word's first token. From then on
 every step holds that token, in the reply where it came, at most `LEAK_CAP` likely (`leak_loss`: a
 hinge on its log-probability, a mean of its own so that the rest of the step does not dilute it). The
-reply's other words are not pushed: they are the model's own chat.
+reply's other words are not pushed: they are the model's own chat. A taught answer said whole to an
+ordinary line is not a leak: its key word there is the answer's own (`find`).
 
 Measured (bench/lessons.py, five facts, --rates 400, one run each): after a first night the intrusion
 rate fell from 2.8% to 1.1-1.6%, at a price: the answers were learned more slowly that night (true
@@ -68,15 +69,25 @@ def leak_at(tokenizer: Tokenizer, reply: str, keys: frozenset[str]) -> tuple[lis
 
 
 def find(tokenizer: Tokenizer, settings: Settings, block_size: int, replies: Iterable[tuple[str, str]],
-         keys: Sequence[frozenset[str]]) -> list[Leak]:
+         keys: Sequence[frozenset[str]], answers: Sequence[str] = ()) -> list[Leak]:
     """The leaks among (ordinary line, reply) pairs: each reply that says any of `keys`, at the first
-    key word it says (`leak_at`), one leak per distinct place."""
+    key word it says (`leak_at`), one leak per distinct place.
+
+    Not a reply that says one of the taught `answers` in its own words up to that key word: there the
+    word to hold down is the answer's own token after the answer's own words, and holding it down
+    unteaches the lesson (measured: "Your sister is called Marta." said to an ordinary line, held so
+    from a second night's look, fell from 91% drawn whole to 8% by its 35th step). The answer said
+    to the wrong line is the margin's to hold apart (`companion.lessons.margin`: the answer after its
+    question against the same answer after an ordinary line), relative to its own question."""
+    own = [reply_ids(tokenizer, answer) for answer in answers]
     out: dict[tuple[tuple[int, ...], int], Leak] = {}
     for line, reply in replies:
         found = [at for k in keys if (at := leak_at(tokenizer, reply, k)) is not None]
         if not found:
             continue
         ids, start = min(found, key=lambda t: t[1])
+        if any(answer[: start + 1] == ids[: start + 1] for answer in own):
+            continue
         prompt = tuple(asked_prompt(settings, tokenizer, block_size, line) + ids[:start])
         if len(prompt) < block_size:
             out.setdefault((prompt, ids[start]), Leak(line, reply, prompt, ids[start]))
