@@ -229,6 +229,31 @@ def test_a_lesson_night_freezes_the_embeddings_and_pulls_back_toward_the_anchor(
         assert torch.equal(Weights(tiny_home, store).load_current().model.embed.weight, before)
 
 
+def test_a_night_with_no_lesson_due_keeps_the_resting_ones_with_the_lessons_settings(tiny_home, tokenizer):
+    """Run as an ordinary night (its own steps at the night's rate, the embeddings free), a night with
+    only learned lessons resting let five facts fade (true rates .97-1.0 -> .90-.99); it keeps them
+    instead: their cards and margin beside the night's material, the lessons' learning rate, the
+    embeddings frozen, and the consolidating share of the lessons' steps."""
+    learned = LessonText(DOG.question, DOG.answer, learned=True)
+    with Store.open(tiny_home.store_path) as store:
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.consolidation_steps": 0.5})
+        before = Weights(tiny_home, store).load_current().model.embed.weight.clone()
+        parts: list[int] = []
+
+        def count(step: int, loss: torch.Tensor) -> torch.Tensor:
+            parts.append(step)
+            return loss
+
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[learned],
+                           loss_hook=count)
+        assert report.status == "accepted", report.reason
+        assert report.steps == 2 and report.learning_rate == settings.night.lessons.learning_rate
+        assert all(parts.count(step) > 1 for step in range(report.steps))  # the material and the lesson's parts
+        assert torch.equal(Weights(tiny_home, store).load_current().model.embed.weight, before)
+        assert [row["taught"] for row in report.lessons["lessons"]] == [False]  # kept, not taught: its plan stands
+
+
 def test_the_pull_toward_the_anchor_follows_the_learning_rate_and_keeps_its_mean():
     """A constant pull under a decaying learning rate made a night's last steps unlearn what it
     taught; taken in proportion to the learning rate, the same total pull weighs on the steps that

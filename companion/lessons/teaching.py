@@ -64,7 +64,11 @@ class Teaching:
     Resting lessons fill the morning cards the due ones leave free and stay in the mini-days and in
     the margin (as lessons and as rivals): measured, a learned lesson left out entirely was
     overwritten by the next night's similar questions ("What is my home town?" said back 9 of 10
-    times before, 0 after), and one kept only in the mini-days and the margin still fell (10 -> 7)."""
+    times before, 0 after), and one kept only in the mini-days and the margin still fell (10 -> 7).
+    On a night with no lesson due the resting ones are its cards (a night that keeps them, with the
+    lessons' settings and `consolidation_steps`): measured, such a night run as an ordinary one (17
+    steps at 3e-5, the embeddings free, no pull) took five facts from true rates of .97-1.0 to
+    .90-.99."""
 
     taught: list[LessonText]
     checked: list[LessonText]
@@ -135,9 +139,12 @@ class Teaching:
     def steps(self, before: Recall | None) -> int:
         """How many steps tonight: all of `[night.lessons] steps` while any lesson taught tonight was
         not said back before the night; `consolidation_steps` of them when every one already was
-        (a night that only consolidates needs less: fewer steps on easy lessons)."""
+        (a night that only consolidates needs less: fewer steps on easy lessons), and on a night with
+        no lesson due, only learned ones resting."""
         cfg = self.settings.night.lessons
-        if before is None or not self.taught:
+        if not self.taught:  # only resting lessons: a night that keeps them (`parts`)
+            return max(1, round(cfg.steps * cfg.consolidation_steps))
+        if before is None:
             return cfg.steps
         rows = [before.of(x) for x in self.taught]
         if all(row is not None and row.asked and row.rate >= LEARNED_RECALL for row in rows):
@@ -173,7 +180,7 @@ class Teaching:
         drawn whole and already apart): it is the step's costliest part (several answers forward and
         back per lesson) and, once met, it mostly stays met; it is checked again after the rest."""
         cfg = self.settings.night.lessons
-        lessons, ordinary = step_cards(self.taught, self.exchanges, self.settings, self.tokenizer,
+        lessons, ordinary = step_cards(self.taught or self.checked, self.exchanges, self.settings, self.tokenizer,
                                        self.block_size, self.rng, self.mix, among=self.checked, weak=self._weakest())
         out: list[Callable[[], torch.Tensor | None]] = []
         if lessons:
