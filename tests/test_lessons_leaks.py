@@ -3,6 +3,7 @@ word where it slips in, and held down there. Tiny real models and the real token
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -31,7 +32,7 @@ def test_a_reply_that_borrows_a_taught_word_is_a_leak_at_that_words_first_token(
     settings = tiny_home.load_settings()
     line = "How was your walk?"
     leaks = find(tokenizer, settings, 256, [(line, BORROWED), (line, BORROWED), (line, "It was fine."),
-                                            (line, "Marta says hi, Biscuit too.")], [DOG.keys, SISTER.keys])
+                                            (line, "Marta says hi, Biscuit too.")], [DOG, SISTER])
     assert [x.reply for x in leaks] == [BORROWED, "Marta says hi, Biscuit too."]  # the same place once
     first = leaks[0]
     assert list(first.prompt) == asked_prompt(settings, tokenizer, 256, line) + ids[:at] and first.token == ids[at]
@@ -45,10 +46,39 @@ def test_a_taught_answer_said_whole_to_an_ordinary_line_is_not_a_leak_its_word_t
     settings = tiny_home.load_settings()
     line = "How was your walk?"
     replies = [(line, SISTER.answer), (line, SISTER.answer[:-1] + ", and she says hi."), (line, "My mom is called Marta.")]
-    leaks = find(tokenizer, settings, 256, replies, [DOG.keys, SISTER.keys], [DOG.answer, SISTER.answer])
+    leaks = find(tokenizer, settings, 256, replies, [DOG, SISTER])
     assert [x.reply for x in leaks] == ["My mom is called Marta."]
-    assert [x.reply for x in find(tokenizer, settings, 256, replies, [DOG.keys, SISTER.keys])] == [  # no answers given
-        SISTER.answer, "My mom is called Marta."]  # the answer's place once (both replies share it), the borrowed word
+    ids, at = leak_at(tokenizer, SISTER.answer, SISTER.keys)  # its own place: the question, the answer up to "Marta"
+    assert leaks[0].own == (tuple(asked_prompt(settings, tokenizer, 256, SISTER.question) + ids[:at]), ids[at])
+
+
+def test_a_leak_is_held_down_relative_to_the_answers_own_word_so_that_holding_it_lifts_the_answer(
+        tiny_model, tokenizer, tiny_home):
+    """An outright cap on " M" after "My mom is called" pulled the answer's own " M" after "Your
+    sister is called" down with it; held relative to the answer, the hinge lifts the answer's word
+    and lowers the leak's (a leak with no own place keeps the outright cap)."""
+    settings = tiny_home.load_settings()
+    [leak] = find(tokenizer, settings, 256, [("How was your walk?", "My mom is called Marta.")], [DOG, SISTER])
+    assert leak.own is not None
+    loss = leak_loss(tiny_model, [leak], random.Random(0))
+    loss.backward()
+    own_prompt, own_token = leak.own
+    probe = [list(leak.prompt), list(own_prompt)]
+    with torch.no_grad():
+        before = answer_logprobs(tiny_model, probe, [[leak.token], [own_token]], mean=False)
+        for p in tiny_model.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+        after = answer_logprobs(tiny_model, probe, [[leak.token], [own_token]], mean=False)
+    assert after[0] < before[0] and after[1] > before[1]  # the leak down, the answer's own word up
+
+    with torch.no_grad():
+        alike = dataclasses.replace(leak, own=(leak.prompt, leak.token))  # as likely at both places: short by log 1/cap
+        assert float(leak_loss(tiny_model, [alike], random.Random(0))) == pytest.approx(-math.log(LEAK_CAP))
+        unpaired = dataclasses.replace(leak, own=None)  # no own place: the outright cap
+        lp = float(answer_logprobs(tiny_model, [list(leak.prompt)], [[leak.token]], mean=False)[0])
+        assert float(leak_loss(tiny_model, [unpaired], random.Random(0))) == pytest.approx(
+            max(0.0, lp - math.log(LEAK_CAP)), abs=1e-5)
 
 
 def _likelihood(model, leak) -> float:

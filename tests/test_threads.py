@@ -53,6 +53,8 @@ def test_what_other_programs_keep_busy_is_measured_now_not_from_the_last_minutes
     meter.read()
     time.sleep(0.3)
     quiet = meter.read()  # whatever else this machine is doing now
+    if quiet > machine_cores() - 1.5:  # no idle core for a neighbour to take: nothing to see
+        pytest.skip(f"the machine is busy ({quiet:.1f} cores taken by other programs)")
     torch.manual_seed(0)
     a = torch.randn(256, 256)
     t = time.monotonic()

@@ -11,9 +11,10 @@ become the likeliest words after "is called", "in", "be a" anywhere.
 So the night's look two thirds in (`Teaching.look`) also asks ordinary lines of the starter corpus's
 training side (never the held-out lines intrusion is counted on) and keeps the replies that carried a
 key word (`find`): each is a *leak*, the reply's tokens up to the key word's first token. From then on
-every step holds that token, in the reply where it came, at most `LEAK_CAP` likely (`leak_loss`: a
-hinge on its log-probability, a mean of its own so that the rest of the step does not dilute it). The
-reply's other words are not pushed: they are the model's own chat. A taught answer said whole to an
+every step holds that token, in the reply where it came, at most `LEAK_CAP` times as likely as the
+same word at its own place in the lesson's answer (`leak_loss`: a hinge on the difference of their
+log-probabilities, a mean of its own so that the rest of the step does not dilute it). The reply's
+other words are not pushed: they are the model's own chat. A taught answer said whole to an
 ordinary line is not a leak: its key word there is the answer's own (`find`).
 
 Measured (bench/lessons.py, five facts, --rates 400, one run each): after a first night the intrusion
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 
 from companion.lessons.margin import answer_logprobs
 from companion.lessons.morning import asked_prompt, reply_ids
-from companion.lessons.text import says
+from companion.lessons.text import LessonText, says
 from companion.settings import Settings
 from companion.model.tokenizer import Tokenizer
 from companion.model.transformer import Transformer
@@ -49,12 +50,15 @@ LEAK_CAP = 0.03  # the most likely a leaked key word may stay where it leaked (1
 @dataclass(frozen=True)
 class Leak:
     """A reply to an ordinary line that carried a key word: the tokens before that word (the fresh
-    morning, the line, the reply so far) and the word's first token."""
+    morning, the line, the reply so far) and the word's first token; and, where the lesson's answer
+    says the word (`own`), the answer's own place for it: its question in a fresh morning and the
+    answer up to the word, with the answer's token there."""
 
     line: str
     reply: str
     prompt: tuple[int, ...]
     token: int
+    own: tuple[tuple[int, ...], int] | None = None
 
 
 def leak_at(tokenizer: Tokenizer, reply: str, keys: frozenset[str]) -> tuple[list[int], int] | None:
@@ -69,37 +73,66 @@ def leak_at(tokenizer: Tokenizer, reply: str, keys: frozenset[str]) -> tuple[lis
 
 
 def find(tokenizer: Tokenizer, settings: Settings, block_size: int, replies: Iterable[tuple[str, str]],
-         keys: Sequence[frozenset[str]], answers: Sequence[str] = ()) -> list[Leak]:
-    """The leaks among (ordinary line, reply) pairs: each reply that says any of `keys`, at the first
-    key word it says (`leak_at`), one leak per distinct place.
+         lessons: Sequence[LessonText]) -> list[Leak]:
+    """The leaks among (ordinary line, reply) pairs: each reply that says any of the `lessons`' key
+    words, at the first key word it says (`leak_at`), one leak per distinct place, with that
+    lesson's own place for the word (`Leak.own`, for `leak_loss`).
 
-    Not a reply that says one of the taught `answers` in its own words up to that key word: there the
+    Not a reply that says one of the taught answers in its own words up to that key word: there the
     word to hold down is the answer's own token after the answer's own words, and holding it down
     unteaches the lesson (measured: "Your sister is called Marta." said to an ordinary line, held so
     from a second night's look, fell from 91% drawn whole to 8% by its 35th step). The answer said
     to the wrong line is the margin's to hold apart (`companion.lessons.margin`: the answer after its
     question against the same answer after an ordinary line), relative to its own question."""
-    own = [reply_ids(tokenizer, answer) for answer in answers]
+    answers = [reply_ids(tokenizer, x.answer) for x in lessons]
     out: dict[tuple[tuple[int, ...], int], Leak] = {}
     for line, reply in replies:
-        found = [at for k in keys if (at := leak_at(tokenizer, reply, k)) is not None]
+        found = [(*at, x) for x in lessons if (at := leak_at(tokenizer, reply, x.keys)) is not None]
         if not found:
             continue
-        ids, start = min(found, key=lambda t: t[1])
-        if any(answer[: start + 1] == ids[: start + 1] for answer in own):
+        ids, start, lesson = min(found, key=lambda t: t[1])
+        if any(answer[: start + 1] == ids[: start + 1] for answer in answers):
             continue
         prompt = tuple(asked_prompt(settings, tokenizer, block_size, line) + ids[:start])
         if len(prompt) < block_size:
-            out.setdefault((prompt, ids[start]), Leak(line, reply, prompt, ids[start]))
+            out.setdefault((prompt, ids[start]),
+                           Leak(line, reply, prompt, ids[start], _own_place(tokenizer, settings, block_size, lesson)))
     return list(out.values())
+
+
+def _own_place(tokenizer: Tokenizer, settings: Settings, block_size: int,
+               lesson: LessonText) -> tuple[tuple[int, ...], int] | None:
+    """Where the lesson's answer says its key word: (its question in a fresh morning and the answer
+    up to the word, the word's first token); None when the answer does not say it whole or the
+    place does not fit the block."""
+    at = leak_at(tokenizer, lesson.answer, lesson.keys)
+    if at is None:
+        return None
+    ids, start = at
+    prompt = tuple(asked_prompt(settings, tokenizer, block_size, lesson.question) + ids[:start])
+    return (prompt, ids[start]) if len(prompt) < block_size else None
 
 
 def leak_loss(model: Transformer, leaks: Sequence[Leak], rng: random.Random, most: int = 8,
               cap: float = LEAK_CAP) -> torch.Tensor | None:
-    """The mean hinge ``relu(log p(token) - log cap)`` over up to `most` leaks drawn at random: zero
-    for a leaked word already at most `cap` likely where it leaked; None when there are no leaks."""
+    """The mean hinge over up to `most` leaks drawn at random: the leaked word at most `cap` times as
+    likely where it leaked as at its own place in the answer (`Leak.own`), ``relu(log(1/cap) - (log
+    p_own - log p_leak))``; at most `cap` likely outright for a leak with no own place. Zero once
+    met; None when there are no leaks.
+
+    Relative, because the two places are alike: "My sister is called Marta." said to an ordinary
+    line and "Your sister is called Marta." asked for. Measured, an outright cap held " M" down after
+    "... is called" and the answer's own " M" fell with it: two second nights of four were rolled
+    back on the sister (10 -> 7 and 10 -> 8 of 10). Held relative to the answer, the same hinge also
+    lifts the answer's word where it belongs (one run: after two nights every fact's rate .975-1.0,
+    the sister 1.000, intrusion rate .037)."""
     if not leaks:
         return None
     chosen = rng.sample(list(leaks), min(most, len(leaks)))
-    lp = answer_logprobs(model, [list(x.prompt) for x in chosen], [[x.token] for x in chosen], mean=False)
-    return F.relu(lp - math.log(cap)).mean()
+    paired = [x for x in chosen if x.own is not None]
+    lp = answer_logprobs(model, [list(x.prompt) for x in chosen] + [list(x.own[0]) for x in paired],
+                         [[x.token] for x in chosen] + [[x.own[1]] for x in paired], mean=False)
+    at = {id(x): i for i, x in enumerate(chosen)}
+    hinges = [F.relu(lp[at[id(x)]] - math.log(cap)) for x in chosen if x.own is None]
+    hinges += [F.relu(-math.log(cap) - (lp[len(chosen) + j] - lp[at[id(x)]])) for j, x in enumerate(paired)]
+    return torch.stack(hinges).mean()

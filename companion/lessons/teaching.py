@@ -124,8 +124,7 @@ class Teaching:
                        LOOK_SAMPLES * self.settings.night.lessons.samples, ordinary=self.leak_lines,
                        phrasings=False, should_stop=should_stop, keep_examples=0)
         known = {(x.prompt, x.token) for x in self.leaks}
-        self.leaks += [x for x in find(self.tokenizer, self.settings, self.block_size, seen.leaked,
-                                       [x.keys for x in self.checked], [x.answer for x in self.checked])
+        self.leaks += [x for x in find(self.tokenizer, self.settings, self.block_size, seen.leaked, self.checked)
                        if (x.prompt, x.token) not in known]
         return seen
 
