@@ -44,7 +44,7 @@ from companion.model.transformer import Transformer
 
 __all__ = ["Leak", "find", "leak_at", "leak_loss", "LEAK_CAP"]
 
-LEAK_CAP = 0.03  # the most likely a leaked key word may stay where it leaked (1% slowed the lessons more)
+LEAK_CAP = 0.03  # a leaked key word: at most this times as likely as at its own place (1% slowed the lessons more)
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,10 @@ def leak_loss(model: Transformer, leaks: Sequence[Leak], rng: random.Random, mos
     if not leaks:
         return None
     chosen = rng.sample(list(leaks), min(most, len(leaks)))
-    paired = [x for x in chosen if x.own is not None]
-    lp = answer_logprobs(model, [list(x.prompt) for x in chosen] + [list(x.own[0]) for x in paired],
-                         [[x.token] for x in chosen] + [[x.own[1]] for x in paired], mean=False)
-    at = {id(x): i for i, x in enumerate(chosen)}
-    hinges = [F.relu(lp[at[id(x)]] - math.log(cap)) for x in chosen if x.own is None]
-    hinges += [F.relu(-math.log(cap) - (lp[len(chosen) + j] - lp[at[id(x)]])) for j, x in enumerate(paired)]
+    owns = [x.own for x in chosen if x.own is not None]
+    lp = answer_logprobs(model, [list(x.prompt) for x in chosen] + [list(p) for p, _ in owns],
+                         [[x.token] for x in chosen] + [[t] for _, t in owns], mean=False)
+    own_lp = iter(lp[len(chosen):])  # in the order of the leaks that have an own place
+    hinges = [F.relu(lp[i] - math.log(cap)) if x.own is None else F.relu(-math.log(cap) - (next(own_lp) - lp[i]))
+              for i, x in enumerate(chosen)]
     return torch.stack(hinges).mean()

@@ -197,6 +197,12 @@ class _Tonight:
     anchor: Checkpoint | None = None
     finish_seen: dict[int, float] = field(default_factory=dict)  # id(lesson) -> drawn whole at the last look
 
+    @property
+    def lesson_night(self) -> bool:
+        """Lessons taught tonight, or only learned ones resting that it keeps: trained at the lessons'
+        settings either way (`Teaching`)."""
+        return self.teaching is not None
+
 
 class NightRun:
     """One night, phase by phase. `run` is the order of the phases; each phase is one method, and every
@@ -385,7 +391,7 @@ class NightRun:
         for text in material.notes:
             self.note(text)
         cfg = settings.night.lessons
-        if tonight.teaching is not None:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
+        if tonight.lesson_night:  # the lessons' own steps, the usual material spread over them (see companion.lessons)
             count = tonight.teaching.steps(tonight.recall_before)  # fewer on a night that consolidates
             tonight.teaching.focus(tonight.recall_before)  # extra cards for the lessons that lag
             steps = (plan_steps(material, _lesson_plan(settings, count), self.seed) if cfg.material_tokens > 0
@@ -402,7 +408,7 @@ class NightRun:
         """4. Training: a fresh optimizer, the night's own schedule, every loss guarded. False when a loss
         spiked or was not finite (the reason in `_rolled_back_why`)."""
         settings, report, model, steps = self.settings, self.report, self.model, tonight.steps
-        cfg, lesson_night = settings.night.lessons, tonight.teaching is not None  # taught, or only resting ones kept
+        cfg, lesson_night = settings.night.lessons, tonight.lesson_night
         self.phase("training", plural(len(steps), "step"))
         if lesson_night and self.options.learning_rate is None:
             report.learning_rate = cfg.learning_rate
