@@ -315,3 +315,55 @@ def test_a_near_miss_the_companion_said_is_held_where_it_leaves_the_answer(tiny_
     token_after, whole_after = gaps()
     assert token_after > token_before + 0.5
     assert whole_after > whole_before + 0.5
+
+
+def test_an_answer_drawn_whole_after_an_ordinary_line_is_held_below_one_in_a_hundred(tiny_model, tokenizer, tiny_home):
+    """Intrusion as an owner meets it: "Your favourite colour is purple." said whole to "How was your
+    walk?". The margin's mean-per-token hinge can be met while the whole answer is still drawn there
+    now and then, so the margin also caps how often the sampler would draw it whole after an ordinary
+    line (`ELSEWHERE`). Here the answer is taught after its question and, less, after the ordinary
+    line (less: its usual reply is taught there too): the pair hinge (a tiny margin) and the shortfall are met, so only the cap is left, and steps
+    on it make the answer rarer after the line while its question still gets it."""
+    import torch
+
+    from companion.lessons.margin import SURE, drawn_whole, margin_loss
+    from companion.lessons.morning import asked_prompt, reply_ids
+    from companion.model.loss import score, shifted
+
+    settings = tiny_home.load_settings()
+    line = "How was the weather on your walk today?"
+    own, there = asked_prompt(settings, tokenizer, 256, DOG.question), asked_prompt(settings, tokenizer, 256, line)
+    answer = reply_ids(tokenizer, DOG.answer)
+    optimizer = torch.optim.Adam(tiny_model.parameters(), lr=3e-3)
+    usual = reply_ids(tokenizer, "It rained a little.")
+    for step in range(80):  # taught after its question; the line gets its usual reply, and now and then the answer
+        pairs = [(own, answer), (there, answer if step % 4 == 0 else usual)]
+        rows = [shifted(p + a, context=len(p)) for p, a in pairs]
+        loss = score(tiny_model, [x for x, _ in rows], [t for _, t in rows]).loss()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def drawn() -> tuple[float, float]:
+        p_own, p_there = drawn_whole(tiny_model, tokenizer, settings, 256, [DOG, LessonText(line, DOG.answer)])
+        return p_own, p_there
+
+    p_own, p_there = drawn()
+    assert p_own >= SURE and p_there > 0.1  # said to its question; said after the line too, often
+    ordinary = [(line, "It rained a little.")]
+
+    def loss_now(seed: int) -> torch.Tensor:
+        loss = margin_loss(tiny_model, [DOG], settings, tokenizer, 256, random.Random(seed), margin=1e-4,
+                           others=0, ordinary=ordinary, neutral=1)
+        assert loss is not None
+        return loss
+
+    assert float(loss_now(0).detach()) > 0  # only the cap: the pair hinge and the shortfall are met
+    for seed in range(10):
+        loss = loss_now(seed)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    p_own_after, p_there_after = drawn()
+    assert p_there_after < p_there / 2
+    assert p_own_after > SURE - 0.05

@@ -42,6 +42,13 @@ corpus's training side (`ordinary`) by `margin` nats per token, for every lesson
 most `neutral`). The same tokens in two contexts, so the hinge asks only "does this answer belong
 here?"; measured on the seedling's first night, lessons taught without it leaked into 8 of 100
 replies to ordinary lines, with it for two lessons a step into 3-8 (three runs).
+
+A mean per token is met while the whole answer is still drawn after the ordinary line now and then
+(its last words are sure once its first are said), and that is what an owner meets: "Your
+favourite colour is purple." said whole to "How was your walk?". So the same rows are also read as
+the owner's sampler draws, and each answer after an ordinary line is held to being drawn whole at
+most `ELSEWHERE` (1%) of the time (nats over log 0.01, per answer token, a mean of the rows over it).
+Measured (bench/lessons.py, five facts, --rates 400; RESULTS).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ __all__ = ["margin_loss", "answer_logprobs", "drawn_shortfall", "drawn_whole", "
 
 BRANCH_MARGIN = math.log(20)  # nats between the answer's token and a near miss's where they part
 SURE = 0.99  # an answer asked in a fresh morning: drawn whole at least this often (`drawn_shortfall`)
+ELSEWHERE = 0.01  # the same answer after an ordinary line: drawn whole at most this often (intrusion)
 
 
 def branch(answer: Sequence[int], miss: Sequence[int]) -> int | None:
@@ -115,9 +123,12 @@ def _answers(model: Transformer, prompts: list[list[int]], answers: list[list[in
     return score(model, inputs, [t for _, t in rows], adjust=adjust)
 
 
+def _per_token(nats: torch.Tensor, answers: list[list[int]]) -> torch.Tensor:
+    return nats / torch.tensor([len(a) for a in answers], device=nats.device, dtype=torch.float32)
+
+
 def _shortfall(logprobs: torch.Tensor, answers: list[list[int]], sure: float) -> torch.Tensor:
-    tokens = torch.tensor([len(a) for a in answers], device=logprobs.device, dtype=torch.float32)
-    return F.relu(-logprobs + math.log(sure)) / tokens
+    return _per_token(F.relu(math.log(sure) - logprobs), answers)
 
 
 def drawn_shortfall(model: Transformer, tokenizer: Tokenizer, settings: Settings, prompts: list[list[int]],
@@ -186,6 +197,7 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
     pairs: list[tuple[int, int]] = []
     parted: list[tuple[int, int]] = []  # (answer's token, miss's token) rows where a near miss branches off
     owned: list[int] = []  # the rows of each lesson's own answer after its question
+    elsewhere_rows: list[int] = []  # the rows of a lesson's answer after an ordinary line
     own_wording: list[tuple[list[int], list[int]]] = []  # the answer after the owner's own question
     for lesson in chosen[:most]:
         rivals = [x for x in lessons if x is not lesson and x.keys != lesson.keys and x.answer != lesson.answer]
@@ -224,18 +236,24 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
                 prompts.append(elsewhere)
                 answers.append(own_answer)
                 pairs.append((own, len(prompts) - 1))
+                elsewhere_rows.append(len(prompts) - 1)
     if not owned:
         return None
     raw = len(prompts)
     if sure is not None:  # each own answer once more, as drawn: its prompt is read once for both
-        prompts += [prompts[i] for i in owned] + [p for p, _ in own_wording]
-        answers += [answers[i] for i in owned] + [a for _, a in own_wording]
+        prompts += [prompts[i] for i in owned] + [p for p, _ in own_wording] + [prompts[i] for i in elsewhere_rows]
+        answers += [answers[i] for i in owned] + [a for _, a in own_wording] + [answers[i] for i in elsewhere_rows]
     scored = _answers(model, prompts, answers, (tokenizer, settings, set(range(raw, len(prompts)))))
     lp = scored.row_logprobs(mean=True)[:raw]
     total = lp.new_zeros(())
     if sure is not None:
-        short = _shortfall(scored.row_logprobs()[raw:], answers[raw:], sure)
+        drawn = scored.row_logprobs()[raw:]
+        cut = len(drawn) - len(elsewhere_rows)
+        short = _shortfall(drawn[:cut], answers[raw:raw + cut], sure)
         total = short.sum() / (short.detach() > 0).sum().clamp_min(1)  # shared by the answers still short
+        if elsewhere_rows:  # the answer after an ordinary line: drawn whole at most ELSEWHERE of the time
+            over = _per_token(F.relu(drawn[cut:] - math.log(ELSEWHERE)), answers[raw + cut:])
+            total = total + over.sum() / (over.detach() > 0).sum().clamp_min(1)
     for rows, nats in ((pairs, margin), (parted, BRANCH_MARGIN)):
         if rows:
             own_idx = torch.tensor([a for a, _ in rows], device=lp.device)
