@@ -377,3 +377,22 @@ def test_the_nights_recall_reads_each_lessons_exact_probability_in_its_weakest_p
     each = drawn_whole(tiny_model, tokenizer, settings, 256,
                        [LessonText(q, DOG.answer) for q in asked.asked_as])
     assert row.drawn == min(each)
+
+
+def test_a_night_whose_lessons_are_already_said_looks_for_leaks_before_its_first_step(tiny_home, tokenizer):
+    """Leaks come back: a second night held "My dad is called Marta." down only from its look two
+    thirds in, and 4.4% of replies to ordinary lines carried a taught word after it. When a lesson is
+    already said before the night, the night also looks before its first step, so the leaks it finds
+    are held down for all of it."""
+    from companion.lessons.cards import ordinary_exchanges
+    from companion.lessons.teaching import LEAK_LINES
+
+    learned = LessonText(DOG.question, DOG.answer, learned=True)
+    with Store.open(tiny_home.store_path) as store:
+        lines = [line for line, _ in ordinary_exchanges(tiny_home.load_settings(), most=LEAK_LINES)][:3]
+        teach_directly(tiny_home, store, tokenizer, [DOG] + [LessonText(line, "My mom is called Biscuit.")
+                                                              for line in lines])
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[learned])
+    assert any(note.startswith("after 0 steps, taught words said to ordinary lines") for note in report.notes), report.notes

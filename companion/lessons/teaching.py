@@ -120,7 +120,7 @@ class Teaching:
         starter corpus's training side (not the held-out lines the recall counts intrusion on) and
         keeps the replies that carried a taught word as leaks (`companion.lessons.leaks`), which every
         step after holds down."""
-        seen = measure(model, self.tokenizer, self.settings, self.taught,
+        seen = measure(model, self.tokenizer, self.settings, self.taught or self.checked,
                        LOOK_SAMPLES * self.settings.night.lessons.samples, ordinary=self.leak_lines,
                        phrasings=False, should_stop=should_stop, keep_examples=0)
         known = {(x.prompt, x.token) for x in self.leaks}
