@@ -385,13 +385,12 @@ def test_a_night_whose_lessons_are_already_said_looks_for_leaks_before_its_first
     already said before the night, the night also looks before its first step, so the leaks it finds
     are held down for all of it."""
     from companion.lessons.cards import ordinary_exchanges
-    from companion.lessons.teaching import LEAK_LINES
 
     learned = LessonText(DOG.question, DOG.answer, learned=True)
     with Store.open(tiny_home.store_path) as store:
-        lines = [line for line, _ in ordinary_exchanges(tiny_home.load_settings(), most=LEAK_LINES)][:3]
-        teach_directly(tiny_home, store, tokenizer, [DOG] + [LessonText(line, "My mom is called Biscuit.")
-                                                              for line in lines])
+        borrows = [LessonText(line, "My mom is called Biscuit.")
+                   for line, _ in ordinary_exchanges(tiny_home.load_settings(), most=3)]
+        teach_directly(tiny_home, store, tokenizer, [DOG, *borrows])  # it says the answer, and borrows its name
         day, _ = script_day(tiny_home, store, tokenizer)
         settings = lesson_settings(tiny_home, **{"night.lessons.steps": 3})
         report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[learned])

@@ -321,9 +321,10 @@ def test_an_answer_drawn_whole_after_an_ordinary_line_is_held_below_one_in_a_hun
     """Intrusion as an owner meets it: "Your favourite colour is purple." said whole to "How was your
     walk?". The margin's mean-per-token hinge can be met while the whole answer is still drawn there
     now and then, so the margin also caps how often the sampler would draw it whole after an ordinary
-    line (`ELSEWHERE`). Here the answer is taught after its question and, less, after the ordinary
-    line (less: its usual reply is taught there too): the pair hinge (a tiny margin) and the shortfall are met, so only the cap is left, and steps
-    on it make the answer rarer after the line while its question still gets it."""
+    line (`ELSEWHERE`). Here the answer is taught after its question and now and then after the
+    ordinary line (whose usual reply is taught there too): the pair hinge (a tiny margin) and the
+    shortfall are met, so only the cap is left, and steps on it make the answer rarer after the line
+    while its question still gets it."""
     import torch
 
     from companion.lessons.margin import SURE, drawn_whole, margin_loss
@@ -344,9 +345,8 @@ def test_an_answer_drawn_whole_after_an_ordinary_line_is_held_below_one_in_a_hun
         loss.backward()
         optimizer.step()
 
-    def drawn() -> tuple[float, float]:
-        p_own, p_there = drawn_whole(tiny_model, tokenizer, settings, 256, [DOG, LessonText(line, DOG.answer)])
-        return p_own, p_there
+    def drawn() -> list[float]:  # the answer drawn whole after its question, and after the line
+        return drawn_whole(tiny_model, tokenizer, settings, 256, [DOG, LessonText(line, DOG.answer)])
 
     p_own, p_there = drawn()
     assert p_own >= SURE and p_there > 0.1  # said to its question; said after the line too, often
