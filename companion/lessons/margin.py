@@ -48,7 +48,10 @@ A mean per token is met while the whole answer is still drawn after the ordinary
 favourite colour is purple." said whole to "How was your walk?". So the same rows are also read as
 the owner's sampler draws, and each answer after an ordinary line is held to being drawn whole at
 most `ELSEWHERE` (1%) of the time (nats over log 0.01, per answer token, a mean of the rows over it).
-Measured (bench/lessons.py, five facts, --rates 400; RESULTS).
+Measured (bench/lessons.py, five facts, --rates 400): first nights' intrusion rate .015-.021 in six
+runs, every one accepted (before: .023-.049, and one of seven first nights rolled back on intrusion,
+"Your favourite colour is purple!" among its replies to ordinary lines); answers a little less sure
+after the first night (true rates .882-.988 against .958-.993), made up by the second (.955-1.0).
 """
 
 from __future__ import annotations
