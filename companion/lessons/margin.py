@@ -130,6 +130,12 @@ def _per_token(nats: torch.Tensor, answers: list[list[int]]) -> torch.Tensor:
     return nats / torch.tensor([len(a) for a in answers], device=nats.device, dtype=torch.float32)
 
 
+def _among_unmet(hinges: torch.Tensor) -> torch.Tensor:
+    """A mean over the rows whose hinge is not yet met, so that one row still short is not divided by
+    the many already met."""
+    return hinges.sum() / (hinges.detach() > 0).sum().clamp_min(1)
+
+
 def _shortfall(logprobs: torch.Tensor, answers: list[list[int]], sure: float) -> torch.Tensor:
     return _per_token(F.relu(math.log(sure) - logprobs), answers)
 
@@ -253,10 +259,10 @@ def margin_loss(model: Transformer, lessons: Sequence[LessonText], settings: Set
         drawn = scored.row_logprobs()[raw:]
         cut = len(drawn) - len(elsewhere_rows)
         short = _shortfall(drawn[:cut], answers[raw:raw + cut], sure)
-        total = short.sum() / (short.detach() > 0).sum().clamp_min(1)  # shared by the answers still short
+        total = _among_unmet(short)  # shared by the answers still short
         if elsewhere_rows:  # the answer after an ordinary line: drawn whole at most ELSEWHERE of the time
             over = _per_token(F.relu(drawn[cut:] - math.log(ELSEWHERE)), answers[raw + cut:])
-            total = total + over.sum() / (over.detach() > 0).sum().clamp_min(1)
+            total = total + _among_unmet(over)
     for rows, nats in ((pairs, margin), (parted, BRANCH_MARGIN)):
         if rows:
             own_idx = torch.tensor([a for a, _ in rows], device=lp.device)
