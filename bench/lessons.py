@@ -357,6 +357,7 @@ def sleep_and_measure(home, store, day_id: int, settings, device: str, engine, m
     row["cpu_seconds"] = cpu  # the night's CPU time: its wall time on idle cores, whatever the load
     row["phases"] = progress.phases(seconds)
     row["steps"] = report.steps
+    row["precision"] = report.precision  # what its steps computed in (companion.compute.precision)
     return report, row
 
 

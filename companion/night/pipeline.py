@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from companion.compute.precision import training_autocast, training_precision
 from companion.compute.threads import pace
 from companion.history.weights import Weights
 from companion.home import Home
@@ -312,7 +313,8 @@ class NightRun:
         self.seed = day.number if self.options.seed is None else self.options.seed
         self.block = self.model.config.block_size
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         else contextlib.nullcontext())
+                         else contextlib.nullcontext())  # what the night measures: float32 on a CPU
+        self.report.precision = training_precision(self.device, self.settings.night.cpu_bfloat16)
         self._dream(turns)
         before = self._probe_before()
         tonight = self._prepare()
@@ -415,7 +417,7 @@ class NightRun:
         spiked or was not finite (the reason in `_rolled_back_why`)."""
         settings, report, model, steps = self.settings, self.report, self.model, tonight.steps
         cfg, lesson_night = settings.night.lessons, tonight.lesson_night
-        self.phase("training", plural(len(steps), "step"))
+        self.phase("training", f"{plural(len(steps), 'step')} in {report.precision}")
         if lesson_night and self.options.learning_rate is None:
             report.learning_rate = cfg.learning_rate
         lr_peak = report.learning_rate
@@ -526,10 +528,10 @@ class NightRun:
                           self.settings.night.grad_clip)
 
     def _built(self, step: int, part: Callable[[], torch.Tensor | None]) -> Callable[[], torch.Tensor | None]:
-        """`part` built under the night's autocast and passed through the caller's loss hook (the hook
-        sees every part: scaling each scales the step's loss)."""
+        """`part` built in the night's training precision (`companion.compute.precision`) and passed
+        through the caller's loss hook (the hook sees every part: scaling each scales the step's loss)."""
         def build() -> torch.Tensor | None:
-            with self.autocast:
+            with training_autocast(self.device, self.report.precision):
                 loss = part()
             if loss is not None and self.options.loss_hook is not None:
                 loss = self.options.loss_hook(step, loss)

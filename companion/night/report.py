@@ -74,6 +74,7 @@ class NightReport:
     checksum_after: str = ""
     anchor: dict[str, Any] | None = None  # {"checkpoint_id", "ppl", "after", "bound"}: total drift
     lessons: dict[str, Any] | None = None  # what is said back, before -> after (companion.lessons.report)
+    precision: str = ""  # what the training steps computed in: "bfloat16" or "float32" (companion.compute.precision)
 
     @property
     def accepted(self) -> bool:
@@ -154,7 +155,8 @@ def report_lines(report: NightReport) -> list[str]:
                      f"{a['ppl']:.2f} -> {a['after']:.2f} ({a['after'] / a['ppl'] - 1:+.1%}; bound {a['bound']:.0%})")
     lines += lesson_lines(report.lessons)
     lines.append(f"How long: {format_duration(report.duration_s)}, {report.steps} of {plural(report.total_steps, 'step')}"
-                 f" at a peak learning rate of {report.learning_rate:.1e}")
+                 f" at a peak learning rate of {report.learning_rate:.1e}"
+                 + (f", in {report.precision}" if report.precision else ""))
     if report.material:
         drawn = ", ".join(f"{k} {v:,}" for k, v in report.material.items() if v)
         lines.append(f"Material (tokens): {drawn or 'none'}")

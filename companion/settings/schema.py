@@ -208,6 +208,11 @@ class NightSettings:
         _Int(0, 100_000, "a whole number from 0 (auto) to 100,000"),
         "optimizer steps per night (0 = auto, from the token budgets)",
     )
+    cpu_bfloat16: bool = _setting(
+        True,
+        _Bool(),
+        "train in bfloat16 on a CPU that has it natively (AVX-512 BF16 or AMX; measures stay float32)",
+    )
     batch_tokens: int = _setting(
         4096, _Int(64, 1_048_576), "tokens per optimizer step"
     )
