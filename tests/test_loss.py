@@ -306,3 +306,31 @@ def test_logits_adjusted_before_scoring_see_each_target_at_its_place_in_its_row(
     expected = sorted((r, j) for r, t in enumerate(targets) for j, x in enumerate(t) if x != IGNORE)
     assert shared_places == whole_places == expected
     assert torch.allclose(shared, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("saving", [1, 0])
+def test_a_row_asked_twice_is_read_once_and_scored_twice_each_under_its_own_id(tiny_model, tokenizer, saving):
+    """The margin scores each answer as it is and as drawn: the copy is not read again, and every
+    number (each row's score, through `adjust` by row id, and the gradients) is that of reading it twice."""
+    inputs, targets, _ = margin_rows(tokenizer)
+    twice = [0, 4, len(inputs) - 1]  # a shared prompt's rows and the row alone, each asked again
+    inputs, targets = inputs + [inputs[i] for i in twice], targets + [targets[i] for i in twice]
+    copies = {i: [len(inputs) - len(twice) + n] for n, i in enumerate(twice)}
+
+    def drawn_rows_sharper(logits, rows, positions, taught):
+        return torch.where((rows >= len(inputs) - len(twice))[:, None], logits * 1.5, logits)
+
+    tiny_model.train()
+    results = []
+    for given in (copies, None):
+        tiny_model.zero_grad(set_to_none=True)
+        scored, read = positions_read(tiny_model, lambda: score(tiny_model, inputs, targets, saving=saving,
+                                                                adjust=drawn_rows_sharper, copies=given))
+        scored.row_logprobs().sum().backward()
+        results.append((scored.row_logprobs().detach(), read, [p.grad.clone() for p in tiny_model.parameters()]))
+    (once, once_read, once_grads), (again, again_read, again_grads) = results
+    assert once_read < again_read
+    assert torch.allclose(once, again, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(once[twice], once[-len(twice):])  # the copies were scored their own way
+    for new, old in zip(once_grads, again_grads):
+        assert torch.allclose(new, old, rtol=1e-4, atol=1e-5)
