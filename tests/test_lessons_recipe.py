@@ -367,3 +367,22 @@ def test_an_answer_drawn_whole_after_an_ordinary_line_is_held_below_one_in_a_hun
     p_own_after, p_there_after = drawn()
     assert p_there_after < p_there / 2
     assert p_own_after > SURE - 0.05
+
+
+def test_a_consolidating_night_may_finish_as_far_as_a_full_lesson_night(tiny_home, tokenizer):
+    """Its lessons were all said back before it (their key word in every draw), so it plans half the
+    steps; but an answer not yet drawn whole word for word gets the same finishing steps as on a
+    first night (measured, two second nights ended their 10 extra steps with the sister at 85%
+    drawn whole and still climbing)."""
+    with Store.open(tiny_home.store_path) as store:
+        said_sometimes(tiny_home, store, tokenizer)
+        day, _ = script_day(tiny_home, store, tokenizer)
+        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
+                                                 "night.lessons.consolidation_steps": 0.5,
+                                                 "night.lessons.finish_steps": 1.0})
+        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
+    assert report.status == "accepted", report.reason
+    row = report.lessons["lessons"][0]
+    assert row["before"] == row["asked"]  # said back before the night: it consolidates
+    assert "after 2 steps, 4 more for:" in " ".join(report.notes)  # 2 planned, then 4 (of `steps`), not 2
+    assert report.steps == 6

@@ -432,7 +432,7 @@ class NightRun:
         t_train, tokens = time.monotonic(), 0
         look_at = round(len(steps) * LOOK_AT) if lesson_night else -1
         planned = len(steps)
-        extra = round(planned * cfg.finish_steps) if lesson_night else 0
+        extra = round(cfg.steps * cfg.finish_steps) if lesson_night else 0  # a consolidating night's too
         schedule = [lr_at((i + 1) / planned, lr_peak, settings.night.warmup_fraction, LR_FLOOR) for i in range(planned)]
         mean_lr = sum(schedule) / max(1, planned)
         for step, batch in enumerate(steps):  # `_finish` may add steps at the end

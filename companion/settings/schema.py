@@ -160,8 +160,8 @@ class LessonSettings:
         "share of the steps on a night whose lessons were all said back before it",
     )
     finish_steps: float = _setting(
-        0.5, _Float(0.0, 2.0, allowed="a number from 0.0 (off) to 2.0"),
-        "share of the steps a night may add while a taught answer is not yet drawn whole in 99% of samples",
+        0.3, _Float(0.0, 2.0, allowed="a number from 0.0 (off) to 2.0"),
+        "share of `steps` a night may add (a consolidating night too) while a taught answer is not yet drawn whole in 99% of samples",
     )
     material_tokens: int = _setting(
         1024, _Int(0, 1_048_576), "tokens of the night's other material (day, dreams, replay...) per step"
