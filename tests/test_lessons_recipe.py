@@ -83,13 +83,22 @@ def said_sometimes(home, store, tokenizer, lesson=DOG) -> float:
 def finishing_night(home, tokenizer, *, near: bool, steps: int, learning_rate: float, finish_steps: float):
     """One lesson night on the dog (said sometimes before it when `near`), every planned step run
     (no consolidation), with `finish_steps` to spare; its report, accepted."""
+    return night_after(home, tokenizer, said_sometimes if near else None,
+                       **{"night.lessons.steps": steps, "night.lessons.learning_rate": learning_rate,
+                          "night.lessons.consolidation_steps": 1.0, "night.lessons.finish_steps": finish_steps})
+
+
+def night_after(home, tokenizer, prepare, **values):
+    """A lesson night on the dog after `prepare(home, store, tokenizer)` (when given): 4 lesson steps
+    (2 when it consolidates), up to 4 finishing steps, unless `values` say otherwise; its report,
+    accepted."""
     with Store.open(home.store_path) as store:
-        if near:
-            said_sometimes(home, store, tokenizer)
+        if prepare is not None:
+            prepare(home, store, tokenizer)
         day, _ = script_day(home, store, tokenizer)
-        settings = lesson_settings(home, **{"night.lessons.steps": steps, "night.lessons.learning_rate": learning_rate,
-                                            "night.lessons.consolidation_steps": 1.0,
-                                            "night.lessons.finish_steps": finish_steps})
+        settings = lesson_settings(home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
+                                            "night.lessons.consolidation_steps": 0.5,
+                                            "night.lessons.finish_steps": 1.0, **values})
         report = run_night(home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
     assert report.status == "accepted", report.reason
     return report
@@ -117,15 +126,20 @@ def test_a_finish_line_that_brings_no_answer_nearer_ends_after_one_more_look(tin
 
 
 def test_a_night_whose_answers_are_already_drawn_whole_ends_at_its_planned_steps(tiny_home, tokenizer):
-    with Store.open(tiny_home.store_path) as store:
-        teach_directly(tiny_home, store, tokenizer, [DOG])
-        day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
-                                                 "night.lessons.consolidation_steps": 0.5,
-                                                 "night.lessons.finish_steps": 1.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
-    assert report.status == "accepted", report.reason
+    report = night_after(tiny_home, tokenizer, lambda home, store, tok: teach_directly(home, store, tok, [DOG]))
     assert report.steps == 2 and not any("more for:" in n for n in report.notes)  # a consolidating night's 2
+
+
+def test_a_consolidating_night_may_finish_as_far_as_a_full_lesson_night(tiny_home, tokenizer):
+    """Its lessons were all said back before it (their key word in every draw), so it plans half the
+    steps; but an answer not yet drawn whole word for word gets the same finishing steps as on a
+    first night (measured, two second nights ended their 10 extra steps with the sister at 85%
+    drawn whole and still climbing)."""
+    report = night_after(tiny_home, tokenizer, said_sometimes)
+    row = report.lessons["lessons"][0]
+    assert row["before"] == row["asked"]  # said back before the night: it consolidates
+    assert "after 2 steps, 4 more for:" in " ".join(report.notes)  # 2 planned, then 4 (of `steps`), not 2
+    assert report.steps == 6
 
 
 def test_drawn_whole_is_how_often_the_owners_sampler_says_the_answer_word_for_word(tiny_home, tokenizer):
@@ -367,22 +381,3 @@ def test_an_answer_drawn_whole_after_an_ordinary_line_is_held_below_one_in_a_hun
     p_own_after, p_there_after = drawn()
     assert p_there_after < p_there / 2
     assert p_own_after > SURE - 0.05
-
-
-def test_a_consolidating_night_may_finish_as_far_as_a_full_lesson_night(tiny_home, tokenizer):
-    """Its lessons were all said back before it (their key word in every draw), so it plans half the
-    steps; but an answer not yet drawn whole word for word gets the same finishing steps as on a
-    first night (measured, two second nights ended their 10 extra steps with the sister at 85%
-    drawn whole and still climbing)."""
-    with Store.open(tiny_home.store_path) as store:
-        said_sometimes(tiny_home, store, tokenizer)
-        day, _ = script_day(tiny_home, store, tokenizer)
-        settings = lesson_settings(tiny_home, **{"night.lessons.steps": 4, "night.lessons.learning_rate": 1e-6,
-                                                 "night.lessons.consolidation_steps": 0.5,
-                                                 "night.lessons.finish_steps": 1.0})
-        report = run_night(tiny_home, store, day.id, settings, "cpu", probe_windows=PROBE, lessons=[DOG])
-    assert report.status == "accepted", report.reason
-    row = report.lessons["lessons"][0]
-    assert row["before"] == row["asked"]  # said back before the night: it consolidates
-    assert "after 2 steps, 4 more for:" in " ".join(report.notes)  # 2 planned, then 4 (of `steps`), not 2
-    assert report.steps == 6
