@@ -154,17 +154,23 @@ def shared_prompts(inputs: Sequence[Row], targets: Sequence[Row],
     return shared, alone
 
 
+def autocast_on(device_type: str) -> bool:
+    """Whether an autocast is in force for `device_type` ("cpu", "cuda")."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 asks per device with its own function
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def _compute_dtype(model: torch.nn.Module, device: torch.device) -> torch.dtype:
     """The dtype a linear layer gives under the autocast in force (the night autocasts on a GPU)."""
     param = next(model.parameters()).dtype
-    try:
-        on = torch.is_autocast_enabled(device.type)
-    except TypeError:  # torch < 2.4 asks per device with its own function
-        on = torch.is_autocast_enabled() if device.type == "cuda" else False
-    if not on:
+    if not autocast_on(device.type):
         return param
     getter = getattr(torch, "get_autocast_dtype", None)
-    return getter(device.type) if getter is not None else torch.get_autocast_gpu_dtype()
+    if getter is not None:
+        return getter(device.type)
+    return torch.get_autocast_cpu_dtype() if device.type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 Adjust = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

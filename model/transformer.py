@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from companion.model.config import ModelConfig
-from companion.model.loss import next_token_loss
+from companion.model.loss import autocast_on, next_token_loss
 
 # scaled_dot_product_attention reads grouped keys/values itself from torch 2.5; before, they are repeated
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
@@ -179,19 +179,12 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4 asks per device with its own function
-        return torch.is_autocast_cpu_enabled()
-
-
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
     """`scaled_dot_product_attention`; on a CPU under bfloat16 autocast (a night on a CPU with native
     bfloat16), in float32: there the matrix products gain from bfloat16 but PyTorch's CPU attention
     does not (a timing harness on the seedling, 2 threads of an AVX-512 BF16 CPU, noisy: a lesson
     step 1.27 s with attention in bfloat16, 0.93 s with it in float32, 1.58 s all in float32)."""
-    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and _cpu_autocast():
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and autocast_on("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, **kwargs)

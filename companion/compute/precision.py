@@ -20,7 +20,7 @@ from typing import ContextManager
 
 import torch
 
-__all__ = ["native_cpu_bfloat16", "training_precision", "training_autocast"]
+__all__ = ["native_cpu_bfloat16", "training_precision", "training_autocast", "measuring_autocast"]
 
 
 def native_cpu_bfloat16() -> bool:
@@ -49,3 +49,9 @@ def training_autocast(device: torch.device, precision: str) -> ContextManager:
     if precision == "bfloat16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def measuring_autocast(device: torch.device) -> ContextManager:
+    """The autocast what a night measures is computed under: bfloat16 on a GPU, none on a CPU (so
+    that a verdict never depends on the format a CPU night trained in)."""
+    return training_autocast(device, "bfloat16") if device.type == "cuda" else contextlib.nullcontext()

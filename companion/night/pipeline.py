@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from companion.compute.precision import training_autocast, training_precision
+from companion.compute.precision import measuring_autocast, training_autocast, training_precision
 from companion.compute.threads import pace
 from companion.history.weights import Weights
 from companion.home import Home
@@ -312,8 +312,7 @@ class NightRun:
             raise CheckpointError(f"{self.pre.path}: the loaded weights do not match the recorded checksum")
         self.seed = day.number if self.options.seed is None else self.options.seed
         self.block = self.model.config.block_size
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         else contextlib.nullcontext())  # what the night measures: float32 on a CPU
+        self.autocast = measuring_autocast(self.device)
         self.report.precision = training_precision(self.device, self.settings.night.cpu_bfloat16)
         self._dream(turns)
         before = self._probe_before()
